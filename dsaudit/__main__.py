@@ -1,0 +1,5 @@
+"""Allow ``python -m dsaudit``."""
+
+from dsaudit.cli import main
+
+main()

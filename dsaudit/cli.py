@@ -1,0 +1,56 @@
+"""Command-line entry point: a thin click group; each subcommand lives in dsaudit.commands."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from dsaudit import __version__
+from dsaudit.errors import DsauditError
+
+# name -> "module:attribute"; imported only when the subcommand runs so `dsaudit --help`
+# stays fast and a broken optional dependency only breaks its own command.
+COMMANDS: dict[str, str] = {
+    "flows": "dsaudit.commands.flows:flows",
+    "rules": "dsaudit.commands.rules:rules",
+    "firewall": "dsaudit.commands.firewall:firewall",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("dsaudit.commands"):
+                return None  # command not built yet
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dsaudit")
+def cli() -> None:
+    """Audit Trend Micro Deep Security traffic against the vendor's port matrix."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; a DsauditError becomes one line on stderr and exit code 2."""
+    try:
+        return cli.main(args=argv, prog_name="dsaudit", standalone_mode=True)
+    except DsauditError as exc:
+        click.echo(f"dsaudit: error: {click.unstyle(str(exc))}", err=True)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Decoders: bytes in, facts out; pure functions and compiled kernels with no I/O."""

@@ -1,0 +1,57 @@
+"""The project's own error types: everything a user can cause ends up as one of these."""
+
+from __future__ import annotations
+
+
+class DsauditError(Exception):
+    """Base of every error dsaudit reports to a user (exit code 2 at the CLI)."""
+
+
+class DecodeError(DsauditError):
+    """Bytes that do not parse as the protocol they claim to be."""
+
+
+class CaptureError(DsauditError):
+    """A capture file that cannot be read (or read further), with where it broke."""
+
+    def __init__(self, path: str, offset: int | None, message: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.message = message
+        where = f"{path}" if offset is None else f"{path}: byte {offset}"
+        super().__init__(f"{where}: {message}")
+
+
+class Location:
+    """A place in a data file, kept so every catalog or inventory error names file:line."""
+
+    __slots__ = ("path", "line", "column")
+
+    def __init__(self, path: str, line: int | None = None, column: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.path
+        return f"{self.path}:{self.line}"
+
+    def __repr__(self) -> str:
+        return f"Location({self!s})"
+
+
+class DataFileError(DsauditError):
+    """One or more problems in a YAML data file; all are collected before raising."""
+
+    def __init__(self, problems: list[tuple[Location, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{loc}: {msg}" for loc, msg in problems))
+
+
+class CatalogError(DataFileError):
+    """A broken rules file (the vendor catalog or a site's own rules)."""
+
+
+class InventoryError(DataFileError):
+    """A broken inventory file."""

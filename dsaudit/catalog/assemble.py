@@ -1,0 +1,104 @@
+"""Cross-file checks and site overrides: turns parsed files into one consistent rule list."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from dsaudit.catalog.parse import Override, ParsedFile
+from dsaudit.catalog.roles import DS_ROLES, hosts_of_role
+from dsaudit.catalog.schema import Note, Rule
+from dsaudit.catalog.yaml_loader import Problems
+from dsaudit.errors import Location
+
+
+def assemble(files: Iterable[ParsedFile], problems: Problems) -> list[Rule]:
+    """All rules in file order, ids unique, overrides applied, counterparts consistent."""
+    files = list(files)
+    rules: dict[str, Rule] = {}
+    for parsed in files:
+        for rule in parsed.rules:
+            first = rules.get(rule.id)
+            if first is not None:
+                problems.add(_where(rule), f"duplicate rule id {rule.id!r} (first at {_where(first)})")
+                continue
+            rules[rule.id] = rule
+    seen_overrides: dict[str, Override] = {}
+    for parsed in files:
+        for override in parsed.overrides:
+            earlier = seen_overrides.get(override.id)
+            if earlier is not None:
+                problems.add(
+                    override.location,
+                    f"{override.id!r} is already overridden at {earlier.location}",
+                )
+                continue
+            seen_overrides[override.id] = override
+            _apply_override(rules, override, problems)
+    for rule in rules.values():
+        _check_counterparts(rule, rules, problems)
+    return list(rules.values())
+
+
+def _where(rule: Rule) -> Location:
+    return rule.location or Location("<unknown>")
+
+
+def _apply_override(rules: dict[str, Rule], override: Override, problems: Problems) -> None:
+    rule = rules.get(override.id)
+    if rule is None:
+        problems.add(override.location, f"override of unknown rule id {override.id!r}")
+        return
+    if rule.configurable == "no":
+        problems.add(
+            override.location,
+            f"the port of {rule.id!r} is not configurable (the vendor table marks it ×); "
+            "add a site rule for the other port instead",
+        )
+        return
+    # The two ends of one conversation must keep agreeing, so the counterparts move too.
+    for rule_id in (rule.id, *rule.counterparts):
+        target = rules.get(rule_id)
+        if target is None:
+            continue  # reported by the counterpart check
+        note = Note("site", f"ports {target.ports} overridden to {override.ports} at {override.location}")
+        rules[rule_id] = dataclasses.replace(
+            target,
+            ports=override.ports,
+            notes=(*target.notes, note),
+            overridden_at=override.location,
+        )
+
+
+def _expand(roles: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for role in roles:
+        out |= hosts_of_role(role) if role in DS_ROLES else {role}
+    return out
+
+
+def _check_counterparts(rule: Rule, rules: dict[str, Rule], problems: Problems) -> None:
+    for other_id in rule.counterparts:
+        other = rules.get(other_id)
+        where = _where(rule)
+        if other is None:
+            problems.add(where, f"{rule.id}: counterpart {other_id!r} does not exist")
+            continue
+        if rule.id not in other.counterparts:
+            problems.add(where, f"{rule.id}: counterpart {other_id!r} does not list it back")
+        if other.direction == rule.direction:
+            problems.add(where, f"{rule.id}: counterpart {other_id!r} has the same direction")
+        if not (set(rule.client_roles) & _expand(other.client_roles)) or not (
+            set(rule.server_roles) & _expand(other.server_roles)
+        ):
+            problems.add(
+                where,
+                f"{rule.id}: counterpart {other_id!r} is a different conversation "
+                f"(clients {'/'.join(other.client_roles)}, servers {'/'.join(other.server_roles)})",
+            )
+        if rule.ports != other.ports or not set(rule.transports) & set(other.transports):
+            problems.add(
+                where,
+                f"{rule.id}: counterpart {other_id!r} has other ports or transports "
+                f"({other.ports} vs {rule.ports})",
+            )

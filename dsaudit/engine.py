@@ -1,0 +1,107 @@
+"""Run the capture pipeline over files: one thread, or a reader/decoder thread beside it."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+
+from dsaudit.errors import DsauditError
+from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult, decode_batch
+from dsaudit.sources.batch import PacketBatch
+from dsaudit.sources.capture_file import CaptureReader, file_size
+
+_DONE = object()
+
+
+def _decoded(reader: CaptureReader, jobs: int) -> Iterator[tuple[PacketBatch, np.ndarray, int]]:
+    """Batches with their decoded records; with jobs > 1, read and decode ahead in a thread.
+
+    The flow table and naming stay on the calling thread, in capture order, so the
+    result does not depend on ``jobs``.
+    """
+    if jobs <= 1:
+        for batch in reader:
+            yield (batch, *decode_batch(batch))
+        return
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(2, jobs))
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for batch in reader:
+                if stop.is_set():
+                    return
+                q.put((batch, *decode_batch(batch)))
+            q.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer to re-raise
+            q.put(exc)
+
+    thread = threading.Thread(target=work, name="dsaudit-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def read_captures(
+    paths: list[str],
+    engine: str = "fast",
+    jobs: int = 1,
+    options: FlowOptions | None = None,
+    progress: bool = False,
+) -> FlowResult:
+    """Read captures in the order given, as one stream, and return their flows."""
+    if engine == "tshark":
+        from dsaudit.sources.tshark_engine import read_with_tshark
+
+        return read_with_tshark(paths, options=options)
+    if engine != "fast":
+        raise DsauditError(f"unknown engine {engine!r}")
+    builder = FlowBuilder(options)
+    infos = []
+    bar = _progress(progress)
+    with bar as live:
+        for path in paths:
+            reader = CaptureReader(path)
+            infos.append(reader.info)
+            task = live.add_task(path, total=file_size(path)) if live is not None else None
+            for batch, rec, k in _decoded(reader, jobs):
+                builder.consume(batch, rec, k)
+                if live is not None and task is not None and len(batch):
+                    done = reader.info.bytes_read or int(batch.file_off[-1])
+                    live.update(task, completed=min(done, file_size(path)))
+    return builder.result(infos)
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from rich.console import Console
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )

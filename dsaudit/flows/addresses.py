@@ -1,0 +1,48 @@
+"""IP addresses as one Python int (IPv4 as v4-mapped IPv6), and their text forms."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from functools import lru_cache
+
+M64 = (1 << 64) - 1
+V4_MAPPED = 0xFFFF_0000_0000
+
+
+def addr_key(hi: int, lo: int) -> int:
+    """Combine the kernel's two signed 64-bit halves into one 128-bit key."""
+    return ((hi & M64) << 64) | (lo & M64)
+
+
+def key_from_packed(raw: bytes) -> int | None:
+    """Key of a packed 4- or 16-byte address."""
+    if len(raw) == 4:
+        return V4_MAPPED | int.from_bytes(raw, "big")
+    if len(raw) == 16:
+        return int.from_bytes(raw, "big")
+    return None
+
+
+def key_from_text(text: str) -> int | None:
+    """Key of a textual IPv4 or IPv6 address, or None if it is not one."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if ip.version == 4:
+        return V4_MAPPED | int(ip)
+    return int(ip)
+
+
+def is_v4(key: int) -> bool:
+    """True for a v4-mapped key."""
+    return key >> 32 == 0xFFFF
+
+
+@lru_cache(maxsize=1 << 16)
+def key_to_text(key: int) -> str:
+    """Canonical text: dotted quad for IPv4, RFC 5952 for IPv6."""
+    if key >> 32 == 0xFFFF:
+        return socket.inet_ntop(socket.AF_INET, (key & 0xFFFFFFFF).to_bytes(4, "big"))
+    return socket.inet_ntop(socket.AF_INET6, key.to_bytes(16, "big"))

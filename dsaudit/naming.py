@@ -1,0 +1,387 @@
+"""Naming: peer names from TLS SNI, HTTP Host, proxy CONNECT, SOCKS and the capture's DNS answers.
+
+The flow kernel hands over only the payload packets worth reading (the start of each TCP
+stream, DNS, QUIC Initials, ICMP errors). This module reassembles just enough of each
+stream to run the protocol parsers, and keeps a time-aware map of DNS answers so that a
+later flow to an answered address carries the name its client resolved.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsaudit.decode import dns as dns_dec
+from dsaudit.decode import http as http_dec
+from dsaudit.decode import quic as quic_dec
+from dsaudit.decode import socks as socks_dec
+from dsaudit.decode import tls as tls_dec
+from dsaudit.decode.packet_kernel import (
+    C_DST_HI,
+    C_DST_LO,
+    C_PAY_LEN,
+    C_PAY_OFF,
+    C_SEQ,
+    C_SPORT,
+    C_DPORT,
+    C_ACK,
+    C_SRC_HI,
+    C_SRC_LO,
+    C_TS,
+    C_VLAN0,
+    C_VLAN1,
+    C_L3,
+    L3_IPV4,
+)
+from dsaudit.errors import DecodeError
+from dsaudit.flows.addresses import addr_key, key_from_packed, key_from_text
+from dsaudit.flows.table_kernel import (
+    EV_ICMP_ERROR,
+    EV_PAYLOAD,
+    F_A_HI,
+    F_A_LO,
+    F_A_PORT,
+    F_B_HI,
+    F_B_LO,
+    F_B_PORT,
+    F_ORIG_IS_A,
+    F_PROTO,
+)
+
+MAX_SEGMENTS = 64  # per direction; the kernel already caps what it sends
+MAX_STREAM = 70000
+DNS_TYPES_ADDR = (1, 28)
+DNS_CNAME = 5
+
+
+@dataclass(slots=True)
+class FlowPayload:
+    """What the payload of one flow revealed."""
+
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()
+    http_host: str | None = None
+    http_method: str | None = None
+    connect: str | None = None
+    connect_status: int | None = None
+    socks: str | None = None
+    dns_queries: list[str] = field(default_factory=list)
+    dns_answers: list[dict[str, object]] = field(default_factory=list)
+    dns_rcodes: list[int] = field(default_factory=list)
+    icmp_errors: list[dict[str, object]] = field(default_factory=list)
+    starttls: bool = False
+    # Reassembly state, dropped once the flow is named.
+    segs: tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]] = field(
+        default_factory=lambda: ([], [])
+    )
+    hello_seq: int | None = None
+    text_done: bool = False
+    dns_consumed: list[int] = field(default_factory=lambda: [0, 0])
+    quic: list[tuple[int, bytes]] = field(default_factory=list)
+    done: bool = False
+
+
+class DnsMap:
+    """Answered address -> name, per client and over time, following CNAME chains."""
+
+    def __init__(self) -> None:
+        self._by_client: dict[tuple[int, int], list[tuple[int, str]]] = {}
+        self._by_addr: dict[int, list[tuple[int, str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_addr)
+
+    def add(self, client: int, addr: int, ts: int, name: str) -> None:
+        """Remember that ``client`` learnt at ``ts`` that ``name`` is at ``addr``."""
+        for table, key in ((self._by_client, (client, addr)), (self._by_addr, addr)):
+            entries = table.setdefault(key, [])  # type: ignore[attr-defined]
+            if entries and entries[-1][0] <= ts:
+                if entries[-1][1] != name:
+                    entries.append((ts, name))
+            else:
+                bisect.insort(entries, (ts, name))
+
+    @staticmethod
+    def _latest(entries: list[tuple[int, str]] | None, ts: int) -> str | None:
+        if not entries:
+            return None
+        i = bisect.bisect_right(entries, (ts, "\U0010ffff"))
+        return entries[i - 1][1] if i else None
+
+    def lookup(self, client: int, addr: int, ts: int) -> str | None:
+        """The name ``client`` resolved for ``addr`` most recently before ``ts``.
+
+        Falls back to any client's answer (a capture on a resolver or a SPAN port
+        often sees the answer go to a forwarder rather than to the host itself).
+        """
+        name = self._latest(self._by_client.get((client, addr)), ts)
+        if name is None:
+            name = self._latest(self._by_addr.get(addr), ts)
+        return name
+
+
+def _assemble(segs: list[tuple[int, bytes]], start: int | None = None) -> bytes:
+    """Contiguous bytes of a TCP direction from ``start`` (or its lowest sequence number)."""
+    if not segs:
+        return b""
+    base = segs[0][0] if start is None else start
+    rel = sorted((((s - base + 0x80000000) & 0xFFFFFFFF) - 0x80000000, d) for s, d in segs)
+    if start is None:
+        origin = rel[0][0]
+    else:
+        origin = 0
+    out = bytearray()
+    pos = origin
+    for r, data in rel:
+        if r > pos:
+            break
+        end = r + len(data)
+        if end > pos:
+            out += data[pos - r :]
+            pos = end
+        if len(out) >= MAX_STREAM:
+            break
+    return bytes(out)
+
+
+class Namer:
+    """Consumes naming events batch by batch and keeps per-flow findings."""
+
+    def __init__(self) -> None:
+        self.flows: dict[int, FlowPayload] = {}
+        self.dns = DnsMap()
+        self.icmp_errors: list[tuple[int, tuple[int, ...], dict[str, object]]] = []
+        self.decode_failures = 0
+
+    def _payload(self, f: int) -> FlowPayload:
+        p = self.flows.get(f)
+        if p is None:
+            p = self.flows[f] = FlowPayload()
+        return p
+
+    def handle(self, events: np.ndarray, rec: np.ndarray, buf: np.ndarray, fs: np.ndarray) -> None:
+        """Read the payload of every event of one batch (before ``buf`` is dropped)."""
+        for f, d, r, kind in events.tolist():
+            if kind == EV_PAYLOAD:
+                off = int(rec[r, C_PAY_OFF])
+                data = buf[off : off + int(rec[r, C_PAY_LEN])].tobytes()
+                proto = int(fs[f, F_PROTO])
+                if proto == 6:
+                    self._tcp(f, d, int(rec[r, C_SEQ]), data, rec, r, fs)
+                else:
+                    self._udp(f, d, data, rec, r, fs)
+            elif kind == EV_ICMP_ERROR:
+                self._icmp_error(rec, r, buf)
+
+    # -- TCP ---------------------------------------------------------------------
+    def _tcp(
+        self, f: int, d: int, seq: int, data: bytes, rec: np.ndarray, r: int, fs: np.ndarray
+    ) -> None:
+        p = self._payload(f)
+        if p.done:
+            return
+        segs = p.segs[d]
+        if len(segs) >= MAX_SEGMENTS:
+            return
+        segs.append((seq, data))
+        if fs[f, F_A_PORT] == 53 or fs[f, F_B_PORT] == 53:
+            self._dns_tcp(p, d, f, rec, r, fs)
+            return
+        if d == 1:
+            if p.connect is not None and p.connect_status is None:
+                try:
+                    p.connect_status = http_dec.parse_http_response_status(_assemble(segs))
+                except DecodeError:
+                    p.connect_status = -1
+            return
+        if p.hello_seq is None and tls_dec.looks_like_client_hello(data):
+            p.hello_seq = seq
+            p.starttls = len(segs) > 1
+        if p.hello_seq is not None:
+            try:
+                hello = tls_dec.parse_client_hello(_assemble(segs, p.hello_seq))
+            except DecodeError:
+                self.decode_failures += 1
+                p.hello_seq = None
+                return
+            if hello is not None:
+                p.sni = hello.sni
+                p.alpn = hello.alpn
+                p.done = True
+                p.segs = ([], [])
+            return
+        if not p.text_done:
+            self._text(p, _assemble(segs))
+
+    def _text(self, p: FlowPayload, stream: bytes) -> None:
+        if not stream:
+            return
+        if http_dec.looks_like_http_request(stream):
+            try:
+                req = http_dec.parse_http_request(stream)
+            except DecodeError:
+                p.text_done = True
+                return
+            if req is None:
+                return
+            p.text_done = True
+            p.http_method = req.method
+            p.http_host = req.host
+            target = http_dec.connect_target(req)
+            if target is not None:
+                host, port = target
+                p.connect = f"{host}:{port}"
+            return
+        if socks_dec.looks_like_socks(stream):
+            try:
+                tgt = socks_dec.parse_socks_client(stream)
+            except DecodeError:
+                p.text_done = True
+                return
+            if tgt is not None:
+                p.socks = f"{tgt.host}:{tgt.port}"
+                p.text_done = True
+
+    # -- DNS -----------------------------------------------------------------------
+    def _dns_tcp(
+        self, p: FlowPayload, d: int, f: int, rec: np.ndarray, r: int, fs: np.ndarray
+    ) -> None:
+        stream = _assemble(p.segs[d])
+        done = p.dns_consumed[d]
+        if len(stream) <= done:
+            return
+        try:
+            messages, used = dns_dec.split_dns_tcp(stream[done:])
+        except DecodeError:
+            self.decode_failures += 1
+            return
+        p.dns_consumed[d] = done + used
+        for msg in messages:
+            self._dns_message(p, msg, f, rec, r, fs)
+
+    def _udp(self, f: int, d: int, data: bytes, rec: np.ndarray, r: int, fs: np.ndarray) -> None:
+        p = self._payload(f)
+        if fs[f, F_A_PORT] == 53 or fs[f, F_B_PORT] == 53:
+            self._dns_message(p, data, f, rec, r, fs)
+            return
+        if p.done:
+            return
+        try:
+            pieces = quic_dec.quic_initial_crypto(data)
+        except DecodeError:
+            pieces = None
+        if not pieces:
+            return
+        p.quic.extend(pieces)
+        try:
+            hello = quic_dec.client_hello_from_crypto(p.quic)
+        except DecodeError:
+            p.done = True
+            return
+        if hello is not None:
+            p.sni = hello.sni
+            p.alpn = hello.alpn
+            p.done = True
+            p.quic = []
+
+    def _dns_message(
+        self, p: FlowPayload, data: bytes, f: int, rec: np.ndarray, r: int, fs: np.ndarray
+    ) -> None:
+        try:
+            msg = dns_dec.parse_dns(data)
+        except DecodeError:
+            self.decode_failures += 1
+            return
+        for q in msg.questions:
+            if q.name not in p.dns_queries and len(p.dns_queries) < 64:
+                p.dns_queries.append(q.name)
+        if not msg.is_response:
+            return
+        p.dns_rcodes.append(msg.rcode)
+        ts = int(rec[r, C_TS])
+        # The client is whoever receives the response.
+        client = addr_key(int(rec[r, C_DST_HI]), int(rec[r, C_DST_LO]))
+        # Walk CNAME chains back to the name the client asked for.
+        alias_of: dict[str, str] = {}
+        for rr in msg.answers:
+            if rr.rtype == DNS_CNAME and rr.data:
+                alias_of[rr.data.lower()] = rr.name
+        for rr in msg.answers:
+            if len(p.dns_answers) < 256:
+                p.dns_answers.append(
+                    {"name": rr.name, "type": dns_dec.RTYPE_NAMES.get(rr.rtype, str(rr.rtype)),
+                     "data": rr.data, "ttl": rr.ttl}
+                )
+            if rr.rtype in DNS_TYPES_ADDR and rr.data:
+                name = rr.name
+                seen = {name.lower()}
+                while name.lower() in alias_of:
+                    name = alias_of[name.lower()]
+                    if name.lower() in seen:
+                        break
+                    seen.add(name.lower())
+                addr = key_from_text(rr.data)
+                if addr is not None:
+                    self.dns.add(client, addr, ts, name)
+
+    # -- ICMP errors -----------------------------------------------------------------
+    def _icmp_error(self, rec: np.ndarray, r: int, buf: np.ndarray) -> None:
+        off = int(rec[r, C_PAY_OFF])
+        quoted = buf[off : off + int(rec[r, C_PAY_LEN])].tobytes()
+        itype = int(rec[r, C_SPORT])
+        code = int(rec[r, C_DPORT])
+        v4 = int(rec[r, C_L3]) == L3_IPV4
+        key = _quoted_key(quoted, v4)
+        if key is None:
+            return
+        info: dict[str, object] = {
+            "type": itype,
+            "code": code,
+            "from": addr_key(int(rec[r, C_SRC_HI]), int(rec[r, C_SRC_LO])),
+            "ts": int(rec[r, C_TS]),
+            "family": 4 if v4 else 6,
+        }
+        if v4 and itype == 3 and code == 4:
+            info["mtu"] = int(rec[r, C_ACK]) & 0xFFFF
+        elif not v4 and itype == 2:
+            info["mtu"] = (int(rec[r, C_SEQ]) << 16) | int(rec[r, C_ACK])
+        vlan = (int(rec[r, C_VLAN0]), int(rec[r, C_VLAN1]))
+        self.icmp_errors.append((int(rec[r, C_TS]), vlan + key, info))
+
+
+def _quoted_key(quoted: bytes, v4: bool) -> tuple[int, ...] | None:
+    """(proto, src, sport, dst, dport) of the packet an ICMP error quotes."""
+    if v4:
+        if len(quoted) < 20 or quoted[0] >> 4 != 4:
+            return None
+        ihl = (quoted[0] & 0x0F) * 4
+        proto = quoted[9]
+        src = key_from_packed(quoted[12:16])
+        dst = key_from_packed(quoted[16:20])
+        l4 = quoted[ihl:]
+    else:
+        if len(quoted) < 40 or quoted[0] >> 4 != 6:
+            return None
+        proto = quoted[6]
+        src = key_from_packed(quoted[8:24])
+        dst = key_from_packed(quoted[24:40])
+        l4 = quoted[40:]
+    if src is None or dst is None:
+        return None
+    if proto in (6, 17) and len(l4) >= 4:
+        sport = int.from_bytes(l4[0:2], "big")
+        dport = int.from_bytes(l4[2:4], "big")
+    else:
+        sport = dport = 0
+    return (proto, src, sport, dst, dport)
+
+
+def flow_endpoints(fs: np.ndarray, f: int) -> tuple[int, int, int, int]:
+    """(client, client_port, server, server_port) of flow ``f`` as address keys."""
+    a = addr_key(int(fs[f, F_A_HI]), int(fs[f, F_A_LO]))
+    b = addr_key(int(fs[f, F_B_HI]), int(fs[f, F_B_LO]))
+    if fs[f, F_ORIG_IS_A]:
+        return a, int(fs[f, F_A_PORT]), b, int(fs[f, F_B_PORT])
+    return b, int(fs[f, F_B_PORT]), a, int(fs[f, F_A_PORT])

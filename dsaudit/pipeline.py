@@ -1,0 +1,201 @@
+"""The capture-to-flows pipeline: sources -> decode -> flow table -> naming -> flow records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dsaudit.decode.ip_fragments import FragmentReassembler
+from dsaudit.decode.packet_kernel import (
+    C_ERR,
+    C_L3,
+    C_TRUNC,
+    C_TS,
+    C_TUNNEL,
+    C_VLAN0,
+    C_VLAN1,
+    C_WIRE,
+    ERR_NAMES,
+    L3_ARP,
+    L3_IPV4,
+    L3_IPV6,
+    L3_OTHER,
+    N_COLS,
+    decode_frames,
+)
+from dsaudit.flows.records import build_flow_frame
+from dsaudit.flows.table import FlowTable, Timeouts
+from dsaudit.flows.table_kernel import EV_FRAGMENT
+from dsaudit.naming import Namer
+from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
+from dsaudit.sources.capture_file import CaptureInfo
+
+
+@dataclass
+class CaptureStats:
+    """Counters that tell how good a capture is, for every report."""
+
+    frames: int = 0
+    ipv4: int = 0
+    ipv6: int = 0
+    arp: int = 0
+    other_l2: int = 0
+    undecodable: dict[str, int] = field(default_factory=dict)
+    snaplen_cut_frames: int = 0
+    ip_truncated: int = 0
+    tunnelled: int = 0
+    fragments: int = 0
+    reassembled: int = 0
+    fragments_dropped: int = 0
+    first_ts_ns: int | None = None
+    last_ts_ns: int | None = None
+    payload_decode_failures: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain values for JSON reports."""
+        span = None
+        if self.first_ts_ns is not None and self.last_ts_ns is not None:
+            span = (self.last_ts_ns - self.first_ts_ns) / 1e9
+        return {
+            "frames": self.frames,
+            "ipv4_packets": self.ipv4,
+            "ipv6_packets": self.ipv6,
+            "arp_frames": self.arp,
+            "other_link_frames": self.other_l2,
+            "undecodable": dict(self.undecodable),
+            "undecodable_total": sum(self.undecodable.values()),
+            "snaplen_cut_frames": self.snaplen_cut_frames,
+            "ip_truncated_packets": self.ip_truncated,
+            "tunnelled_packets": self.tunnelled,
+            "ip_fragments": self.fragments,
+            "datagrams_reassembled": self.reassembled,
+            "fragments_dropped": self.fragments_dropped,
+            "payload_decode_failures": self.payload_decode_failures,
+            "span_seconds": span,
+        }
+
+
+@dataclass
+class FlowResult:
+    """Flows of one analysis plus what was learnt about the captures."""
+
+    flows: pd.DataFrame
+    captures: list[CaptureInfo]
+    stats: CaptureStats
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning from every capture, in order."""
+        return [w for c in self.captures for w in c.warnings]
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """How packets become flows."""
+
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    # Key flows by VLAN ids (as Zeek does). Off for a SPAN that sees the two directions
+    # of one conversation on different VLANs (router on a stick).
+    vlan_key: bool = True
+    server_ports: tuple[int, ...] | None = None
+
+
+class FlowBuilder:
+    """Feeds batches through decode, the flow table and naming; builds the flow records."""
+
+    def __init__(self, options: FlowOptions | None = None) -> None:
+        self.options = options or FlowOptions()
+        ports = self.options.server_ports
+        self.table = FlowTable(
+            timeouts=self.options.timeouts, server_ports=list(ports) if ports else None
+        )
+        self.namer = Namer()
+        self.fragments = FragmentReassembler()
+        self.stats = CaptureStats()
+
+    def add_batch(self, batch: PacketBatch) -> None:
+        """Decode and account one batch of frames."""
+        self.consume(batch, *decode_batch(batch))
+
+    def consume(self, batch: PacketBatch, rec: np.ndarray, k: int) -> None:
+        """Account a batch already decoded by :func:`decode_batch` (any thread may decode)."""
+        if len(batch) == 0:
+            return
+        self._account(batch, rec[:k])
+        self._feed(rec, k, batch.buf)
+
+    def _feed(self, rec: np.ndarray, k: int, buf: np.ndarray) -> None:
+        if not self.options.vlan_key:
+            rec[:k, C_VLAN0] = -1
+            rec[:k, C_VLAN1] = -1
+        events = self.table.feed(rec, k, buf)
+        frag = events[:, 3] == EV_FRAGMENT
+        if frag.any():
+            self._fragments(events[frag], rec, buf)
+            events = events[~frag]
+        self.namer.handle(events, rec, buf, self.table.fs)
+
+    def _fragments(self, events: np.ndarray, rec: np.ndarray, buf: np.ndarray) -> None:
+        whole = []
+        self.stats.fragments += len(events)
+        for r in events[:, 2].tolist():
+            done = self.fragments.add(rec, r, buf)
+            if done is not None:
+                whole.append(done)
+        self.stats.reassembled = self.fragments.reassembled
+        self.stats.fragments_dropped = self.fragments.dropped
+        if not whole:
+            return
+        batch = PacketBatch.from_frames([(d.ts_ns, d.packet) for d in whole], LINKTYPE_RAW)
+        rec2, k = decode_batch(batch)
+        # The rebuilt packets are raw IP: restore what the fragments' link layer said.
+        frame = rec2[:k, 0]
+        rec2[:k, C_VLAN0] = np.array([d.vlan0 for d in whole], dtype=np.int64)[frame]
+        rec2[:k, C_VLAN1] = np.array([d.vlan1 for d in whole], dtype=np.int64)[frame]
+        rec2[:k, C_WIRE] = np.array([d.wire for d in whole], dtype=np.int64)[frame]
+        self._feed(rec2, k, batch.buf)
+
+    def _account(self, batch: PacketBatch, rec: np.ndarray) -> None:
+        s = self.stats
+        s.frames += len(batch)
+        l3 = rec[:, C_L3]
+        err = rec[:, C_ERR]
+        ok = err == 0
+        s.ipv4 += int(np.count_nonzero(ok & (l3 == L3_IPV4)))
+        s.ipv6 += int(np.count_nonzero(ok & (l3 == L3_IPV6)))
+        s.arp += int(np.count_nonzero(l3 == L3_ARP))
+        s.other_l2 += int(np.count_nonzero(l3 == L3_OTHER))
+        s.tunnelled += int(np.count_nonzero(rec[:, C_TUNNEL]))
+        s.ip_truncated += int(np.count_nonzero(rec[:, C_TRUNC]))
+        s.snaplen_cut_frames += int(np.count_nonzero(batch.caplen < batch.wirelen))
+        if not ok.all():
+            codes, counts = np.unique(err[~ok], return_counts=True)
+            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+                name = ERR_NAMES.get(code, f"error {code}")
+                s.undecodable[name] = s.undecodable.get(name, 0) + count
+        ts = rec[:, C_TS]
+        if len(ts):
+            lo, hi = int(ts.min()), int(ts.max())
+            s.first_ts_ns = lo if s.first_ts_ns is None else min(s.first_ts_ns, lo)
+            s.last_ts_ns = hi if s.last_ts_ns is None else max(s.last_ts_ns, hi)
+
+    def result(self, captures: list[CaptureInfo]) -> FlowResult:
+        """The finished flow records."""
+        self.stats.payload_decode_failures = self.namer.decode_failures
+        frame = build_flow_frame(self.table.flows, self.namer)
+        return FlowResult(flows=frame, captures=captures, stats=self.stats)
+
+
+ProgressHook = Callable[[int], None]
+
+
+def decode_batch(batch: PacketBatch) -> tuple[np.ndarray, int]:
+    """Decode every frame of ``batch``; the compiled kernel releases the GIL."""
+    rec = np.empty((2 * max(len(batch), 1), N_COLS), dtype=np.int64)
+    k = decode_frames(
+        batch.buf, batch.off, batch.caplen, batch.wirelen, batch.ts_ns, batch.linktype, rec
+    )
+    return rec, int(k)

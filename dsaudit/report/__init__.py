@@ -1,0 +1,1 @@
+"""Reports: DataFrames rendered for terminals, files and browsers."""

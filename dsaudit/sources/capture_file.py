@@ -1,0 +1,432 @@
+"""Stream pcap and pcapng files (optionally gzipped) as PacketBatches, keeping what precedes damage."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+from dsaudit.errors import CaptureError
+from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
+from dsaudit.sources.record_walk import (
+    BAD_RECORD,
+    BATCH_FULL,
+    NEED_MORE,
+    PYTHON_BLOCK,
+    walk_pcap,
+    walk_pcapng,
+)
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": (False, False),  # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (True, False),
+    b"\x4d\x3c\xb2\xa1": (False, True),  # little-endian, nanoseconds
+    b"\xa1\xb2\x3c\x4d": (True, True),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+# libpcap refuses records larger than this unless the header's snaplen is larger still.
+MAX_SNAPLEN = 262144
+MAX_PCAPNG_BLOCK = 64 << 20
+
+DEFAULT_BUFFER = 16 << 20
+DEFAULT_BATCH = 1 << 17
+
+
+@dataclass
+class CaptureInfo:
+    """What a reader learnt about a capture file while reading it."""
+
+    path: str
+    format: str = "unknown"
+    compressed: bool = False
+    byte_order: str = ""
+    ts_resolution: str = ""
+    snaplen: int = 0
+    linktypes: set[int] = field(default_factory=set)
+    packets: int = 0
+    bytes_read: int = 0
+    sections: int = 0
+    interfaces: int = 0
+    damaged: str | None = None
+    damage_offset: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def linktype_names(self) -> list[str]:
+        """Readable names of the link types seen."""
+        return sorted(LINKTYPE_NAMES.get(t, f"linktype-{t}") for t in self.linktypes)
+
+
+def _open(path: str) -> tuple[BinaryIO, bool]:
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the reader
+    except FileNotFoundError:
+        raise CaptureError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise CaptureError(path, None, "is a directory, not a capture file") from None
+    except OSError as exc:
+        raise CaptureError(path, None, exc.strerror or str(exc)) from None
+    head = raw.read(2)
+    raw.seek(0)
+    if head == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
+    return raw, False
+
+
+class CaptureReader:
+    """Reads one capture file in bounded memory and yields PacketBatches.
+
+    Every refill gets a fresh buffer (the unread tail is copied over), so a batch
+    stays valid while later batches are read: the pipeline may hold a few at once.
+    """
+
+    def __init__(
+        self, path: str, buffer_bytes: int = DEFAULT_BUFFER, batch_packets: int = DEFAULT_BATCH
+    ) -> None:
+        self.path = path
+        self.info = CaptureInfo(path=path)
+        self._buffer_bytes = buffer_bytes
+        self._batch = batch_packets
+        self._fh: BinaryIO | None = None
+        self._buf = np.empty(0, dtype=np.uint8)
+        self._filled = 0
+        self._base = 0  # file offset of self._buf[0]
+        self._eof = False
+
+    # -- buffer management -------------------------------------------------
+    def _refill(self, pos: int, need: int = 0) -> int:
+        """Keep ``buf[pos:filled]``, read more after it; return the new position (0)."""
+        assert self._fh is not None
+        tail = self._filled - pos
+        size = max(self._buffer_bytes, tail + need, 2 * tail)
+        new = np.empty(size, dtype=np.uint8)
+        new[:tail] = self._buf[pos : self._filled]
+        self._base += pos
+        view = memoryview(new)
+        filled = tail
+        try:
+            while filled < size:
+                got = self._fh.readinto(view[filled:])
+                if not got:
+                    self._eof = True
+                    break
+                filled += got
+        except (OSError, EOFError, zlib.error) as exc:
+            # A gzip stream cut short or corrupt: keep what decompressed cleanly.
+            self._eof = True
+            self._damage(self._base + filled, f"compressed data is damaged ({exc})")
+        self._buf = new
+        self._filled = filled
+        return 0
+
+    def _damage(self, offset: int, message: str) -> None:
+        if self.info.damaged is None:
+            self.info.damaged = message
+            self.info.damage_offset = offset
+            self.info.warnings.append(
+                f"{self.path}: byte {offset}: {message}; "
+                f"kept the {self.info.packets} packets read before it"
+            )
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        n = self._batch
+        return (
+            np.empty(n, np.int64),
+            np.empty(n, np.int32),
+            np.empty(n, np.int32),
+            np.empty(n, np.int64),
+            np.empty(n, np.int32),
+            np.empty(n, np.int64),
+        )
+
+    def _emit(self, arrays: tuple[np.ndarray, ...], k: int) -> PacketBatch:
+        off, cap, wire, ts, links, foff = arrays
+        self.info.packets += k
+        return PacketBatch(self._buf, off[:k], cap[:k], wire[:k], ts[:k], links[:k], foff[:k])
+
+    # -- top level -----------------------------------------------------------
+    def __iter__(self) -> Iterator[PacketBatch]:
+        self._fh, self.info.compressed = _open(self.path)
+        try:
+            self._refill(0)
+            head = bytes(self._buf[: min(4, self._filled)])
+            if self._filled == 0:
+                raise CaptureError(self.path, 0, "empty file: no capture header")
+            if head in PCAP_MAGICS:
+                yield from self._read_pcap()
+            elif head == PCAPNG_SHB:
+                yield from self._read_pcapng()
+            else:
+                what = "gzip-compressed data" if self.info.compressed else "the file"
+                raise CaptureError(
+                    self.path,
+                    0,
+                    f"not a pcap or pcapng capture: {what} starts with 0x{head.hex() or '(nothing)'}",
+                )
+        finally:
+            self.info.bytes_read = self._base + self._filled
+            self._fh.close()
+
+    def _read_pcap(self) -> Iterator[PacketBatch]:
+        if self._filled < 24:
+            raise CaptureError(self.path, 0, "pcap header cut short (needs 24 bytes)")
+        magic = bytes(self._buf[:4])
+        big, nsec = PCAP_MAGICS[magic]
+        fmt = ">HHiIII" if big else "<HHiIII"
+        major, minor, _, _, snaplen, network = struct.unpack_from(fmt, self._buf, 4)
+        if major != 2:
+            raise CaptureError(
+                self.path, 4, f"pcap version {major}.{minor} is not supported (only 2.x)"
+            )
+        linktype = network & 0x0FFFFFFF  # upper bits carry FCS flags
+        info = self.info
+        info.format = "pcap"
+        info.byte_order = "big" if big else "little"
+        info.ts_resolution = "nsec" if nsec else "usec"
+        info.snaplen = snaplen
+        info.linktypes.add(linktype)
+        max_cap = max(MAX_SNAPLEN, snaplen if snaplen < (1 << 30) else 0)
+        pos = 24
+        arrays = self._arrays()
+        k = 0
+        while True:
+            k, pos, status = walk_pcap(
+                self._buf, pos, self._filled, big, nsec, max_cap, linktype, self._base, *arrays, k
+            )
+            if status == BATCH_FULL:
+                yield self._emit(arrays, k)
+                arrays, k = self._arrays(), 0
+                continue
+            if status == BAD_RECORD:
+                cl = struct.unpack_from(">I" if big else "<I", self._buf, pos + 8)[0]
+                if k:
+                    yield self._emit(arrays, k)
+                self._damage(
+                    self._base + pos,
+                    f"record {info.packets + 1} claims {cl} captured bytes, more than the "
+                    f"maximum of {max_cap}: the file is damaged from here",
+                )
+                return
+            # NEED_MORE
+            if self._eof:
+                if k:
+                    yield self._emit(arrays, k)
+                left = self._filled - pos
+                if left:
+                    if left < 16:
+                        what = f"a record header ({left} of 16 bytes present)"
+                    else:
+                        cl = struct.unpack_from(">I" if big else "<I", self._buf, pos + 8)[0]
+                        what = f"record data ({left - 16} of {cl} bytes present)"
+                    self._damage(
+                        self._base + pos,
+                        f"file ends inside record {info.packets + 1}: cut short in {what}",
+                    )
+                return
+            if k:
+                yield self._emit(arrays, k)
+                arrays, k = self._arrays(), 0
+            pos = self._refill(pos)
+
+    # -- pcapng ----------------------------------------------------------------
+    def _read_pcapng(self) -> Iterator[PacketBatch]:
+        info = self.info
+        info.format = "pcapng"
+        big = False
+        if_link: list[int] = []
+        if_mul: list[int] = []
+        if_div: list[int] = []
+        if_off: list[int] = []
+        tables = self._if_tables(if_link, if_mul, if_div, if_off)
+        last_ts = 0
+        pos = 0
+        arrays = self._arrays()
+        k = 0
+        while True:
+            k, pos, status, last_ts = walk_pcapng(
+                self._buf, pos, self._filled, big, *tables, last_ts, self._base, *arrays, k
+            )
+            if status == BATCH_FULL:
+                yield self._emit(arrays, k)
+                arrays, k = self._arrays(), 0
+                continue
+            if status == PYTHON_BLOCK:
+                need = self._block_needs(pos, big)
+                if need is not None and pos + need > self._filled and not self._eof:
+                    if k:
+                        yield self._emit(arrays, k)
+                        arrays, k = self._arrays(), 0
+                    pos = self._refill(pos, need)
+                    continue
+                try:
+                    pos, big = self._python_block(pos, big, if_link, if_mul, if_div, if_off)
+                except CaptureError as exc:
+                    if info.packets + k == 0 and info.sections <= 1:
+                        raise
+                    if k:
+                        yield self._emit(arrays, k)
+                    self._damage(exc.offset or 0, exc.message)
+                    return
+                tables = self._if_tables(if_link, if_mul, if_div, if_off)
+                continue
+            if status == BAD_RECORD:
+                if k:
+                    yield self._emit(arrays, k)
+                btype, blen = struct.unpack_from(">II" if big else "<II", self._buf, pos)
+                self._damage(
+                    self._base + pos,
+                    f"pcapng block of type 0x{btype:x} has an invalid length or interface "
+                    f"({blen} bytes): the file is damaged from here",
+                )
+                return
+            if self._eof:
+                if k:
+                    yield self._emit(arrays, k)
+                left = self._filled - pos
+                if left:
+                    self._damage(
+                        self._base + pos, f"file ends inside a pcapng block ({left} bytes present)"
+                    )
+                return
+            if k:
+                yield self._emit(arrays, k)
+                arrays, k = self._arrays(), 0
+            pos = self._refill(pos)
+
+    @staticmethod
+    def _if_tables(
+        link: list[int], mul: list[int], div: list[int], off: list[int]
+    ) -> tuple[np.ndarray, ...]:
+        return (
+            np.asarray(link, dtype=np.int32),
+            np.asarray(mul, dtype=np.int64),
+            np.asarray(div, dtype=np.int64),
+            np.asarray(off, dtype=np.int64),
+        )
+
+    def _block_needs(self, pos: int, big: bool) -> int | None:
+        if pos + 12 > self._filled:
+            return 12
+        if bytes(self._buf[pos : pos + 4]) == PCAPNG_SHB:
+            bom = bytes(self._buf[pos + 8 : pos + 12])
+            big = bom == b"\x1a\x2b\x3c\x4d"
+        blen = struct.unpack_from(">I" if big else "<I", self._buf, pos + 4)[0]
+        if blen > MAX_PCAPNG_BLOCK:
+            return None
+        return int(blen)
+
+    def _python_block(
+        self,
+        pos: int,
+        big: bool,
+        if_link: list[int],
+        if_mul: list[int],
+        if_div: list[int],
+        if_off: list[int],
+    ) -> tuple[int, bool]:
+        """Parse an SHB or IDB at ``pos``; return the next position and byte order."""
+        buf = self._buf
+        where = self._base + pos
+        if pos + 12 > self._filled:
+            raise CaptureError(self.path, where, "file ends inside a pcapng block header")
+        if bytes(buf[pos : pos + 4]) == PCAPNG_SHB:
+            bom = bytes(buf[pos + 8 : pos + 12])
+            if bom == b"\x1a\x2b\x3c\x4d":
+                big = True
+            elif bom == b"\x4d\x3c\x2b\x1a":
+                big = False
+            else:
+                raise CaptureError(
+                    self.path, where + 8, f"pcapng section header has a bad byte-order mark {bom.hex()}"
+                )
+            e = ">" if big else "<"
+            blen = struct.unpack_from(e + "I", buf, pos + 4)[0]
+            self._check_block(pos, blen, big, min_len=28)
+            major = struct.unpack_from(e + "H", buf, pos + 12)[0]
+            if major != 1:
+                raise CaptureError(self.path, where + 12, f"pcapng version {major} is not supported")
+            self._options(pos + 24, pos + blen - 4, big, where)
+            if_link.clear()
+            if_mul.clear()
+            if_div.clear()
+            if_off.clear()
+            self.info.sections += 1
+            self.info.byte_order = "big" if big else "little"
+            return pos + blen, big
+        e = ">" if big else "<"
+        blen = struct.unpack_from(e + "I", buf, pos + 4)[0]
+        self._check_block(pos, blen, big, min_len=20)
+        linktype, _, snaplen = struct.unpack_from(e + "HHI", buf, pos + 8)
+        opts = self._options(pos + 16, pos + blen - 4, big, where)
+        mul, div = 1000, 1  # default resolution: microseconds
+        tsres = opts.get(9)
+        if tsres:
+            r = tsres[0]
+            if r & 0x80:
+                mul, div = 1_000_000_000, 1 << (r & 0x7F)
+            else:
+                exp = r & 0x7F
+                if exp <= 9:
+                    mul, div = 10 ** (9 - exp), 1
+                else:
+                    mul, div = 1, 10 ** (exp - 9)
+        tsoff = 0
+        raw_off = opts.get(14)
+        if raw_off and len(raw_off) >= 8:
+            tsoff = struct.unpack_from(e + "q", raw_off)[0]
+        if_link.append(linktype)
+        if_mul.append(mul)
+        if_div.append(div)
+        if_off.append(tsoff)
+        self.info.linktypes.add(linktype)
+        self.info.interfaces += 1
+        self.info.snaplen = max(self.info.snaplen, snaplen)
+        if not self.info.ts_resolution:
+            self.info.ts_resolution = "nsec" if mul == 1 or div > 1 else "usec"
+        return pos + blen, big
+
+    def _check_block(self, pos: int, blen: int, big: bool, min_len: int) -> None:
+        where = self._base + pos
+        if blen < min_len or blen % 4 or blen > MAX_PCAPNG_BLOCK:
+            raise CaptureError(self.path, where, f"pcapng block has an invalid length {blen}")
+        if pos + blen > self._filled:
+            raise CaptureError(self.path, where, "file ends inside a pcapng block")
+        trailer = struct.unpack_from(">I" if big else "<I", self._buf, pos + blen - 4)[0]
+        if trailer != blen:
+            raise CaptureError(
+                self.path, where, f"pcapng block length {blen} does not match its trailer {trailer}"
+            )
+
+    def _options(self, start: int, end: int, big: bool, where: int) -> dict[int, bytes]:
+        """Parse a pcapng option list; an option running past its block is damage."""
+        e = ">HH" if big else "<HH"
+        out: dict[int, bytes] = {}
+        pos = start
+        while pos + 4 <= end:
+            code, length = struct.unpack_from(e, self._buf, pos)
+            if code == 0:
+                break
+            if pos + 4 + length > end:
+                raise CaptureError(
+                    self.path,
+                    self._base + pos,
+                    f"pcapng option {code} claims {length} bytes but only {end - pos - 4} remain "
+                    "in its block",
+                )
+            out.setdefault(code, bytes(self._buf[pos + 4 : pos + 4 + length]))
+            pos += 4 + ((length + 3) & ~3)
+        return out
+
+
+def file_size(path: str) -> int:
+    """Size on disk, for progress bars (compressed size for .gz)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

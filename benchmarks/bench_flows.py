@@ -191,7 +191,7 @@ def build_contenders(
                 pin=pin and one,
                 env=env,
                 sample_tree=not one,
-                note="one core" if one else f"{jobs} processes, unpinned",
+                note="one core" if one else f"{jobs} jobs, unpinned",
             )
             if problem:
                 row.error = problem

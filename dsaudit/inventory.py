@@ -209,7 +209,9 @@ def _build(path: str, root: YMap, problems: Problems) -> Inventory:
 def _version(r: MapReader, key: str, value: Any, loc: Location) -> str | None:
     text = repr(value) if isinstance(value, float) else value
     if text not in V.VERSIONS:
-        r.error(loc, f"{key}: {value!r} is not a version the catalog knows ({', '.join(V.VERSIONS)})")
+        r.error(
+            loc, f"{key}: {value!r} is not a version the catalog knows ({', '.join(V.VERSIONS)})"
+        )
         return None
     return str(text)
 
@@ -222,7 +224,9 @@ def _deployment(
     if r.has("version"):
         version = _version(r, "version", r.raw("version"), r.loc("version")) or version
     agent_versions = tuple(
-        v for item, loc in r.seq("agent_versions") if (v := _version(r, "agent_versions", item, loc))
+        v
+        for item, loc in r.seq("agent_versions")
+        if (v := _version(r, "agent_versions", item, loc))
     ) or (version,)
     mode = r.choice("mode", V.MODES, "on-premises") or "on-premises"
     database = r.choice("database", V.DATABASES)

@@ -68,7 +68,7 @@ class FlowPayload:
     connect_status: int | None = None
     socks: str | None = None
     dns_queries: list[str] = field(default_factory=list)
-    dns_answers: list[dict[str, object]] = field(default_factory=list)
+    dns_answers: list[tuple[str, int, str | None, int]] = field(default_factory=list)
     dns_rcodes: list[int] = field(default_factory=list)
     icmp_errors: list[dict[str, object]] = field(default_factory=list)
     starttls: bool = False
@@ -163,13 +163,20 @@ class Namer:
 
     def handle(self, events: np.ndarray, rec: np.ndarray, buf: np.ndarray, fs: np.ndarray) -> None:
         """Read the payload of every event of one batch (before ``buf`` is dropped)."""
-        for f, d, r, kind in events.tolist():
+        if not len(events):
+            return
+        rows = events[:, 2]
+        # Gather the per-event columns once: numpy scalar indexing per event is slow.
+        pay_off = rec[rows, C_PAY_OFF].tolist()
+        pay_end = (rec[rows, C_PAY_OFF] + rec[rows, C_PAY_LEN]).tolist()
+        seqs = rec[rows, C_SEQ].tolist()
+        protos = fs[events[:, 0], F_PROTO].tolist()
+        raw = buf.data
+        for i, (f, d, r, kind) in enumerate(events.tolist()):
             if kind == EV_PAYLOAD:
-                off = int(rec[r, C_PAY_OFF])
-                data = buf[off : off + int(rec[r, C_PAY_LEN])].tobytes()
-                proto = int(fs[f, F_PROTO])
-                if proto == 6:
-                    self._tcp(f, d, int(rec[r, C_SEQ]), data, rec, r, fs)
+                data = bytes(raw[pay_off[i] : pay_end[i]])
+                if protos[i] == 6:
+                    self._tcp(f, d, seqs[i], data, rec, r, fs)
                 else:
                     self._udp(f, d, data, rec, r, fs)
             elif kind == EV_ICMP_ERROR:
@@ -226,7 +233,7 @@ class Namer:
                 return
             if req is None:
                 return
-            p.text_done = True
+            self._finish_text(p)
             p.http_method = req.method
             p.http_host = req.host
             target = http_dec.connect_target(req)
@@ -242,7 +249,16 @@ class Namer:
                 return
             if tgt is not None:
                 p.socks = f"{tgt.host}:{tgt.port}"
-                p.text_done = True
+                self._finish_text(p)
+
+    @staticmethod
+    def _finish_text(p: FlowPayload) -> None:
+        p.text_done = True
+        # Keep collecting only what can still name the flow: a ClientHello after a
+        # CONNECT or STARTTLS, and the proxy's answer to a CONNECT.
+        p.segs[0].clear()
+        if p.connect is None:
+            p.segs[1].clear()
 
     # -- DNS -----------------------------------------------------------------------
     def _dns_tcp(
@@ -310,10 +326,7 @@ class Namer:
                 alias_of[rr.data.lower()] = rr.name
         for rr in msg.answers:
             if len(p.dns_answers) < 256:
-                p.dns_answers.append(
-                    {"name": rr.name, "type": dns_dec.RTYPE_NAMES.get(rr.rtype, str(rr.rtype)),
-                     "data": rr.data, "ttl": rr.ttl}
-                )
+                p.dns_answers.append((rr.name, rr.rtype, rr.data, rr.ttl))
             if rr.rtype in DNS_TYPES_ADDR and rr.data:
                 name = rr.name
                 seen = {name.lower()}

@@ -1,9 +1,8 @@
-"""Write the deterministic Deep Security sample captures and inventories (build only, never send).
+"""Write the deterministic Deep Security sample captures and inventories (never sends)."""
 
-Run as ``python samples/make_samples.py [--out DIR]``. Every random choice comes from a seeded
-generator and every timestamp from the schedule below, so two runs write byte-identical files.
-samples/README.md describes what each capture shows and the verdicts an audit must give.
-"""
+# Run as `python samples/make_samples.py [--out DIR]`. Every random choice comes from a seeded
+# generator and every timestamp from the schedule below, so two runs write byte-identical files;
+# samples/README.md says what each capture shows and the verdicts an audit must give.
 
 from __future__ import annotations
 
@@ -138,16 +137,16 @@ class Deployment:
         chain = [pl.certificate(subject, issuer)]
         if issuer != subject:
             chain.append(pl.certificate(issuer, issuer))
-        conn.send(CLIENT, pl.client_hello(rng, sni, ("http/1.1",)), ack=False)
+        conn.transfer(CLIENT, pl.client_hello(rng, sni, ("http/1.1",)), ack=False)
         conn.now += conn.rtt
-        conn.send(SERVER, pl.server_hello_flight(rng, "http/1.1", chain))
-        conn.send(CLIENT, pl.client_finish(rng), ack=False)
+        conn.transfer(SERVER, pl.server_hello_flight(rng, "http/1.1", chain))
+        conn.transfer(CLIENT, pl.client_finish(rng), ack=False)
         conn.now += conn.rtt
-        conn.send(SERVER, pl.server_finish(rng))
+        conn.transfer(SERVER, pl.server_finish(rng))
         for request, response in exchanges:
-            conn.send(CLIENT, pl.application_data(rng, request), ack=False)
+            conn.transfer(CLIENT, pl.application_data(rng, request), ack=False)
             conn.wait(conn.rtt / 1_000_000 + rng.uniform(0.002, 0.012))
-            conn.send(SERVER, pl.application_data(rng, response))
+            conn.transfer(SERVER, pl.application_data(rng, response))
             conn.wait(rng.uniform(0.0005, 0.003))
 
     def times(self, first: float, interval: float) -> list[float]:
@@ -177,11 +176,11 @@ class Deployment:
             self.tls_over(conn, None, (agent, MANAGER_CERT[0]), [])
             policy = pl.application_data(self.rng, 5200)
             if number == small_mtu_session:
-                conn.send_through_small_mtu(CLIENT, policy, ROUTER, NEXT_HOP_MTU)
+                conn.transfer_through_small_mtu(CLIENT, policy, ROUTER, NEXT_HOP_MTU)
             else:
-                conn.send(CLIENT, policy)
+                conn.transfer(CLIENT, policy)
             conn.wait(0.015)
-            conn.send(SERVER, pl.application_data(self.rng, 2900))
+            conn.transfer(SERVER, pl.application_data(self.rng, 2900))
             conn.close()
 
     def database(self) -> None:
@@ -196,10 +195,10 @@ class Deployment:
         )
         conn.handshake()
         salt = self.rng.randbytes(4)
-        conn.send(CLIENT, pl.pg_startup("dsm", "dsm"), ack=False)
-        conn.send(SERVER, pl.pg_md5_challenge(salt), ack=False)
-        conn.send(CLIENT, pl.pg_md5_password("dsm", "fabricated-sample", salt), ack=False)
-        conn.send(SERVER, pl.pg_ready_after_login(4711, self.rng.getrandbits(32)))
+        conn.transfer(CLIENT, pl.pg_startup("dsm", "dsm"), ack=False)
+        conn.transfer(SERVER, pl.pg_md5_challenge(salt), ack=False)
+        conn.transfer(CLIENT, pl.pg_md5_password("dsm", "fabricated-sample", salt), ack=False)
+        conn.transfer(SERVER, pl.pg_ready_after_login(4711, self.rng.getrandbits(32)))
         polls = [
             (at, "") for at in self.times(DATABASE_POLL_INTERVAL - 0.5, DATABASE_POLL_INTERVAL)
         ]
@@ -211,13 +210,13 @@ class Deployment:
                     "INSERT INTO hostheartbeats (hostid, ip, time) "
                     f"VALUES ({host_id}, '{agent}', now())"
                 )
-                conn.send(CLIENT, pl.pg_query(sql), ack=False)
-                conn.send(SERVER, pl.pg_command("INSERT 0 1"))
+                conn.transfer(CLIENT, pl.pg_query(sql), ack=False)
+                conn.transfer(SERVER, pl.pg_command("INSERT 0 1"))
             else:
                 sql = "SELECT jobid, type FROM jobs WHERE state = 0 ORDER BY priority LIMIT 50"
-                conn.send(CLIENT, pl.pg_query(sql), ack=False)
+                conn.transfer(CLIENT, pl.pg_query(sql), ack=False)
                 rows = [(str(self.rng.randrange(10000, 99999)), "UpdateConfiguration")]
-                conn.send(SERVER, pl.pg_result(("jobid", "type"), rows, "SELECT 1"))
+                conn.transfer(SERVER, pl.pg_result(("jobid", "type"), rows, "SELECT 1"))
 
     def time_sync(self, hosts: list[str]) -> None:
         """NTP polls of the site NTP server."""
@@ -261,7 +260,7 @@ class Deployment:
             message,
         )
         for number, (from_client, data) in enumerate(steps):
-            conn.send(CLIENT if from_client else SERVER, data, ack=number == len(steps) - 1)
+            conn.transfer(CLIENT if from_client else SERVER, data, ack=number == len(steps) - 1)
             conn.wait(0.0008)
         conn.close()
 
@@ -271,21 +270,21 @@ class Deployment:
         conn = TcpConn(self.cap, MANAGER, LDAP_SERVER, 389, at, LAN_RTT)
         conn.handshake()
         base = "OU=Servers,DC=corp,DC=example"
-        conn.send(
+        conn.transfer(
             CLIENT,
             pl.ldap_bind(1, "CN=svc-dsm,OU=Service,DC=corp,DC=example", "fabricated-sample"),
             ack=False,
         )
-        conn.send(SERVER, pl.ldap_bind_ok(1), ack=False)
-        conn.send(CLIENT, pl.ldap_search(2, base, ("dNSHostName", "name")), ack=False)
+        conn.transfer(SERVER, pl.ldap_bind_ok(1), ack=False)
+        conn.transfer(CLIENT, pl.ldap_search(2, base, ("dNSHostName", "name")), ack=False)
         entries = b"".join(
             pl.ldap_entry(
                 2, f"CN=web{n},{base}", {"dNSHostName": f"web{n}.corp.example", "name": f"web{n}"}
             )
             for n in (1, 2, 3)
         )
-        conn.send(SERVER, entries + pl.ldap_search_done(2))
-        conn.send(CLIENT, pl.ldap_unbind(3), ack=False)
+        conn.transfer(SERVER, entries + pl.ldap_search_done(2))
+        conn.transfer(CLIENT, pl.ldap_unbind(3), ack=False)
         conn.close()
 
     def license_check(self, at: float) -> None:
@@ -380,9 +379,9 @@ class Deployment:
         """(h) An agent fetches updates through the site proxy with HTTP CONNECT."""
         conn = TcpConn(self.cap, agent, PROXY, PROXY_PORT, PROXY_UPDATE_AT, LAN_RTT)
         conn.handshake()
-        conn.send(CLIENT, pl.http_connect(f"{UPDATE_HOST}:443", USER_AGENT), ack=False)
+        conn.transfer(CLIENT, pl.http_connect(f"{UPDATE_HOST}:443", USER_AGENT), ack=False)
         conn.wait(INTERNET_RTT)  # the proxy resolves the name and connects upstream first
-        conn.send(SERVER, pl.CONNECT_ESTABLISHED, ack=False)
+        conn.transfer(SERVER, pl.CONNECT_ESTABLISHED, ack=False)
         conn.wait(0.0003)
         conn.rtt += 40 * 1000  # from here on every exchange crosses the internet behind the proxy
         self.tls_over(conn, UPDATE_HOST, (UPDATE_HOST, PUBLIC_CA), [(380, 16000)])
@@ -401,7 +400,9 @@ def healthy(seed: int, duration: float) -> Deployment:
         site.relay_pulls_updates(at)
         site.update_from_relay(MANAGER, at + 150.0, 8000)
         for number, agent in enumerate(AGENTS):
-            site.update_from_relay(agent, at + 120.0 + 20.0 * number, 12000 if at < 900 else 2200)
+            # The first round brings a new pattern; by the second there is little left to fetch.
+            size = 12000 if at < 900 else 2200
+            site.update_from_relay(agent, at + 120.0 + 20.0 * number, size)
     site.database()
     return site
 

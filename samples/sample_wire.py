@@ -267,7 +267,7 @@ class TcpConn:
         self.segment(CLIENT, "A")
         self.now += us(0.0001)
 
-    def send(self, side: int, data: bytes, ack: bool = True) -> list[Packet]:
+    def transfer(self, side: int, data: bytes, ack: bool = True) -> list[Packet]:
         """Data cut at the MSS; the peer ACKs every second segment and, if asked, the last one."""
         sent: list[Packet] = []
         chunks = [data[i : i + self.mss] for i in range(0, len(data), self.mss)]
@@ -286,7 +286,7 @@ class TcpConn:
         self.now += us(0.0002)
         return sent
 
-    def send_through_small_mtu(
+    def transfer_through_small_mtu(
         self, side: int, data: bytes, router: str, mtu: int
     ) -> tuple[Packet, Packet]:
         """Send data whose first full-size segment a router drops with 'fragmentation needed'.
@@ -302,7 +302,7 @@ class TcpConn:
         self.now += us(0.00005)
         self.nxt[side] = start
         self.mss = mtu - 40 - 12
-        resent = self.send(side, data)
+        resent = self.transfer(side, data)
         return dropped, resent[0]
 
     def close(self, side: int = CLIENT) -> None:

@@ -48,13 +48,18 @@ CLOUD_NAMES = {
 }
 SNI = {
     "healthy.pcap": CLOUD_NAMES | {"dsm.corp.example", "dsr.corp.example"},
-    "problems.pcap": (CLOUD_NAMES | {"dsm.corp.example", "updates.evil-example.net"}),
+    "problems.pcap": CLOUD_NAMES | {"dsm.corp.example", "updates.evil-example.net"},
     "manager-host.pcapng": {"dsm.corp.example", "dsr.corp.example", "licenseupdate.trendmicro.com"},
 }
 # Addresses a capture may show that its inventory does not list: the planted unknown server and
 # the router that sends the ICMP, both in problems.pcap only; public peers are named by DNS.
-UNLISTED = {"healthy.pcap": set(), "problems.pcap": {"10.20.0.99", ROUTER}}
-UNLISTED["manager-host.pcapng"] = set()
+UNLISTED: dict[str, set[str]] = {
+    "healthy.pcap": set(),
+    "problems.pcap": {"10.20.0.99", ROUTER},
+    "manager-host.pcapng": set(),
+}
+# ClientHellos whose name the DNS check covers, so that it cannot pass by checking nothing.
+NAMED_HELLOS_AT_LEAST = {"healthy.pcap": 30, "problems.pcap": 20, "manager-host.pcapng": 2}
 NEVER_CALLED = {"send", "sendp", "sendpfast", "sr", "sr1", "srp", "srp1", "srloop", "srploop"}
 NEVER_CALLED |= {"sniff", "AsyncSniffer", "bridge_and_sniff", "sndrcv"}
 
@@ -158,7 +163,7 @@ def signed(delta: int) -> int:
     return delta - (1 << 32) if delta >= 1 << 31 else delta
 
 
-# ---- reproducibility ------------------------------------------------------------------------------
+# ---- reproducibility -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", GENERATED)
@@ -189,7 +194,7 @@ def test_each_sample_is_well_under_a_megabyte(name: str) -> None:
     assert (SAMPLES / name).stat().st_size < 600_000
 
 
-# ---- every capture ------------------------------------------------------------------------------
+# ---- every capture -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", CAPTURES)
@@ -232,7 +237,7 @@ def test_every_name_is_resolved_before_it_is_used(
             continue
         assert answers[(hello.src, sni, hello.dst)] < hello.time
         checked += 1
-    assert checked >= 3
+    assert checked >= NAMED_HELLOS_AT_LEAST[name]
 
 
 @pytest.mark.parametrize("name", CAPTURES)
@@ -273,7 +278,7 @@ def test_every_site_address_is_in_the_inventory_unless_planted(
     assert site - inventory_addresses(inventories[name]) == UNLISTED[name]
 
 
-# ---- healthy.pcap ---------------------------------------------------------------------------------
+# ---- healthy.pcap --------------------------------------------------------------------------------
 
 
 def test_healthy_every_agent_shows_three_heartbeats(
@@ -305,7 +310,7 @@ def test_healthy_updates_go_through_the_relay(segments: dict[str, list[Segment]]
     assert update_clients == {RELAY}
 
 
-# ---- problems.pcap --------------------------------------------------------------------------------
+# ---- problems.pcap -------------------------------------------------------------------------------
 
 
 def test_blocked_heartbeat_syns_are_never_answered(segments: dict[str, list[Segment]]) -> None:
@@ -455,7 +460,7 @@ def test_problems_keep_the_healthy_heartbeats(segments: dict[str, list[Segment]]
         assert all(replies(found, s)[0].flags == "SA" for s in syns)
 
 
-# ---- manager-host.pcapng --------------------------------------------------------------------------
+# ---- manager-host.pcapng -------------------------------------------------------------------------
 
 
 def test_manager_host_capture_is_pcapng_seen_from_the_manager(
@@ -468,7 +473,7 @@ def test_manager_host_capture_is_pcapng_seen_from_the_manager(
     assert {"10.20.1.11", "10.20.1.12", "10.20.1.13", RELAY, "10.20.0.20"} <= peers
 
 
-# ---- inventories --------------------------------------------------------------------------------
+# ---- inventories ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", CAPTURES)

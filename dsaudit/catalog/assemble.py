@@ -20,7 +20,9 @@ def assemble(files: Iterable[ParsedFile], problems: Problems) -> list[Rule]:
         for rule in parsed.rules:
             first = rules.get(rule.id)
             if first is not None:
-                problems.add(_where(rule), f"duplicate rule id {rule.id!r} (first at {_where(first)})")
+                problems.add(
+                    _where(rule), f"duplicate rule id {rule.id!r} (first at {_where(first)})"
+                )
                 continue
             rules[rule.id] = rule
     seen_overrides: dict[str, Override] = {}
@@ -61,7 +63,9 @@ def _apply_override(rules: dict[str, Rule], override: Override, problems: Proble
         target = rules.get(rule_id)
         if target is None:
             continue  # reported by the counterpart check
-        note = Note("site", f"ports {target.ports} overridden to {override.ports} at {override.location}")
+        note = Note(
+            "site", f"ports {target.ports} overridden to {override.ports} at {override.location}"
+        )
         rules[rule_id] = dataclasses.replace(
             target,
             ports=override.ports,

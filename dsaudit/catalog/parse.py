@@ -122,11 +122,11 @@ def parse_rule(node: YMap, problems: Problems, origin: str) -> Rule | None:
             if not r.has(key):
                 r.error(node.loc, f"a catalog rule is missing {key!r} (the seed's text)")
     transports = r.words("transports", V.TRANSPORTS)
-    if r.has("transports") and not transports:
+    if _empty(r.raw("transports")) and r.has("transports"):
         r.error(r.loc("transports"), "transports must name tcp, udp or both")
     ports = parse_ports(r.raw("ports"), r.loc("ports"), problems) if r.has("ports") else None
     peers = r.words("peer", V.PEER_ROLES)
-    if r.has("peer") and not peers:
+    if _empty(r.raw("peer")) and r.has("peer"):
         r.error(r.loc("peer"), "peer must name at least one role")
     expectation = r.choice("expectation", V.EXPECTATIONS) or ""
     when = _parse_when(r)
@@ -186,6 +186,11 @@ def parse_rule(node: YMap, problems: Problems, origin: str) -> Rule | None:
         origin=origin,
         location=node.loc,
     )
+
+
+def _empty(value: Any) -> bool:
+    """An explicitly empty value: null, "" or []."""
+    return value is None or value == "" or (isinstance(value, list) and not value)
 
 
 def _check_id_prefix(r: MapReader, rule_id: str, role: str, direction: str, origin: str) -> None:
@@ -253,7 +258,7 @@ def _parse_when(r: MapReader) -> Conditions:
     for key, allowed in V.CONDITION_KEYS.items():
         if key in node:
             words = cond.words(key, allowed)
-            if not words:
+            if _empty(node[key]):
                 cond.error(cond.loc(key), f"when.{key} must name at least one value")
             values.append((key, words))
     return Conditions(tuple(values))

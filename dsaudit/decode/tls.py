@@ -147,7 +147,7 @@ def _check_record_prefix(prefix: bytes) -> None:
     if not prefix:
         return
     if prefix[0] != CONTENT_HANDSHAKE:
-        raise DecodeError(f"first byte {prefix[0]:#04x} is not a TLS handshake record")
+        raise DecodeError(f"TLS record type {prefix[0]:#04x} where a handshake record belongs")
     if len(prefix) >= 2 and prefix[1] != 3:
         raise DecodeError("TLS record major version is not 3")
     if len(prefix) >= 3 and prefix[2] > 4:

@@ -7,7 +7,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dsaudit.catalog.roles import INTERNET
+from dsaudit.catalog.roles import INTERNET, hosts_of_role
 from dsaudit.catalog.schema import Catalog, PortRange, Ports, Rule
 from dsaudit.inventory import Inventory, IPNetwork
 
@@ -24,6 +24,7 @@ class Endpoint:
     networks: tuple[IPNetwork, ...] = ()
     hostnames: tuple[str, ...] = ()  # names from the inventory that cannot go in address sets
     any: bool = False
+    tag: str = ""  # tells apart endpoints of one role, e.g. proxies by port
 
     def family(self, version: int) -> tuple[IPNetwork, ...]:
         """Addresses of one IP version; for `any`, the whole address space of it."""
@@ -33,8 +34,8 @@ class Endpoint:
 
     @property
     def key(self) -> str:
-        """A name for address sets: the role, plus the port for a proxy endpoint."""
-        return self.role
+        """A name for address sets: the role, plus the tag (a proxy's port)."""
+        return f"{self.role}_{self.tag}" if self.tag else self.role
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,15 @@ class Plan:
     hostnames: tuple[tuple[str, tuple[str, ...]], ...]  # internet name -> rule ids
     inventory_names: tuple[tuple[str, str], ...]  # (role, name) of hosts given by name only
 
+    def for_role(self, role: str) -> Plan:
+        """Only the allows with hosts of `role` at one end (a relay is at every agent end)."""
+        keep = tuple(
+            a
+            for a in self.allows
+            if role in hosts_of_role(a.client.role) or role in hosts_of_role(a.server.role)
+        )
+        return dataclasses.replace(self, allows=keep)
+
 
 def build_plan(catalog: Catalog, inventory: Inventory, *, port_scan: bool = False) -> Plan:
     """Select the rules that apply to the deployment and resolve both ends to addresses."""
@@ -81,9 +91,7 @@ def build_plan(catalog: Catalog, inventory: Inventory, *, port_scan: bool = Fals
         if reason:
             skipped.append((rule.id, reason))
             continue
-        rule_names = tuple(
-            dict.fromkeys(n for v in versions for n in rule.hostnames.names(v))
-        )
+        rule_names = tuple(dict.fromkeys(n for v in versions for n in rule.hostnames.names(v)))
         produced = False
         for client_role in rule.client_roles:
             for server_role in rule.server_roles:
@@ -91,7 +99,9 @@ def build_plan(catalog: Catalog, inventory: Inventory, *, port_scan: bool = Fals
                 server = _endpoint(inventory, server_role)
                 missing = [e.role for e in (client, server) if not e.any and not e.networks]
                 if missing:
-                    skipped.append((rule.id, _missing(inventory, missing, client_role, server_role)))
+                    skipped.append(
+                        (rule.id, _missing(inventory, missing, client_role, server_role))
+                    )
                     continue
                 produced = True
                 for allow in _allows(rule, client, server, rule_names, inventory):
@@ -125,7 +135,7 @@ def _missing(inventory: Inventory, roles: list[str], client: str, server: str) -
             parts.append(f"hosts.{role} has only host names (give addresses)")
         else:
             parts.append(f"no hosts.{role} in the inventory")
-    return f"{client} -> {server}: " + "; ".join(parts)
+    return f"{client} to {server}: " + "; ".join(parts)
 
 
 def _endpoint(inventory: Inventory, role: str) -> Endpoint:
@@ -153,7 +163,7 @@ def _allows(
         # The client talks to the proxy on the proxy's port; the proxy talks to the internet.
         for port in sorted({e.port for e in proxies if e.port is not None}):
             nets = tuple(e.network for e in proxies if e.port == port and e.network is not None)
-            proxy_end = Endpoint(f"proxy_{port}", nets)
+            proxy_end = Endpoint("proxy", nets, tag=str(port))
             yield Allow((rule.id,), purpose, client, proxy_end, "tcp", Ports.of(port), names, True)
         proxy_src = Endpoint("proxy", tuple(e.network for e in proxies if e.network))
         for transport in rule.transports:

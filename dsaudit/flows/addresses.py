@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from functools import lru_cache
 
@@ -27,12 +26,11 @@ def key_from_packed(raw: bytes) -> int | None:
 def key_from_text(text: str) -> int | None:
     """Key of a textual IPv4 or IPv6 address, or None if it is not one."""
     try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
+        if ":" in text:
+            return int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+        return V4_MAPPED | int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except (OSError, ValueError):
         return None
-    if ip.version == 4:
-        return V4_MAPPED | int(ip)
-    return int(ip)
 
 
 def is_v4(key: int) -> bool:

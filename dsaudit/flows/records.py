@@ -48,6 +48,7 @@ from dsaudit.flows.table_kernel import (
     HISTORY_LETTERS,
     RESP_OFFSET,
 )
+from dsaudit.decode.dns import rtype_name
 from dsaudit.naming import Namer
 
 OUTCOMES = ["established", "rejected", "unanswered", "partial", "one-way"]
@@ -169,8 +170,16 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     icmp = (proto == 1) | (proto == 58)
     c_port = np.where(icmp, fs[:, F_ICMP_TC] >> 8, c_port)
     s_port = np.where(icmp, fs[:, F_ICMP_TC] & 0xFF, s_port)
-    c_keys = [addr_key(h, lo) for h, lo in zip(c_hi.tolist(), c_lo.tolist(), strict=True)]
-    s_keys = [addr_key(h, lo) for h, lo in zip(s_hi.tolist(), s_lo.tolist(), strict=True)]
+    # Few distinct addresses, many flows: convert each distinct address once.
+    pairs = np.concatenate([np.stack([c_hi, c_lo], 1), np.stack([s_hi, s_lo], 1)])
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    ukeys = [addr_key(h, lo) for h, lo in uniq.tolist()]
+    utext = [key_to_text(k) for k in ukeys]
+    c_idx = inverse[:n].tolist()
+    s_idx = inverse[n:].tolist()
+    c_keys = [ukeys[i] for i in c_idx]
+    s_keys = [ukeys[i] for i in s_idx]
     seen = fs[:, F_SEEN]
     pkts_c = fs[:, F_PKTS_C]
     pkts_s = fs[:, F_PKTS_S]
@@ -192,13 +201,12 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     ]
     vlan0 = fs[:, F_VLAN0]
     vlan1 = fs[:, F_VLAN1]
-    text = {k: key_to_text(k) for k in set(c_keys) | set(s_keys)}
     data: dict[str, Any] = {
         "proto": [PROTO_NAMES.get(p, str(p)) for p in proto.tolist()],
         "ip_version": np.where(fs[:, F_L3] == 6, 6, 4),
-        "client_ip": [text[k] for k in c_keys],
+        "client_ip": [utext[i] for i in c_idx],
         "client_port": c_port,
-        "server_ip": [text[k] for k in s_keys],
+        "server_ip": [utext[i] for i in s_idx],
         "server_port": s_port,
         "vlan": pd.array(np.where(vlan0 >= 0, vlan0, 0), dtype="Int16"),
         "inner_vlan": pd.array(np.where(vlan1 >= 0, vlan1, 0), dtype="Int16"),
@@ -254,7 +262,10 @@ def _names(
             cols["connect_target"][f] = p.connect
             cols["socks_target"][f] = p.socks
             queries[f] = p.dns_queries
-            answers[f] = p.dns_answers
+            answers[f] = [
+                {"name": nm, "type": rtype_name(t), "data": d, "ttl": ttl}
+                for nm, t, d, ttl in p.dns_answers
+            ]
             if p.connect:
                 name, src = _host_part(p.connect), "connect"
             elif p.socks:
@@ -317,6 +328,9 @@ def _attach_icmp(fs: np.ndarray, namer: Namer, out: list[Any], rejected: np.ndar
         entry = dict(info)
         sender = info["from"]
         entry["from"] = key_to_text(sender) if isinstance(sender, int) else sender
+        stamp = info["ts"]
+        if isinstance(stamp, int):
+            entry["ts"] = str(np.datetime_as_string(np.datetime64(stamp, "ns"), unit="us")) + "Z"
         out[best].append(entry)
         # Destination unreachable (but not "fragmentation needed") means the peer refused.
         v4 = info["family"] == 4

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -37,15 +39,20 @@ def _endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def iter_json_lines(df: pd.DataFrame, chunk: int = 8192) -> Iterator[str]:
+    """JSON Lines text of the flows, a chunk of rows at a time (bounded memory)."""
+    for lo in range(0, len(df), chunk):
+        part = df.iloc[lo : lo + chunk].copy()
+        for col in ("start", "end"):
+            stamps = part[col].to_numpy(dtype="datetime64[us]")
+            part[col] = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z")
+        text: str = part.to_json(orient="records", lines=True, force_ascii=False)
+        yield text if text.endswith("\n") else text + "\n"
+
+
 def flows_for_json(df: pd.DataFrame) -> str:
-    """JSON Lines text of the flows (one object per line), ISO-8601 UTC times."""
-    if df.empty:
-        return ""
-    out = df.copy()
-    for col in ("start", "end"):
-        out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    text: str = out.to_json(orient="records", lines=True, force_ascii=False)
-    return text if text.endswith("\n") else text + "\n"
+    """JSON Lines text of all flows (one object per line), ISO-8601 UTC times."""
+    return "".join(iter_json_lines(df))
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -81,16 +88,28 @@ def _csv(df: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
-def _json(df: pd.DataFrame) -> str:
-    lines = flows_for_json(df).splitlines()
-    return "[\n" + ",\n".join(lines) + ("\n]\n" if lines else "]\n")
+def _json(df: pd.DataFrame) -> Iterator[str]:
+    yield "["
+    first = True
+    for text in iter_json_lines(df):
+        lines = text.rstrip("\n").split("\n")
+        yield ("\n" if first else ",\n") + ",\n".join(lines)
+        first = False
+    yield "\n]\n"
 
 
-RENDERERS: dict[str, Callable[[pd.DataFrame], str]] = {
-    "table": _table,
-    "csv": _csv,
+def _one(render: Callable[[pd.DataFrame], str]) -> Callable[[pd.DataFrame], Iterator[str]]:
+    def wrapped(df: pd.DataFrame) -> Iterator[str]:
+        yield render(df)
+
+    return wrapped
+
+
+RENDERERS: dict[str, Callable[[pd.DataFrame], Iterator[str]]] = {
+    "table": _one(_table),
+    "csv": _one(_csv),
     "json": _json,
-    "jsonl": flows_for_json,
+    "jsonl": iter_json_lines,
 }
 
 
@@ -102,10 +121,11 @@ def write_flows(df: pd.DataFrame, fmt: str, output: str | None, notes: list[str]
         assert output is not None
         parquet_frame(df).to_parquet(output, index=False)
         return
-    text = RENDERERS[fmt](df)
+    parts = RENDERERS[fmt](df)
     if fmt == "table" and notes:
-        text += "\n" + "\n".join(f"warning: {for_terminal(n)}" for n in notes) + "\n"
-    _write_text(text, output)
+        tail = "\n" + "\n".join(f"warning: {for_terminal(n)}" for n in notes) + "\n"
+        parts = itertools.chain(parts, [tail])
+    write_text(parts, output)
 
 
 def parquet_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -119,17 +139,18 @@ def parquet_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _write_text(text: str, output: str | None) -> None:
-    stream: TextIO
+def write_text(parts: Iterable[str], output: str | None) -> None:
+    """Write text pieces to ``output`` (a path) or to stdout."""
     if output in (None, "-"):
-        stream = sys.stdout
-        stream.write(text)
-        stream.flush()
+        for part in parts:
+            sys.stdout.write(part)
+        sys.stdout.flush()
         return
     assert output is not None
     try:
         with open(output, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+            for part in parts:
+                fh.write(part)
     except OSError as exc:
         raise DsauditError(f"cannot write {output}: {exc.strerror or exc}") from None
 

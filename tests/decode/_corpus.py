@@ -59,7 +59,14 @@ def segments(name: str) -> Iterator[Segment]:
     with open(CORPUS / "pcaps" / f"{name}.pcap", "rb") as fh:
         reader = dpkt.pcap.Reader(fh)
         dlt = reader.datalink()
-        for _ts, frame in reader:
+        records = iter(reader)
+        while True:
+            try:
+                _ts, frame = next(records)
+            except StopIteration:
+                return
+            except dpkt.NeedData:
+                return  # a capture cut off mid-record: keep what came before
             ip = _link_payload(dlt, bytes(frame))
             if ip is not None:
                 seg = _ip_payload(ip)

@@ -1,0 +1,35 @@
+"""`dsaudit inventory`: check an inventory file and show what dsaudit reads from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dsaudit.inventory import load_inventory
+
+
+@click.group()
+def inventory() -> None:
+    """Inventory files: one deployment's settings and hosts per role."""
+
+
+@inventory.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def check(file: Path) -> None:
+    """Check FILE; print the deployment settings (defaults filled in) and hosts per role.
+
+    Problems are reported as FILE:LINE: MESSAGE, all at once, with exit code 2.
+    """
+    inv = load_inventory(file)
+    d = inv.deployment
+    click.echo(f"{file}: ok")
+    click.echo(
+        f"deployment: version {d.version} (agents {', '.join(d.agent_versions)}), {d.mode}, "
+        f"communication {d.communication}, database {d.database or 'none'}, "
+        f"heartbeat every {d.heartbeat_interval}s, updates {d.updates}, siem {d.siem}"
+    )
+    for role, entries in inv.hosts.items():
+        click.echo(f"{role}: {', '.join(e.text for e in entries)}")
+    for role, names in inv.names.items():
+        click.echo(f"{role} names: {', '.join(names)}")

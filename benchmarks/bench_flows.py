@@ -254,6 +254,7 @@ def _norm(name: Any) -> str:
 def dsaudit_counts(path: Path) -> dict[str, Any]:
     """Count what the truth file counts, from dsaudit's JSON-lines flow records."""
     protos: dict[str, int] = {}
+    keys: dict[str, set[tuple[Any, ...]]] = {}
     sni: set[str] = set()
     qnames: set[str] = set()
     hosts: set[str] = set()
@@ -269,6 +270,16 @@ def dsaudit_counts(path: Path) -> dict[str, Any]:
                 continue
             proto = str(proto).lower()
             protos[proto] = protos.get(proto, 0) + 1
+            # The generator counts one flow per key for the whole capture; dsaudit may start a
+            # new record for the same key (idle timeout, ICMP identifier), so keep both counts.
+            ends = sorted(
+                [
+                    (record.get("client_ip"), record.get("client_port")),
+                    (record.get("server_ip"), record.get("server_port")),
+                ],
+                key=repr,
+            )
+            keys.setdefault(proto, set()).add((record.get("vlan"), *ends))
             if proto in ("tcp", "udp", "icmp"):
                 ip_packets += int(record.get("packets_c2s") or 0)
                 ip_packets += int(record.get("packets_s2c") or 0)
@@ -291,6 +302,7 @@ def dsaudit_counts(path: Path) -> dict[str, Any]:
         "distinct_http_hosts": len(hosts),
         "ip_packets": ip_packets,
         "non_flow_lines": other_lines,
+        "distinct_keys_by_proto": {proto: len(found) for proto, found in keys.items()},
     }
 
 
@@ -531,6 +543,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if "checks" in entry:
             all_ok &= print_checks(f"{key} vs truth:", entry["checks"])
+            records = entry["counts"]["flows_by_proto"]
+            distinct = entry["counts"]["distinct_keys_by_proto"]
+            repeats = {
+                p: n - distinct.get(p, n) for p, n in records.items() if n != distinct.get(p)
+            }
+            if repeats:
+                print(
+                    "    records reusing an earlier record's key (idle-timeout or similar splits):"
+                    f" {repeats}; distinct keys: {distinct}"
+                )
         if "vs_jobs_1" in entry:
             print(f"    output vs --jobs 1: {entry['vs_jobs_1']}")
             all_ok &= entry["vs_jobs_1"] == "identical"

@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "flows": "dsaudit.commands.flows:flows",
     "rules": "dsaudit.commands.rules:rules",
     "firewall": "dsaudit.commands.firewall:firewall",
+    "audit": "dsaudit.commands.audit:audit",
     "inventory": "dsaudit.commands.inventory:inventory",
 }
 

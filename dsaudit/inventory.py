@@ -198,7 +198,8 @@ def _build(path: str, root: YMap, problems: Problems) -> Inventory:
     hosts = _hosts(top, problems)
     names = _names(top, problems)
     node = top.mapping("deployment")
-    deployment = _deployment(node, hosts, problems) if node is not None else None
+    where = root.key_loc("deployment")
+    deployment = _deployment(node, where, hosts, problems) if node is not None else None
     if deployment is None:
         deployment = Deployment()
         if node is None and "deployment" not in root:
@@ -217,7 +218,7 @@ def _version(r: MapReader, key: str, value: Any, loc: Location) -> str | None:
 
 
 def _deployment(
-    node: YMap, hosts: Mapping[str, tuple[HostEntry, ...]], problems: Problems
+    node: YMap, where: Location, hosts: Mapping[str, tuple[HostEntry, ...]], problems: Problems
 ) -> Deployment:
     r = MapReader(node, problems, "deployment", DEPLOYMENT_KEYS)
     version = "11.0"
@@ -231,7 +232,7 @@ def _deployment(
     mode = r.choice("mode", V.MODES, "on-premises") or "on-premises"
     database = r.choice("database", V.DATABASES)
     if mode == "on-premises" and database is None and not r.has("database"):
-        r.error(node.loc, f"an on-premises deployment needs `database` ({', '.join(V.DATABASES)})")
+        r.error(where, f"an on-premises deployment needs `database` ({', '.join(V.DATABASES)})")
     if mode == "as-a-service" and database is not None:
         r.error(r.loc("database"), "an as-a-service deployment has no database of its own")
     interval = 600

@@ -99,8 +99,9 @@ def client_hello_handshake(
     return b"\x01" + len(body).to_bytes(3, "big") + body
 
 
-def tls_records(payload: bytes, records: int = 1, *, content_type: int = 0x16,
-                version: int = 0x0301) -> bytes:
+def tls_records(
+    payload: bytes, records: int = 1, *, content_type: int = 0x16, version: int = 0x0301
+) -> bytes:
     """Wrap ``payload`` in ``records`` TLS records of near-equal size (at least 1 byte each)."""
     records = max(1, min(records, len(payload)))
     step = -(-len(payload) // records)
@@ -214,8 +215,9 @@ def dns_header(ident: int, flags: int, qd: int, an: int, ns: int = 0, ar: int = 
     return struct.pack(">6H", ident, flags, qd, an, ns, ar)
 
 
-def dns_query(name: DnsName, qtype: int = 1, id: int = 0x1234, *, rd: bool = True,
-              qclass: int = 1) -> bytes:
+def dns_query(
+    name: DnsName, qtype: int = 1, id: int = 0x1234, *, rd: bool = True, qclass: int = 1
+) -> bytes:
     """A standard query (opcode 0) with one question."""
     w = DnsWriter()
     w.raw(dns_header(id, 0x0100 if rd else 0, 1, 0))
@@ -343,15 +345,13 @@ def socks5_request(
 def socks4_request(ip: str, port: int, *, userid: bytes = b"", command: int = 1) -> bytes:
     """A SOCKS4 request: 04 cmd port ip userid NUL."""
     return (
-        struct.pack(">BBH", 4, command, port)
-        + ipaddress.IPv4Address(ip).packed
-        + userid
-        + b"\x00"
+        struct.pack(">BBH", 4, command, port) + ipaddress.IPv4Address(ip).packed + userid + b"\x00"
     )
 
 
-def socks4a_request(host: str | bytes, port: int, *, userid: bytes = b"", command: int = 1,
-                    marker: int = 1) -> bytes:
+def socks4a_request(
+    host: str | bytes, port: int, *, userid: bytes = b"", command: int = 1, marker: int = 1
+) -> bytes:
     """A SOCKS4a request: address 0.0.0.``marker`` then userid NUL, host NUL."""
     return (
         struct.pack(">BBH", 4, command, port)
@@ -446,4 +446,3 @@ def quic_client_initial(
     for i in range(pn_len):
         protected[pn_offset + i] ^= mask[1 + i]
     return bytes(protected) + trailing
-

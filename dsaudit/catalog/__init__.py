@@ -34,6 +34,7 @@ __all__ = [
     "catalog_files",
     "default_rules_dir",
     "load_catalog",
+    "load_rule_files",
 ]
 
 RULES_DIR_ENV = "DSAUDIT_RULES_DIR"

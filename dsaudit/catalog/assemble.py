@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from dsaudit.catalog.parse import Override, ParsedFile
-from dsaudit.catalog.roles import DS_ROLES, hosts_of_role
+from dsaudit.catalog.roles import hosts_of_roles
 from dsaudit.catalog.schema import Note, Rule
 from dsaudit.catalog.yaml_loader import Problems
 from dsaudit.errors import Location
@@ -74,13 +74,6 @@ def _apply_override(rules: dict[str, Rule], override: Override, problems: Proble
         )
 
 
-def _expand(roles: Iterable[str]) -> set[str]:
-    out: set[str] = set()
-    for role in roles:
-        out |= hosts_of_role(role) if role in DS_ROLES else {role}
-    return out
-
-
 def _check_counterparts(rule: Rule, rules: dict[str, Rule], problems: Problems) -> None:
     for other_id in rule.counterparts:
         other = rules.get(other_id)
@@ -92,8 +85,8 @@ def _check_counterparts(rule: Rule, rules: dict[str, Rule], problems: Problems) 
             problems.add(where, f"{rule.id}: counterpart {other_id!r} does not list it back")
         if other.direction == rule.direction:
             problems.add(where, f"{rule.id}: counterpart {other_id!r} has the same direction")
-        if not (set(rule.client_roles) & _expand(other.client_roles)) or not (
-            set(rule.server_roles) & _expand(other.server_roles)
+        if not (set(rule.client_roles) & hosts_of_roles(other.client_roles)) or not (
+            set(rule.server_roles) & hosts_of_roles(other.server_roles)
         ):
             problems.add(
                 where,

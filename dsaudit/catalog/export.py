@@ -104,6 +104,7 @@ def render(rules: Sequence[Rule], fmt: str, version: str | None = None) -> str:
         return render_markdown(_COLUMNS, [_row(r, version, "\n") for r in rules])
     if fmt == "table":
         rows = [_row(r, version, "\n") for r in rules]
-        widths: list[int | None] = [None, None, 14, None, 24, None, 30, None, None, 36, 44]
+        # Host names are never wrapped (one per line): a broken name reads as two.
+        widths: list[int | None] = [None, None, 14, None, 24, None, 30, None, None, None, 44]
         return tabulate(rows, headers=_COLUMNS, tablefmt="simple", maxcolwidths=widths) + "\n"
     raise ValueError(f"unknown format {fmt!r}")

@@ -84,7 +84,7 @@ def parse_file(path: str, problems: Problems, origin: str, text: str | None = No
         return parsed
     top = MapReader(root, problems, "a rules file", FILE_KEYS, required=("schema",))
     schema = root.get("schema")
-    if "schema" in root and schema != SCHEMA_VERSION:
+    if "schema" in root and (isinstance(schema, bool) or schema != SCHEMA_VERSION):
         top.error(top.loc("schema"), f"schema must be {SCHEMA_VERSION}; got {schema!r}")
     if "rules" not in root and "overrides" not in root:
         top.error(root.loc, "a rules file needs `rules`, `overrides` or both")

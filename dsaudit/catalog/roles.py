@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 # The three Deep Security roles the vendor's port table has one section each for.
 DS_ROLES: tuple[str, ...] = ("manager", "relay", "agent")
@@ -83,6 +83,9 @@ def hosts_of_role(role: str) -> frozenset[str]:
     return frozenset({role} | {r for r, implied in IMPLIED_ROLES.items() if role in implied})
 
 
-def version_key(version: str) -> tuple[int, ...]:
-    """Sort key for a dotted version string ("10.2" < "11.0")."""
-    return tuple(int(part) for part in version.split("."))
+def hosts_of_roles(roles: Iterable[str]) -> frozenset[str]:
+    """Roles whose hosts may stand at an end that names these roles."""
+    out: set[str] = set()
+    for role in roles:
+        out |= hosts_of_role(role)
+    return frozenset(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from dsaudit.catalog.roles import DS_ROLES, IMPLIED_ROLES, VERSIONS, hosts_of_role
+from dsaudit.catalog.roles import IMPLIED_ROLES, VERSIONS, hosts_of_roles
 from dsaudit.errors import Location
 
 
@@ -86,10 +86,6 @@ class HostnameSet:
         """Version -> names (names without a version count for every version)."""
         out = {v: self.names(v) for v in versions}
         return {v: names for v, names in out.items() if names}
-
-    @property
-    def versioned(self) -> bool:
-        return any(entry.versions for entry in self.entries)
 
     def __bool__(self) -> bool:
         return bool(self.entries)
@@ -260,6 +256,11 @@ class Catalog:
             and (direction is None or rule.direction == direction)
         )
 
+    def by_hostname(self, name: str, version: str | None = None) -> tuple[Rule, ...]:
+        """Rules that list this exact host name (for that version, if given)."""
+        wanted = name.rstrip(".").lower()
+        return tuple(r for r in self.rules if wanted in r.hostnames.names(version))
+
     def conversation(
         self,
         transport: str,
@@ -274,13 +275,6 @@ class Catalog:
         return tuple(
             rule
             for rule in self.matching(transport, port)
-            if clients & _expand(rule.client_roles) and servers & _expand(rule.server_roles)
+            if clients & hosts_of_roles(rule.client_roles)
+            and servers & hosts_of_roles(rule.server_roles)
         )
-
-
-def _expand(roles: Iterable[str]) -> set[str]:
-    """Roles whose hosts may play these roles (an agent rule also covers relay hosts)."""
-    out: set[str] = set()
-    for role in roles:
-        out |= hosts_of_role(role) if role in DS_ROLES else {role}
-    return out

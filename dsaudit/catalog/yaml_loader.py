@@ -58,6 +58,9 @@ class YSeq(list[Any]):
         return self.item_locs[index] if index < len(self.item_locs) else self.loc
 
 
+_PLAIN = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _loc(path: str, node: yaml.Node) -> Location:
     return Location(path, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -71,8 +74,30 @@ class _Converter:
         # Only scalars go through the constructor, so tags like !!python/object never load:
         # SafeLoader refuses them and we report that as a problem.
         self.constructor = yaml.SafeLoader("")
+        self.done: dict[int, Any] = {}
+        self.active: set[int] = set()
 
     def convert(self, node: yaml.Node) -> Any:
+        # Aliases share nodes: converting each node once keeps "billion laughs" documents
+        # linear, and a node met again while still being converted is a recursive alias.
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if key in self.active:
+            self.problems.add(_loc(self.path, node), "recursive YAML alias")
+            return None
+        self.active.add(key)
+        try:
+            value = self._convert(node)
+        finally:
+            self.active.discard(key)
+        self.done[key] = value
+        return value
+
+    def _convert(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN:
+            self.problems.add(_loc(self.path, node), f"unsupported YAML tag {node.tag}")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node)
         if isinstance(node, yaml.SequenceNode):

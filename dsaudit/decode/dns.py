@@ -113,7 +113,9 @@ class DnsRecord:
     """One answer record.
 
     ``data`` is the address text for class-IN A/AAAA, the target name for
-    CNAME/PTR/NS/DNAME, and None for every other type. ``ttl`` is the unsigned value
+    CNAME/PTR/NS/DNAME, and None for every other type. AAAA text is that of
+    inet_ntop, as tshark prints it: RFC 5952 compression, except ``::ffff:a.b.c.d``
+    (IPv4-mapped) and ``::a.b.c.d`` (IPv4-compatible) in dotted form. ``ttl`` is the unsigned value
     as sent. ``rclass`` keeps the mDNS cache-flush bit.
     """
 
@@ -169,10 +171,11 @@ def parse_dns(data: bytes) -> DnsMessage:
     ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
     pos = HEADER_LENGTH
     questions: list[DnsQuestion] = []
+    cache: _NameCache = {}
     try:
         # Each question uses at least 5 bytes, so a bogus count ends at the data's end.
         for _ in range(qdcount):
-            name, pos = _read_name(data, pos, n)
+            name, pos = _read_name(data, pos, n, cache)
             if pos + 4 > n:
                 raise _Truncated("question ends before its type and class")
             qtype, qclass = _QFIXED.unpack_from(data, pos)
@@ -185,7 +188,7 @@ def parse_dns(data: bytes) -> DnsMessage:
     partial = False
     try:
         for _ in range(ancount):
-            record, pos = _read_record(data, pos, n)
+            record, pos = _read_record(data, pos, n, cache)
             answers.append(record)
     except _Truncated:
         partial = True
@@ -227,9 +230,15 @@ def split_dns_tcp(stream: bytes) -> tuple[list[bytes], int]:
     return messages, pos
 
 
-def _read_record(data: bytes, pos: int, n: int) -> tuple[DnsRecord, int]:
+# Decoded names of one message by wire offset: text, octets without the root byte,
+# pointer jumps taken. Most answers point at the question name, so this saves
+# re-walking the same labels; it only ever holds names that decoded cleanly.
+_NameCache = dict[int, tuple[str, int, int]]
+
+
+def _read_record(data: bytes, pos: int, n: int, cache: _NameCache) -> tuple[DnsRecord, int]:
     """Decode the resource record at ``pos``; returns it and the offset after it."""
-    name, pos = _read_name(data, pos, n)
+    name, pos = _read_name(data, pos, n, cache)
     if pos + 10 > n:
         raise _Truncated("record ends inside its fixed fields")
     rtype, rclass, ttl, rdlength = _RRFIXED.unpack_from(data, pos)
@@ -239,7 +248,7 @@ def _read_record(data: bytes, pos: int, n: int) -> tuple[DnsRecord, int]:
         raise _Truncated("record data runs past the end of the message")
     text: str | None = None
     if rtype in _NAME_TYPES:
-        text, name_end = _read_name(data, pos, end)
+        text, name_end = _read_name(data, pos, end, cache)
         if name_end != end:
             raise DecodeError(f"{rtype_name(rtype)} data length disagrees with its name")
     elif rclass & 0x7FFF == 1 and (rtype == TYPE_A or rtype == TYPE_AAAA):
@@ -251,19 +260,23 @@ def _read_record(data: bytes, pos: int, n: int) -> tuple[DnsRecord, int]:
     return DnsRecord(name, rtype, rclass, ttl, text), end
 
 
-def _read_name(data: bytes, pos: int, limit: int) -> tuple[str, int]:
+def _read_name(data: bytes, pos: int, limit: int, cache: _NameCache) -> tuple[str, int]:
     """Decode the name at ``pos``; returns its text and the offset just after it.
 
     ``limit`` bounds the in-place part of the name (the message end, or the end of
     the RDATA holding it). Running into ``limit`` at the message end raises
     _Truncated (a cut capture); anything else wrong raises DecodeError.
     """
+    start = pos
     labels: list[bytes] = []
     octets = 1  # the terminating root label
     end = -1
     floor = pos  # every pointer must land strictly below the previous segment start
     jumps = 0
     n = len(data)
+    suffix: str | None = None
+    first_target = -1
+    first_labels = first_octets = first_jumps = 0
     while True:
         stop = limit if jumps == 0 else n
         if pos >= stop:
@@ -293,20 +306,44 @@ def _read_name(data: bytes, pos: int, limit: int) -> tuple[str, int]:
             if target < HEADER_LENGTH:
                 raise DecodeError(f"compression pointer to {target} lands in the header")
             jumps += 1
+            hit = cache.get(target)
+            if hit is not None:
+                suffix, more_octets, more_jumps = hit
+                octets += more_octets
+                jumps += more_jumps
             if jumps > MAX_POINTER_JUMPS:
                 raise DecodeError("too many compression pointers in one name")
+            if octets > MAX_NAME_OCTETS:
+                raise DecodeError(f"name longer than {MAX_NAME_OCTETS} octets")
+            if hit is not None:
+                break
+            if first_target < 0:
+                first_target, first_labels = target, len(labels)
+                first_octets, first_jumps = octets, jumps
             floor = target
             pos = target
         else:
             raise DecodeError(f"unsupported label type {length >> 6:#x}")
+    text = _join(labels, suffix)
+    if labels and data[start] < 0x40:
+        cache[start] = (text, octets - 1, jumps)
+    if first_target >= 0:
+        tail = text if first_labels == 0 else _join(labels[first_labels:], suffix)
+        cache[first_target] = (tail, octets - first_octets, jumps - first_jumps)
+    return text, end
+
+
+def _join(labels: list[bytes], suffix: str | None) -> str:
+    """Name text of ``labels`` followed by an already decoded ``suffix`` name."""
     if not labels:
-        return "", end
+        return suffix or ""
     raw = b".".join(labels)
     # Fast path: all printable and no dot hidden inside a label.
     if is_plain(raw) and raw.count(b".") == len(labels) - 1:
-        return raw.decode("ascii"), end
-    return ".".join([escape_label(label) for label in labels]), end
-
+        text = raw.decode("ascii")
+    else:
+        text = ".".join([escape_label(label) for label in labels])
+    return f"{text}.{suffix}" if suffix else text
 
 
 def _short(jumps: int, limit: int, n: int) -> DecodeError:

@@ -128,22 +128,24 @@ def parse_http_request(data: bytes) -> HttpRequest | None:
         raise DecodeError("request line is not METHOD SP target SP version")
     method, target, version = parts
     if method not in _METHOD_BYTES:
-        raise DecodeError(f"unknown HTTP method {escape_text(method[:_MAX_METHOD + 1])!r}")
+        raise DecodeError(f"unknown HTTP method {escape_text(method[: _MAX_METHOD + 1])!r}")
     if not _is_version(version):
         raise DecodeError(f"bad HTTP version {escape_text(version[:16])!r}")
 
     # The head ends at the first empty line; nl is the newline ending the request line.
     limit = MAX_HEADER_BYTES + 3
     crlf = data.find(b"\n\r\n", nl, limit)
-    lf = data.find(b"\n\n", nl, limit)
-    if crlf < 0 and lf < 0:
+    # A bare-LF blank line only counts if it comes first; searching no further than the
+    # CRLF one keeps a body that follows the head out of the scan.
+    lf = data.find(b"\n\n", nl, crlf + 1 if crlf >= 0 else limit)
+    if lf >= 0:
+        head_end, size = lf, lf + 2
+    elif crlf >= 0:
+        head_end, size = crlf, crlf + 3
+    else:
         if len(data) >= limit:
             raise DecodeError(f"no end of the HTTP head within {MAX_HEADER_BYTES} bytes")
         return None
-    if lf < 0 or 0 <= crlf < lf:
-        head_end, size = crlf, crlf + 3
-    else:
-        head_end, size = lf, lf + 2
 
     host: str | None = None
     block = data[nl:head_end]

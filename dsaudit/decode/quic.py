@@ -1,4 +1,4 @@
-"""QUIC client Initial decoder: removes Initial protection (RFC 9001 section 5) and returns CRYPTO data.
+"""QUIC client Initial decoder: removes Initial protection (RFC 9001 5), returns CRYPTO data.
 
 Hand-written on top of the ``cryptography`` package's AES primitives because no
 maintained library decrypts a single captured Initial (aioquic only does so inside a
@@ -135,10 +135,12 @@ def quic_initial_crypto(datagram: bytes) -> list[tuple[int, bytes]] | None:
     mask = hp.encryptor().update(datagram[sample_at : sample_at + _SAMPLE_LENGTH])
     first ^= mask[0] & 0x0F
     pn_len = (first & 0x03) + 1
-    pn_bytes = bytes(a ^ b for a, b in zip(datagram[pn_offset : pn_offset + pn_len], mask[1:]))
+    pn = int.from_bytes(datagram[pn_offset : pn_offset + pn_len], "big")
+    pn ^= int.from_bytes(mask[1 : 1 + pn_len], "big")
+    pn_bytes = pn.to_bytes(pn_len, "big")
     header = bytes((first,)) + datagram[1:pn_offset] + pn_bytes
     # Initial packet numbers of a client are small, so the truncated value is the full one.
-    nonce = (int.from_bytes(iv, "big") ^ int.from_bytes(pn_bytes, "big")).to_bytes(12, "big")
+    nonce = (int.from_bytes(iv, "big") ^ pn).to_bytes(12, "big")
     try:
         plain = aead.decrypt(nonce, datagram[pn_offset + pn_len : end], header)
     except InvalidTag:

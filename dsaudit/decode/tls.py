@@ -156,7 +156,7 @@ def _check_record_prefix(prefix: bytes) -> None:
 
 def _handshake_size(head: bytes) -> int:
     """Total size (header + body) of the ClientHello whose 4-byte header starts ``head``."""
-    word = _HS_HEADER.unpack_from(head)[0]
+    word: int = _HS_HEADER.unpack_from(head)[0]
     if word >> 24 != HANDSHAKE_CLIENT_HELLO:
         raise DecodeError(f"handshake type {word >> 24} is not ClientHello")
     length = word & 0xFFFFFF

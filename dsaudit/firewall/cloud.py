@@ -7,7 +7,7 @@ from typing import Any
 
 from dsaudit.catalog.roles import hosts_of_role
 from dsaudit.errors import DsauditError
-from dsaudit.firewall.comments import ascii_text, bounded, rule_comment
+from dsaudit.firewall.comments import bounded, rule_comment
 from dsaudit.firewall.nftables import collapse
 from dsaudit.firewall.plan import Allow, Endpoint, Plan, port_ranges
 
@@ -48,12 +48,12 @@ def render_aws(plan: Plan, role: str, direction: str) -> list[dict[str, Any]]:
                     "Ipv6Ranges": [],
                 },
             )
-            for net in collapse(peer.family(4)):
-                if all(r["CidrIp"] != str(net) for r in perm["IpRanges"]):
-                    perm["IpRanges"].append({"CidrIp": str(net), "Description": text})
-            for net in collapse(peer.family(6)):
-                if all(r["CidrIpv6"] != str(net) for r in perm["Ipv6Ranges"]):
-                    perm["Ipv6Ranges"].append({"CidrIpv6": str(net), "Description": text})
+            # Only IP versions both ends have: a v6 source is no use to a v4-only server.
+            for version in allow.families():
+                field, key = ("IpRanges", "CidrIp") if version == 4 else ("Ipv6Ranges", "CidrIpv6")
+                for net in collapse(peer.family(version)):
+                    if all(r[key] != str(net) for r in perm[field]):
+                        perm[field].append({key: str(net), "Description": text})
     return [p for p in permissions.values() if p["IpRanges"] or p["Ipv6Ranges"]]
 
 
@@ -122,8 +122,3 @@ def _prefix_field(side: str, prefixes: list[str]) -> dict[str, Any]:
     if len(prefixes) == 1:
         return {f"{side}AddressPrefix": prefixes[0]}
     return {f"{side}AddressPrefixes": prefixes}
-
-
-def aws_description_ok(text: str) -> bool:
-    """Whether AWS would accept this description (used by the tests and by callers)."""
-    return len(text) <= AWS_DESCRIPTION_MAX and ascii_text(text, AWS_DESCRIPTION_CHARS) == text

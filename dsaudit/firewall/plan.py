@@ -92,7 +92,6 @@ def build_plan(catalog: Catalog, inventory: Inventory, *, port_scan: bool = Fals
             skipped.append((rule.id, reason))
             continue
         rule_names = tuple(dict.fromkeys(n for v in versions for n in rule.hostnames.names(v)))
-        produced = False
         for client_role in rule.client_roles:
             for server_role in rule.server_roles:
                 client = _endpoint(inventory, client_role)
@@ -103,18 +102,21 @@ def build_plan(catalog: Catalog, inventory: Inventory, *, port_scan: bool = Fals
                         (rule.id, _missing(inventory, missing, client_role, server_role))
                     )
                     continue
-                produced = True
                 for allow in _allows(rule, client, server, rule_names, inventory):
                     _merge(allows, allow, rule)
-        if produced and rule.peers == (INTERNET,):
-            for name in rule_names:
-                names.setdefault(name, []).append(rule.id)
-    by_name = [(role, e.hostname) for role, es in inventory.hosts.items() for e in es if e.hostname]
+                if server.any:
+                    # Internet peers: the seed's names, or an as-a-service manager's.
+                    for name in (*rule_names, *server.hostnames):
+                        if rule.id not in names.setdefault(name, []):
+                            names[name].append(rule.id)
+    by_name = tuple(
+        (role, e.hostname) for role, es in inventory.hosts.items() for e in es if e.hostname
+    )
     return Plan(
         allows=tuple(allows),
         skipped=tuple(skipped),
         hostnames=tuple((n, tuple(ids)) for n, ids in names.items()),
-        inventory_names=tuple((role, name) for role, name in by_name if name),
+        inventory_names=by_name,
     )
 
 
@@ -176,10 +178,8 @@ def _allows(
 def _merge(allows: list[Allow], allow: Allow, rule: Rule) -> None:
     """The two ends of one conversation (counterpart rules) become one allow with both ids;
     different rules that happen to allow the same traffic stay apart, each with its purpose."""
-    key = (allow.client.key, allow.server.key, allow.transport, allow.ports, allow.via_proxy)
     for i, existing in enumerate(allows):
-        same = (e := existing).client.key, e.server.key, e.transport, e.ports, e.via_proxy
-        if same == key and set(existing.rule_ids) & set(rule.counterparts):
+        if _shape(existing) == _shape(allow) and set(existing.rule_ids) & set(rule.counterparts):
             allows[i] = dataclasses.replace(
                 existing,
                 rule_ids=existing.rule_ids + allow.rule_ids,
@@ -187,6 +187,11 @@ def _merge(allows: list[Allow], allow: Allow, rule: Rule) -> None:
             )
             return
     allows.append(allow)
+
+
+def _shape(allow: Allow) -> tuple[object, ...]:
+    """What an allow permits, without why."""
+    return allow.client.key, allow.server.key, allow.transport, allow.ports, allow.via_proxy
 
 
 def port_ranges(ports: Ports) -> tuple[PortRange, ...]:

@@ -22,19 +22,20 @@ HEADER = (
 )
 
 
-def _addresses(endpoint: Endpoint, sep: str) -> str:
+def _addresses(endpoint: Endpoint, versions: tuple[int, ...], sep: str) -> str:
     if endpoint.any:
         return "any"
-    return sep.join(str(n) for n in collapse(endpoint.networks))
+    nets = [n for v in versions for n in endpoint.family(v)]
+    return sep.join(str(n) for n in collapse(tuple(nets)))
 
 
 def _row(allow: Allow, sep: str) -> list[str]:
     return [
         " ".join(allow.rule_ids),
         allow.client.key,
-        _addresses(allow.client, sep),
+        _addresses(allow.client, allow.families(), sep),
         allow.server.key,
-        _addresses(allow.server, sep),
+        _addresses(allow.server, allow.families(), sep),
         allow.transport,
         str(allow.ports),
         "yes" if allow.via_proxy else "no",

@@ -97,6 +97,18 @@ def test_conversation_answers_who_may_talk_to_whom(catalog: Catalog) -> None:
     )
 
 
+def test_rules_by_host_name(catalog: Catalog) -> None:
+    assert [r.id for r in catalog.by_hostname("IAUS.activeupdate.trendmicro.com.")] == [
+        "manager.out.updates-80-443",
+        "relay.out.updates-80-443",
+        "agent.out.updates-80-443",
+    ]
+    assert [r.id for r in catalog.by_hostname("ds110.icrc.trendmicro.com", "11.0")] == [
+        "agent.out.spn-80-443"
+    ]
+    assert catalog.by_hostname("ds110.icrc.trendmicro.com", "10.3") == ()
+
+
 def test_conditions_are_machine_readable(catalog: Catalog) -> None:
     pg = catalog.get("manager.out.postgresql-5432")
     assert pg.expectation == "required" and pg.when.as_json() == {"database": ["postgresql"]}
@@ -158,9 +170,13 @@ def test_a_broken_site_file_raises_one_error_listing_everything() -> None:
         load_catalog([FILES / "broken-site.yaml"])
     lines = [loc.line for loc, _ in caught.value.problems]
     assert lines == [10, 13, 17, 17, 21, 25, 30, 33, 35, 39, 45, 47, 49]
-    assert str(caught.value).splitlines()[0].endswith(
-        "broken-site.yaml:10: peer: 'backup_server' is not one of manager, relay, agent, "
-        "database, dns, ntp, smtp, syslog, snmp, ldap, vcenter, nsx, esxi, "
-        "smart_protection_server, control_manager, web_browser, api_client, web_server, "
-        "deployment_tool, proxy, internet"
+    assert (
+        str(caught.value)
+        .splitlines()[0]
+        .endswith(
+            "broken-site.yaml:10: peer: 'backup_server' is not one of manager, relay, agent, "
+            "database, dns, ntp, smtp, syslog, snmp, ldap, vcenter, nsx, esxi, "
+            "smart_protection_server, control_manager, web_browser, api_client, web_server, "
+            "deployment_tool, proxy, internet"
+        )
     )

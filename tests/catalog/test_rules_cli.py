@@ -136,7 +136,9 @@ def test_list_json_has_the_documented_fields() -> None:
 
 
 def test_list_filters() -> None:
-    _, out, _ = run("rules", "list", "--format", "json", "--role", "agent", "--direction", "inbound")
+    _, out, _ = run(
+        "rules", "list", "--format", "json", "--role", "agent", "--direction", "inbound"
+    )
     assert [r["id"] for r in json.loads(out)] == [
         "agent.in.ssh-22",
         "agent.in.heartbeat-4118",
@@ -163,7 +165,7 @@ def test_csv_neutralises_formulas_and_markdown_escapes_pipes() -> None:
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 31
     row = next(r for r in rows if r["id"] == "site.manager.out.formula-1")
-    assert row["service"] == "'=HYPERLINK(\"http://evil.example\")"
+    assert row["service"] == '\'=HYPERLINK("http://evil.example")'
     assert row["purpose_en"] == "'@SUM(A1:A9) | pipes | here"
     _, out, _ = run("rules", "list", "--format", "markdown", "--site", site)
     line = next(line for line in out.splitlines() if "formula-1" in line)

@@ -116,8 +116,18 @@ def test_cname_rdata_length_must_match_name() -> None:
 
 
 def test_rtype_names() -> None:
-    for code, name in [(1, "A"), (5, "CNAME"), (28, "AAAA"), (33, "SRV"), (41, "OPT"),
-                       (64, "SVCB"), (65, "HTTPS"), (255, "ANY"), (6, "SOA"), (15, "MX")]:
+    for code, name in [
+        (1, "A"),
+        (5, "CNAME"),
+        (28, "AAAA"),
+        (33, "SRV"),
+        (41, "OPT"),
+        (64, "SVCB"),
+        (65, "HTTPS"),
+        (255, "ANY"),
+        (6, "SOA"),
+        (15, "MX"),
+    ]:
         assert RTYPE_NAMES[code] == name
         assert rtype_name(code) == name
     assert rtype_name(65280) == "TYPE65280"
@@ -144,7 +154,9 @@ def test_cut_inside_answers_is_partial() -> None:
         answers=[("www.example.com", 1, "192.0.2.1", 5), ("www.example.com", 1, "192.0.2.2", 5)],
     )
     whole = parse_dns(data)
-    first_end = len(dns_response("www.example.com", answers=[("www.example.com", 1, "192.0.2.1", 5)]))
+    first_end = len(
+        dns_response("www.example.com", answers=[("www.example.com", 1, "192.0.2.1", 5)])
+    )
     question_end = len(dns_response("www.example.com"))
     for cut in range(question_end, len(data)):
         msg = parse_dns(data[:cut])
@@ -186,7 +198,9 @@ def _blob_message(blob: bytes, name_at_blob: int) -> bytes:
     question = b"\x01q\x07example\x00\x00\x01\x00\x01"
     blob_at = 12 + len(question) + 1 + 10
     first = b"\x00" + struct.pack(">HHIH", 0xFF00, 1, 0, len(blob)) + blob
-    second = struct.pack(">H", 0xC000 | (blob_at + name_at_blob)) + struct.pack(">HHIH", 16, 1, 0, 0)
+    second = struct.pack(">H", 0xC000 | (blob_at + name_at_blob)) + struct.pack(
+        ">HHIH", 16, 1, 0, 0
+    )
     return dns_header(1, 0x8180, 1, 2) + question + first + second
 
 
@@ -331,8 +345,10 @@ def _corpus_messages(name: str) -> list[bytes]:
     for flow in _corpus.tcp_flows(name):
         if flow.server[1] != 53:
             continue
-        for segs, isn in ((flow.client_segments, flow.client_isn),
-                          (flow.server_segments, flow.server_isn)):
+        for segs, isn in (
+            (flow.client_segments, flow.client_isn),
+            (flow.server_segments, flow.server_isn),
+        ):
             found, _ = split_dns_tcp(_corpus.stream(segs, isn))
             messages.extend(found)
     return messages

@@ -104,7 +104,7 @@ def test_not_a_request_line(data: bytes) -> None:
 def test_head_size_cap() -> None:
     filler = b"X-Fill: " + b"a" * 100 + b"\r\n"
     data = b"GET / HTTP/1.1\r\n" + filler * (MAX_HEADER_BYTES // len(filler) + 1)
-    assert parse_http_request(data[:MAX_HEADER_BYTES - 1]) is None
+    assert parse_http_request(data[: MAX_HEADER_BYTES - 1]) is None
     with pytest.raises(DecodeError, match="no end of the HTTP head"):
         parse_http_request(data)
     with pytest.raises(DecodeError, match="request line"):
@@ -156,8 +156,20 @@ def test_connect_target(target: str, expected: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["example.com", "example.com:", ":443", "h:0", "h:65536", "h:44x", "h:١٢", "[::1]443",
-     "[::1", "[nothex]:443", "2001:db8::1:443", "h:123456"],
+    [
+        "example.com",
+        "example.com:",
+        ":443",
+        "h:0",
+        "h:65536",
+        "h:44x",
+        "h:١٢",
+        "[::1]443",
+        "[::1",
+        "[nothex]:443",
+        "2001:db8::1:443",
+        "h:123456",
+    ],
 )
 def test_bad_connect_target(target: str) -> None:
     req = HttpRequest("CONNECT", target, "HTTP/1.1", None, 10)
@@ -190,9 +202,17 @@ def test_response_status(data: bytes, code: int) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"HTTP/1.1 20 OK\r\n", b"HTTP/1.1 099 Low\r\n", b"HTTP/1.1 600 High\r\n",
-     b"HTTP/1.1 2000 OK\r\n", b"HTTP/1.1 2x0 OK\r\n", b"HTTP/1.1  200 OK\r\n",
-     b"HTTX", b"SSH-2.0-x\r\n", b"HTTP/1.1 200OK\r\n"],
+    [
+        b"HTTP/1.1 20 OK\r\n",
+        b"HTTP/1.1 099 Low\r\n",
+        b"HTTP/1.1 600 High\r\n",
+        b"HTTP/1.1 2000 OK\r\n",
+        b"HTTP/1.1 2x0 OK\r\n",
+        b"HTTP/1.1  200 OK\r\n",
+        b"HTTX",
+        b"SSH-2.0-x\r\n",
+        b"HTTP/1.1 200OK\r\n",
+    ],
 )
 def test_bad_status_line(data: bytes) -> None:
     with pytest.raises(DecodeError):
@@ -239,8 +259,9 @@ def _stream_requests(name: str) -> list[HttpRequest | None]:
 @needs_corpus
 @pytest.mark.parametrize("name", CORPUS_HTTP)
 def test_corpus_hosts_match_tshark(name: str) -> None:
-    want = sorted(d["host"] for d in _corpus.truth(name)["http_host_detail"]
-                  if d["transport"] == "tcp")
+    want = sorted(
+        d["host"] for d in _corpus.truth(name)["http_host_detail"] if d["transport"] == "tcp"
+    )
     got = sorted(r.host for r in _stream_requests(name) if r is not None and r.host)
     assert got == want
 
@@ -261,8 +282,9 @@ def test_corpus_http_on_ssh_port_matches_zeek() -> None:
     log = _corpus.CORPUS / "baselines/nsec-http-to-ssh-port"
     (path,) = log.glob("*http.log")
     rows = [line.split("\t") for line in path.read_text().splitlines() if line.startswith("C")]
-    header = next(line.split("\t") for line in path.read_text().splitlines()
-                  if line.startswith("uid"))
+    header = next(
+        line.split("\t") for line in path.read_text().splitlines() if line.startswith("uid")
+    )
     (row,) = [dict(zip(header, r, strict=True)) for r in rows]
     (req,) = _stream_requests("nsec-http-to-ssh-port")
     assert req is not None

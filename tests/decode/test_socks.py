@@ -13,22 +13,35 @@ from tests.factories import socks4_request, socks4a_request, socks5_request
     ("data", "expected"),
     [
         (socks4_request("192.0.2.1", 80), SocksTarget(4, 1, "192.0.2.1", 80, False)),
-        (socks4_request("10.0.0.1", 21, userid=b"alice", command=2),
-         SocksTarget(4, 2, "10.0.0.1", 21, False)),
-        (socks4a_request("www.Example.com", 443, userid=b"bob"),
-         SocksTarget(4, 1, "www.Example.com", 443, True)),
-        (socks4a_request("x.example", 8080, marker=255), SocksTarget(4, 1, "x.example", 8080, True)),
+        (
+            socks4_request("10.0.0.1", 21, userid=b"alice", command=2),
+            SocksTarget(4, 2, "10.0.0.1", 21, False),
+        ),
+        (
+            socks4a_request("www.Example.com", 443, userid=b"bob"),
+            SocksTarget(4, 1, "www.Example.com", 443, True),
+        ),
+        (
+            socks4a_request("x.example", 8080, marker=255),
+            SocksTarget(4, 1, "x.example", 8080, True),
+        ),
         (socks5_request("example.com", 443), SocksTarget(5, 1, "example.com", 443, True)),
         (socks5_request("198.51.100.7", 22), SocksTarget(5, 1, "198.51.100.7", 22, False)),
         (socks5_request("2001:db8::5", 993), SocksTarget(5, 1, "2001:db8::5", 993, False)),
         (socks5_request("0.0.0.0", 0, command=3), SocksTarget(5, 3, "0.0.0.0", 0, False)),
-        (socks5_request("auth.example", 80, auth=(b"user", b"secret"), methods=(0, 2)),
-         SocksTarget(5, 1, "auth.example", 80, True)),
-        (socks5_request("empty.example", 80, auth=(b"", b"")),
-         SocksTarget(5, 1, "empty.example", 80, True)),
+        (
+            socks5_request("auth.example", 80, auth=(b"user", b"secret"), methods=(0, 2)),
+            SocksTarget(5, 1, "auth.example", 80, True),
+        ),
+        (
+            socks5_request("empty.example", 80, auth=(b"", b"")),
+            SocksTarget(5, 1, "empty.example", 80, True),
+        ),
         # Method 2 offered but the server picked "no auth": the request follows directly.
-        (socks5_request("noauth.example", 80, methods=(0, 2)),
-         SocksTarget(5, 1, "noauth.example", 80, True)),
+        (
+            socks5_request("noauth.example", 80, methods=(0, 2)),
+            SocksTarget(5, 1, "noauth.example", 80, True),
+        ),
     ],
 )
 def test_targets(data: bytes, expected: SocksTarget) -> None:

@@ -1,0 +1,1 @@
+"""Tests of the firewall, security-group and proxy exports."""

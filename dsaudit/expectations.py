@@ -1,0 +1,231 @@
+"""Expected flows per host and role: which appeared, which were blocked, which never came.
+
+For every rule the deployment requires (``required``, and ``conditional`` rules whose
+conditions the inventory meets), each host of the rule's role is expected to take part,
+and so is each host of a Deep Security peer role when the catalog has no rule of its own
+for that side. A host that took part in an established flow of the rule (or of one of
+its counterparts) observed it; attempts that all failed are blocked; no attempt at all is
+missing when the capture was long enough to contain one and placed where it could see
+it, otherwise inconclusive or not visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dsaudit.catalog import Catalog, Rule
+from dsaudit.catalog.roles import DS_ROLES
+from dsaudit.classify import failed_attempts
+from dsaudit.findings import EXPECTATION_DTYPES, HEARTBEAT_DTYPES, typed_frame
+from dsaudit.inventory import Inventory
+
+HEARTBEAT_PORTS = {4118, 4120}
+# How often a flow of each kind recurs, when the inventory does not say: a capture shorter
+# than this cannot prove it absent. Heartbeats use the inventory's heartbeat_interval.
+RECURRENCE_S = {"database": 600.0, "updates": 3600.0, "default": 3600.0}
+
+
+@dataclass(frozen=True)
+class Vantage:
+    """Where the capture was taken: on one host, or on a SPAN/tap seeing many."""
+
+    kind: str  # "host" or "span"
+    host: str | None
+    source: str  # "detected" or "option"
+    evidence: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form for the summary."""
+        return {"kind": self.kind, "host": self.host, "source": self.source,
+                "evidence": self.evidence}
+
+
+def detect_vantage(flows: pd.DataFrame, option: str | None = None) -> Vantage:
+    """Host vantage when one address takes part in (almost) every IP flow, else span."""
+    if option:
+        if option == "span":
+            return Vantage("span", None, "option", "--vantage span")
+        return Vantage("host", option, "option", f"--vantage {option}")
+    if flows.empty:
+        return Vantage("span", None, "detected", "no flows")
+    ends = pd.concat([flows["client_ip"], flows["server_ip"]])
+    counts = ends.value_counts()
+    top, hits = counts.index[0], int(counts.iloc[0])
+    involved = int(((flows["client_ip"] == top) | (flows["server_ip"] == top)).sum())
+    share = involved / len(flows)
+    others = counts.drop(top)
+    if share >= 0.95 and len(flows) >= 3 and (others.empty or int(others.iloc[0]) < hits):
+        return Vantage(
+            "host", str(top), "detected",
+            f"{top} takes part in {involved} of {len(flows)} flows ({share:.0%})",
+        )
+    return Vantage(
+        "span", None, "detected",
+        f"the busiest address, {top}, takes part in only {share:.0%} of the flows",
+    )
+
+
+def _applicable(rule: Rule, inventory: Inventory) -> bool:
+    if rule.expectation == "optional" or rule.localhost_only or rule.ports.any:
+        return False
+    return rule.when.matches(inventory.facts())
+
+
+def _subjects(rule: Rule, catalog: Catalog) -> list[tuple[str, bool]]:
+    """(role, is_client) pairs of hosts that should show this rule."""
+    out = [(rule.role, rule.direction == "outbound")]
+    if rule.direction == "inbound" or rule.direction == "outbound":
+        for peer in rule.peers:
+            if peer not in DS_ROLES:
+                continue
+            own = any(
+                r.role == peer and (rule.id in r.counterparts or r.id in rule.counterparts)
+                for r in catalog.rules
+            )
+            if not own:
+                out.append((peer, rule.direction == "inbound"))
+    return out
+
+
+def recurrence(rule: Rule, inventory: Inventory) -> float:
+    """Seconds within which a flow of ``rule`` recurs in a working deployment."""
+    ports = {p for r in rule.ports.ranges for p in range(r.low, min(r.high, r.low + 1) + 1)}
+    if ports & HEARTBEAT_PORTS or rule.id.endswith("manager-443"):
+        return float(inventory.deployment.heartbeat_interval)
+    if "database" in rule.peers:
+        return RECURRENCE_S["database"]
+    if "updates" in rule.id or "relay-4122" in rule.id:
+        return RECURRENCE_S["updates"]
+    return RECURRENCE_S["default"]
+
+
+def _hosts(inventory: Inventory, role: str, flows: pd.DataFrame) -> list[str]:
+    """Concrete addresses of a role: listed addresses, plus addresses seen inside CIDRs."""
+    out: dict[str, None] = {}
+    seen = pd.unique(pd.concat([flows["client_ip"], flows["server_ip"]])) if len(flows) else []
+    for entry in inventory.hosts_for(role):
+        net = entry.network
+        if net is None:
+            continue
+        if net.num_addresses == 1:
+            out[str(net.network_address)] = None
+        else:
+            for ip in seen:
+                if inventory.roles_of(ip) and role in inventory.roles_of(ip):
+                    out[str(ip)] = None
+    return list(out)
+
+
+def build_expectations(
+    flows: pd.DataFrame,
+    catalog: Catalog,
+    inventory: Inventory,
+    vantage: Vantage,
+    span_s: float,
+) -> pd.DataFrame:
+    """One row per (host, role, expected rule) with its status."""
+    rows: list[dict[str, Any]] = []
+    rule_sets = flows["_rules"].tolist() if len(flows) else []
+    by_rule: dict[str, list[int]] = {}
+    for i, ids in enumerate(rule_sets):
+        for rid in ids:
+            by_rule.setdefault(rid, []).append(i)
+    client = flows["client_ip"].to_numpy() if len(flows) else np.array([])
+    server = flows["server_ip"].to_numpy() if len(flows) else np.array([])
+    outcome = flows["outcome"].astype(str).to_numpy() if len(flows) else np.array([])
+    failed = (
+        failed_attempts(flows["proto"].to_numpy(), flows["server_port"].to_numpy(), outcome)
+        if len(flows) else np.array([], dtype=bool)
+    )
+    starts = flows["end"] if len(flows) else pd.Series(dtype="datetime64[ns, UTC]")
+    for rule in catalog.rules:
+        if not _applicable(rule, inventory):
+            continue
+        related = [rule.id, *rule.counterparts]
+        idx = sorted({i for rid in related for i in by_rule.get(rid, [])})
+        every = recurrence(rule, inventory)
+        for role, is_client in _subjects(rule, catalog):
+            for host in _hosts(inventory, role, flows):
+                if role != rule.role and rule.role in inventory.roles_of(host):
+                    continue  # a relay does not reach a relay (itself) for its own updates
+                mine = [i for i in idx if (client[i] if is_client else server[i]) == host]
+                bad = [i for i in mine if failed[i]]
+                ok = [i for i in mine if not failed[i]]
+                if ok:
+                    status, detail = "observed", f"{len(ok)} working flow(s)"
+                elif mine:
+                    status = "blocked"
+                    detail = f"{len(bad)} attempt(s), none answered"
+                elif vantage.kind == "host" and vantage.host != host and not _peer_is(
+                    vantage.host, rule, role, inventory
+                ):
+                    status = "not-visible"
+                    detail = f"a capture on {vantage.host} cannot see this host's {rule.id}"
+                elif span_s < every:
+                    status = "inconclusive"
+                    detail = (f"capture spans {span_s:.0f} s, less than the {every:.0f} s "
+                              "in which this flow recurs")
+                else:
+                    status = "missing"
+                    detail = f"no attempt in {span_s:.0f} s (expected every {every:.0f} s)"
+                last = starts.iloc[mine].max() if mine else pd.NaT
+                rows.append({
+                    "host": host,
+                    "role": role,
+                    "rule": rule.id,
+                    "peer_role": "+".join(rule.peers) if role == rule.role else rule.role,
+                    "port": str(rule.ports),
+                    "expectation": rule.expectation,
+                    "status": status,
+                    "flows": len(mine),
+                    "established": len(ok),
+                    "blocked_flows": len(bad),
+                    "last_seen": last,
+                    "detail": detail,
+                })
+    return typed_frame(rows, EXPECTATION_DTYPES)
+
+
+def _peer_is(vantage_host: str | None, rule: Rule, role: str, inventory: Inventory) -> bool:
+    """Whether the capture host plays the other side of ``rule`` (and so would see it)."""
+    if vantage_host is None:
+        return True
+    other = set(rule.peers) if role == rule.role else {rule.role}
+    return bool(inventory.roles_of(vantage_host) & other)
+
+
+def heartbeats(flows: pd.DataFrame) -> pd.DataFrame:
+    """Per agent and direction: heartbeat attempts, outcomes and intervals."""
+    if flows.empty:
+        return typed_frame([], HEARTBEAT_DTYPES)
+    rules = flows["_rules"]
+    is_hb = rules.map(lambda ids: any("heartbeat" in r or r.endswith("manager-443") for r in ids))
+    hb = flows[is_hb.astype(bool)]
+    rows: list[dict[str, Any]] = []
+    for (cip, sip, port), group in hb.groupby(["client_ip", "server_ip", "server_port"]):
+        group = group.sort_values("start")
+        agent_is_client = "agent" in str(group["client_role"].iloc[0]).split("+")
+        agent = cip if agent_is_client else sip
+        starts = group["start"]
+        gaps = starts.diff().dt.total_seconds().dropna()
+        est = int((group["outcome"].astype(str) == "established").sum())
+        rows.append({
+            "agent": agent,
+            "direction": "agent->manager" if agent_is_client else "manager->agent",
+            "port": int(port),
+            "attempts": len(group),
+            "established": est,
+            "failed": len(group) - est,
+            "first_seen": starts.iloc[0],
+            "last_seen": starts.iloc[-1],
+            "median_interval_s": float(gaps.median()) if len(gaps) else np.nan,
+            "max_interval_s": float(gaps.max()) if len(gaps) else np.nan,
+            "times": [t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in starts],
+            "outcomes": group["outcome"].astype(str).tolist(),
+        })
+    rows.sort(key=lambda r: (r["agent"], r["direction"], r["port"]))
+    return typed_frame(rows, HEARTBEAT_DTYPES)

@@ -1,4 +1,4 @@
-"""The audit: flows -> verdicts -> expectations -> findings and compliance (the only stage orderer)."""
+"""The audit: flows, then verdicts, expectations, findings and compliance, in that order."""
 
 from __future__ import annotations
 
@@ -87,22 +87,24 @@ def _group_findings(
     sub = flows[mask]
     if sub.empty:
         return rows
-    for key, group in sub.groupby(keys, sort=True, dropna=False):
+    for _, group in sub.groupby(keys, sort=True, dropna=False):
         first = group.iloc[0]
-        rows.append({
-            "kind": kind,
-            "severity": FINDING_KINDS[kind].severity,
-            "host": str(first["client_ip"]),
-            "role": str(first["client_role"]),
-            "rule": None if pd.isna(first["rule"]) else str(first["rule"]),
-            "peer": f"{first['server_ip']}",
-            "port": int(first["server_port"]),
-            "message": message(first, group),
-            "flow_ids": [int(x) for x in group["flow_id"]],
-            "count": len(group),
-            "first_seen": group["start"].min(),
-            "last_seen": group["end"].max(),
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "severity": FINDING_KINDS[kind].severity,
+                "host": str(first["client_ip"]),
+                "role": str(first["client_role"]),
+                "rule": None if pd.isna(first["rule"]) else str(first["rule"]),
+                "peer": f"{first['server_ip']}",
+                "port": int(first["server_port"]),
+                "message": message(first, group),
+                "flow_ids": [int(x) for x in group["flow_id"]],
+                "count": len(group),
+                "first_seen": group["start"].min(),
+                "last_seen": group["end"].max(),
+            }
+        )
     return rows
 
 
@@ -120,7 +122,10 @@ def _findings(
     unexpl = verdict == "unexplained"
     endpoint = ["client_ip", "server_ip", "server_port", "proto"]
     rows += _group_findings(
-        flows, flows["blocked"].to_numpy(), "blocked_expected_flow", endpoint + ["rule"],
+        flows,
+        flows["blocked"].to_numpy(),
+        "blocked_expected_flow",
+        endpoint + ["rule"],
         lambda r, g: (
             f"{r['client_role']} {r['client_ip']} -> {r['server_role']} {r['server_ip']}:"
             f"{r['server_port']}{_name(r)} ({r['rule']}): {len(g)} attempt(s) "
@@ -128,17 +133,23 @@ def _findings(
         ),
     )
     rows += _group_findings(
-        flows, unexpl & (reason == "localhost_only"), "localhost_only_port_on_wire", endpoint,
-        lambda r, g: (
-            f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']}: {r['reason_text']}"
-        ),
-    )
-    rows += _group_findings(
-        flows, unexpl & (reason == "wrong_direction"), "unexpected_direction", endpoint,
+        flows,
+        unexpl & (reason == "localhost_only"),
+        "localhost_only_port_on_wire",
+        endpoint,
         lambda r, g: f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']}: {r['reason_text']}",
     )
     rows += _group_findings(
-        flows, unexpl & (reason == "unlisted_hostname"), "unlisted_hostname",
+        flows,
+        unexpl & (reason == "wrong_direction"),
+        "unexpected_direction",
+        endpoint,
+        lambda r, g: f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']}: {r['reason_text']}",
+    )
+    rows += _group_findings(
+        flows,
+        unexpl & (reason == "unlisted_hostname"),
+        "unlisted_hostname",
         endpoint + ["server_name"],
         lambda r, g: (
             f"{r['client_role']} {r['client_ip']} -> {r['server_ip']}:{r['server_port']}"
@@ -146,11 +157,16 @@ def _findings(
         ),
     )
     rows += _group_findings(
-        flows, unexpl & (reason == "unknown_endpoint"), "unknown_endpoint", endpoint,
+        flows,
+        unexpl & (reason == "unknown_endpoint"),
+        "unknown_endpoint",
+        endpoint,
         lambda r, g: f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']}: {r['reason_text']}",
     )
     rows += _group_findings(
-        flows, unexpl & np.isin(reason, ["no_rule", "not_applicable", ""]), "unexplained_flow",
+        flows,
+        unexpl & np.isin(reason, ["no_rule", "not_applicable", ""]),
+        "unexplained_flow",
         endpoint,
         lambda r, g: (
             f"{r['client_role']} {r['client_ip']} -> {r['server_role']} {r['server_ip']}:"
@@ -160,44 +176,74 @@ def _findings(
     )
     mtu = flows["icmp_errors"].map(lambda es: any("mtu" in e for e in es)).to_numpy(dtype=bool)
     rows += _group_findings(
-        flows, mtu & (verdict == "explained"), "path_mtu_problem", endpoint,
+        flows,
+        mtu & (verdict == "explained"),
+        "path_mtu_problem",
+        endpoint,
         lambda r, g: (
             f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']} ({r['rule']}): "
             + "; ".join(
                 f"{e['from']} reports next-hop MTU {e['mtu']}"
-                for es in g["icmp_errors"] for e in es if "mtu" in e
+                for es in g["icmp_errors"]
+                for e in es
+                if "mtu" in e
             )
         ),
     )
-    for status, kind in (("missing", "missing_expected_flow"),
-                         ("inconclusive", "inconclusive_expected_flow")):
+    for status, kind in (
+        ("missing", "missing_expected_flow"),
+        ("inconclusive", "inconclusive_expected_flow"),
+    ):
         sub = expectations[expectations["status"].astype(str) == status]
-        for r in sub.itertuples():
-            rows.append({
-                "kind": kind,
-                "severity": FINDING_KINDS[kind].severity,
-                "host": r.host,
-                "role": r.role,
-                "rule": r.rule,
-                "peer": r.peer_role,
-                "port": int(str(r.port).split(",")[0].split("-")[0]) if str(r.port)[:1].isdigit() else None,
-                "message": f"{r.role} {r.host}: no {r.rule} flow ({r.detail})",
+        for r in sub.to_dict("records"):
+            ports = str(r["port"])
+            rows.append(
+                {
+                    "kind": kind,
+                    "severity": FINDING_KINDS[kind].severity,
+                    "host": r["host"],
+                    "role": r["role"],
+                    "rule": r["rule"],
+                    "peer": r["peer_role"],
+                    # The first port the rule lists ("80, 443" -> 80; "any" -> none).
+                    "port": int(ports.split(",")[0].split("-")[0]) if ports[:1].isdigit() else None,
+                    "message": f"{r['role']} {r['host']}: no {r['rule']} flow ({r['detail']})",
+                    "flow_ids": [],
+                    "count": 0,
+                    "first_seen": pd.NaT,
+                    "last_seen": pd.NaT,
+                }
+            )
+    for note in quality["notes"]:
+        rows.append(
+            {
+                "kind": "capture_quality",
+                "severity": "info",
+                "host": None,
+                "role": None,
+                "rule": None,
+                "peer": None,
+                "port": None,
+                "message": note,
                 "flow_ids": [],
                 "count": 0,
                 "first_seen": pd.NaT,
                 "last_seen": pd.NaT,
-            })
-    for note in quality["notes"]:
-        rows.append({
-            "kind": "capture_quality", "severity": "info", "host": None, "role": None,
-            "rule": None, "peer": None, "port": None, "message": note, "flow_ids": [],
-            "count": 0, "first_seen": pd.NaT, "last_seen": pd.NaT,
-        })
+            }
+        )
     rank = {s: i for i, s in enumerate(SEVERITIES)}
-    rows.sort(key=lambda r: (rank[r["severity"]], r["kind"], str(r["host"]), str(r["rule"]),
-                             str(r["peer"]), r["port"] or 0))
-    for i, r in enumerate(rows):
-        r["finding_id"] = i
+    rows.sort(
+        key=lambda r: (
+            rank[r["severity"]],
+            r["kind"],
+            str(r["host"]),
+            str(r["rule"]),
+            str(r["peer"]),
+            r["port"] or 0,
+        )
+    )
+    for i, finding in enumerate(rows):
+        finding["finding_id"] = i
     return typed_frame(rows, FINDING_DTYPES)
 
 
@@ -215,19 +261,27 @@ def _compliance(expectations: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame
         blocked = int((status == "blocked").sum())
         missing = int((status == "missing").sum())
         due = observed + blocked + missing
-        rows.append({
-            "scope": scope, "role": role, "host": host, "expected": len(sub),
-            "observed": observed, "blocked": blocked, "missing": missing,
-            "inconclusive": int((status == "inconclusive").sum()),
-            "unexplained": unexplained,
-            "score": round(observed / due, 4) if due else 1.0,
-        })
+        rows.append(
+            {
+                "scope": scope,
+                "role": role,
+                "host": host,
+                "expected": len(sub),
+                "observed": observed,
+                "blocked": blocked,
+                "missing": missing,
+                "inconclusive": int((status == "inconclusive").sum()),
+                "unexplained": unexplained,
+                "score": round(observed / due, 4) if due else 1.0,
+            }
+        )
 
     for role, sub in visible.groupby("role", sort=True):
         hosts = sorted(set(sub["host"]))
         row("role", str(role), "", sub, sum(per_host_unexpl.get(h, 0) for h in hosts))
-    for (role, host), sub in visible.groupby(["role", "host"], sort=True):
-        row("host", str(role), str(host), sub, per_host_unexpl.get(str(host), 0))
+    for keys, sub in visible.groupby(["role", "host"], sort=True):
+        role_name, host = str(keys[0]), str(keys[1])
+        row("host", role_name, host, sub, per_host_unexpl.get(host, 0))
     return typed_frame(rows, COMPLIANCE_DTYPES)
 
 
@@ -263,18 +317,27 @@ def run_audit(
         "version": __version__,
         "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "captures": [
-            {"path": c.path, "format": c.format, "packets": c.packets, "damaged": c.damaged,
-             "warnings": list(c.warnings)}
+            {
+                "path": c.path,
+                "format": c.format,
+                "packets": c.packets,
+                "damaged": c.damaged,
+                "warnings": list(c.warnings),
+            }
             for c in read.captures
         ],
         "inventory": options.inventory_label or inventory.path,
         "deployment": {
-            "version": d.version, "mode": d.mode, "communication": d.communication,
-            "database": d.database, "updates": d.updates,
+            "version": d.version,
+            "mode": d.mode,
+            "communication": d.communication,
+            "database": d.database,
+            "updates": d.updates,
             "heartbeat_interval_s": d.heartbeat_interval,
         },
         "time_span": {
-            "start": _iso(start), "end": _iso(end),
+            "start": _iso(start),
+            "end": _iso(end),
             "seconds": (end - start) / 1e9 if start is not None and end is not None else 0.0,
         },
         "vantage": vantage.as_dict(),

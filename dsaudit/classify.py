@@ -170,7 +170,9 @@ class Classifier:
         key = (proto, port, client_roles, server_roles, name, client_ip == server_ip, via_proxy)
         verdict = self._memo.get(key)
         if verdict is None:
-            verdict = self._judge(proto, port, client_roles, server_roles, name, client_ip == server_ip)
+            verdict = self._judge(
+                proto, port, client_roles, server_roles, name, client_ip == server_ip
+            )
             if via_proxy and verdict.verdict == "explained":
                 verdict = Verdict(
                     "explained", verdict.rule, None, verdict.reason_text, "proxy", verdict.also
@@ -202,14 +204,20 @@ class Classifier:
                 f"port {port} is for the agent and relay on one machine; it never belongs "
                 "on the network",
             )
-        candidates = [r for r in self.catalog.conversation(proto, port, clients, servers)
-                      if not r.ports.any and not r.localhost_only]
+        candidates = [
+            r
+            for r in self.catalog.conversation(proto, port, clients, servers)
+            if not r.ports.any and not r.localhost_only
+        ]
         if candidates:
             return self._with_candidates(candidates, port, clients, servers, name)
         if not in_deployment or (proto == "udp" and port in INFRA_UDP_PORTS):
-            return Verdict("infrastructure", reason_text="outside the deployment's documented traffic")
-        reverse = [r for r in self.catalog.conversation(proto, port, servers, clients)
-                   if not r.ports.any]
+            return Verdict(
+                "infrastructure", reason_text="outside the deployment's documented traffic"
+            )
+        reverse = [
+            r for r in self.catalog.conversation(proto, port, servers, clients) if not r.ports.any
+        ]
         if reverse and clients and servers:
             rule = reverse[0]
             return Verdict(
@@ -343,7 +351,7 @@ def find_scans(flows: pd.DataFrame, scanners: Collection[str]) -> np.ndarray:
             while starts[hi] - starts[lo] > SCAN_WINDOW_S:
                 lo += 1
             if len(set(ports[lo : hi + 1].tolist())) >= SCAN_MIN_PORTS:
-                mask[flows.index.get_indexer(idx[lo : hi + 1])] = True
+                mask[flows.index.get_indexer(pd.Index(idx[lo : hi + 1]))] = True
     return mask
 
 
@@ -374,7 +382,7 @@ def classify_flows(
         socks = socks if isinstance(socks, str) else None
         if proto in ("tcp", "udp") and is_group_address(sip):
             v = Verdict("infrastructure", reason_text="multicast or broadcast")
-            cr, sr = clf.roles_of(cip, None), frozenset()
+            cr, sr = clf.roles_of(cip, None), frozenset[str]()
         else:
             v, cr, sr = clf.judge(proto, cip, sip, int(port), name, connect, socks)
         verdicts.append(v)
@@ -408,7 +416,9 @@ def classify_flows(
     out["match"] = pd.array([v.match for v in verdicts], dtype="string")
     outcome = out["outcome"].astype(str).to_numpy()
     explained = out["verdict"].astype(str).to_numpy() == "explained"
-    not_scan = np.array([v.match != "scan" for v in verdicts], dtype=bool) if n else np.zeros(0, bool)
+    not_scan = (
+        np.array([v.match != "scan" for v in verdicts], dtype=bool) if n else np.zeros(0, bool)
+    )
     failed = failed_attempts(out["proto"].to_numpy(), out["server_port"].to_numpy(), outcome)
     out["blocked"] = explained & not_scan & failed
     out["_rules"] = [v.also if v.also else ((v.rule,) if v.rule else ()) for v in verdicts]

@@ -93,9 +93,8 @@ def read_captures(
 def _progress(enabled: bool) -> Any:
     if not enabled:
         return nullcontext(None)
-    from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
     from rich.console import Console
+    from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     return Progress(
         "[progress.description]{task.description}",

@@ -40,8 +40,12 @@ class Vantage:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for the summary."""
-        return {"kind": self.kind, "host": self.host, "source": self.source,
-                "evidence": self.evidence}
+        return {
+            "kind": self.kind,
+            "host": self.host,
+            "source": self.source,
+            "evidence": self.evidence,
+        }
 
 
 def detect_vantage(flows: pd.DataFrame, option: str | None = None) -> Vantage:
@@ -60,11 +64,15 @@ def detect_vantage(flows: pd.DataFrame, option: str | None = None) -> Vantage:
     others = counts.drop(top)
     if share >= 0.95 and len(flows) >= 3 and (others.empty or int(others.iloc[0]) < hits):
         return Vantage(
-            "host", str(top), "detected",
+            "host",
+            str(top),
+            "detected",
             f"{top} takes part in {involved} of {len(flows)} flows ({share:.0%})",
         )
     return Vantage(
-        "span", None, "detected",
+        "span",
+        None,
+        "detected",
         f"the busiest address, {top}, takes part in only {share:.0%} of the flows",
     )
 
@@ -139,7 +147,8 @@ def build_expectations(
     outcome = flows["outcome"].astype(str).to_numpy() if len(flows) else np.array([])
     failed = (
         failed_attempts(flows["proto"].to_numpy(), flows["server_port"].to_numpy(), outcome)
-        if len(flows) else np.array([], dtype=bool)
+        if len(flows)
+        else np.array([], dtype=bool)
     )
     starts = flows["end"] if len(flows) else pd.Series(dtype="datetime64[ns, UTC]")
     for rule in catalog.rules:
@@ -160,33 +169,39 @@ def build_expectations(
                 elif mine:
                     status = "blocked"
                     detail = f"{len(bad)} attempt(s), none answered"
-                elif vantage.kind == "host" and vantage.host != host and not _peer_is(
-                    vantage.host, rule, role, inventory
+                elif (
+                    vantage.kind == "host"
+                    and vantage.host != host
+                    and not _peer_is(vantage.host, rule, role, inventory)
                 ):
                     status = "not-visible"
                     detail = f"a capture on {vantage.host} cannot see this host's {rule.id}"
                 elif span_s < every:
                     status = "inconclusive"
-                    detail = (f"capture spans {span_s:.0f} s, less than the {every:.0f} s "
-                              "in which this flow recurs")
+                    detail = (
+                        f"capture spans {span_s:.0f} s, less than the {every:.0f} s "
+                        "in which this flow recurs"
+                    )
                 else:
                     status = "missing"
                     detail = f"no attempt in {span_s:.0f} s (expected every {every:.0f} s)"
                 last = starts.iloc[mine].max() if mine else pd.NaT
-                rows.append({
-                    "host": host,
-                    "role": role,
-                    "rule": rule.id,
-                    "peer_role": "+".join(rule.peers) if role == rule.role else rule.role,
-                    "port": str(rule.ports),
-                    "expectation": rule.expectation,
-                    "status": status,
-                    "flows": len(mine),
-                    "established": len(ok),
-                    "blocked_flows": len(bad),
-                    "last_seen": last,
-                    "detail": detail,
-                })
+                rows.append(
+                    {
+                        "host": host,
+                        "role": role,
+                        "rule": rule.id,
+                        "peer_role": "+".join(rule.peers) if role == rule.role else rule.role,
+                        "port": str(rule.ports),
+                        "expectation": rule.expectation,
+                        "status": status,
+                        "flows": len(mine),
+                        "established": len(ok),
+                        "blocked_flows": len(bad),
+                        "last_seen": last,
+                        "detail": detail,
+                    }
+                )
     return typed_frame(rows, EXPECTATION_DTYPES)
 
 
@@ -206,26 +221,29 @@ def heartbeats(flows: pd.DataFrame) -> pd.DataFrame:
     is_hb = rules.map(lambda ids: any("heartbeat" in r or r.endswith("manager-443") for r in ids))
     hb = flows[is_hb.astype(bool)]
     rows: list[dict[str, Any]] = []
-    for (cip, sip, port), group in hb.groupby(["client_ip", "server_ip", "server_port"]):
+    for keys, group in hb.groupby(["client_ip", "server_ip", "server_port"]):
+        cip, sip, port = (str(keys[0]), str(keys[1]), int(str(keys[2])))
         group = group.sort_values("start")
         agent_is_client = "agent" in str(group["client_role"].iloc[0]).split("+")
         agent = cip if agent_is_client else sip
         starts = group["start"]
         gaps = starts.diff().dt.total_seconds().dropna()
         est = int((group["outcome"].astype(str) == "established").sum())
-        rows.append({
-            "agent": agent,
-            "direction": "agent->manager" if agent_is_client else "manager->agent",
-            "port": int(port),
-            "attempts": len(group),
-            "established": est,
-            "failed": len(group) - est,
-            "first_seen": starts.iloc[0],
-            "last_seen": starts.iloc[-1],
-            "median_interval_s": float(gaps.median()) if len(gaps) else np.nan,
-            "max_interval_s": float(gaps.max()) if len(gaps) else np.nan,
-            "times": [t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in starts],
-            "outcomes": group["outcome"].astype(str).tolist(),
-        })
+        rows.append(
+            {
+                "agent": agent,
+                "direction": "agent->manager" if agent_is_client else "manager->agent",
+                "port": int(port),
+                "attempts": len(group),
+                "established": est,
+                "failed": len(group) - est,
+                "first_seen": starts.iloc[0],
+                "last_seen": starts.iloc[-1],
+                "median_interval_s": float(gaps.median()) if len(gaps) else np.nan,
+                "max_interval_s": float(gaps.max()) if len(gaps) else np.nan,
+                "times": [t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in starts],
+                "outcomes": group["outcome"].astype(str).tolist(),
+            }
+        )
     rows.sort(key=lambda r: (r["agent"], r["direction"], r["port"]))
     return typed_frame(rows, HEARTBEAT_DTYPES)

@@ -32,8 +32,19 @@ LISTENING: dict[tuple[str, int], tuple[str, str | None]] = {
     ("tcp", 636): ("ldap", None),
 }
 DATABASE_PORTS = {5432: "postgresql", 1433: "mssql", 1521: "oracle"}
-ROLE_ORDER = ["manager", "database", "relay", "agent", "dns", "ntp", "smtp", "syslog", "snmp",
-              "ldap", "proxy"]
+ROLE_ORDER = [
+    "manager",
+    "database",
+    "relay",
+    "agent",
+    "dns",
+    "ntp",
+    "smtp",
+    "syslog",
+    "snmp",
+    "ldap",
+    "proxy",
+]
 
 
 @dataclass
@@ -102,8 +113,15 @@ def infer(flows: pd.DataFrame) -> InferredInventory:
 
     # A port scan touches every port of its target: it says nothing about roles.
     flows = flows[~find_scans(flows, set(flows["client_ip"]))]
-    cols = ["proto", "client_ip", "server_ip", "server_port", "outcome", "connect_target",
-            "socks_target"]
+    cols = [
+        "proto",
+        "client_ip",
+        "server_ip",
+        "server_port",
+        "outcome",
+        "connect_target",
+        "socks_target",
+    ]
     seen_ports: Counter[int] = Counter()
     for proto, cip, sip, port, outcome, connect, socks in flows[cols].itertuples(index=False):
         port = int(port)

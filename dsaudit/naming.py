@@ -19,20 +19,20 @@ from dsaudit.decode import quic as quic_dec
 from dsaudit.decode import socks as socks_dec
 from dsaudit.decode import tls as tls_dec
 from dsaudit.decode.packet_kernel import (
+    C_ACK,
+    C_DPORT,
     C_DST_HI,
     C_DST_LO,
+    C_L3,
     C_PAY_LEN,
     C_PAY_OFF,
     C_SEQ,
     C_SPORT,
-    C_DPORT,
-    C_ACK,
     C_SRC_HI,
     C_SRC_LO,
     C_TS,
     C_VLAN0,
     C_VLAN1,
-    C_L3,
     L3_IPV4,
 )
 from dsaudit.errors import DecodeError
@@ -95,8 +95,10 @@ class DnsMap:
 
     def add(self, client: int, addr: int, ts: int, name: str) -> None:
         """Remember that ``client`` learnt at ``ts`` that ``name`` is at ``addr``."""
-        for table, key in ((self._by_client, (client, addr)), (self._by_addr, addr)):
-            entries = table.setdefault(key, [])  # type: ignore[attr-defined]
+        for entries in (
+            self._by_client.setdefault((client, addr), []),
+            self._by_addr.setdefault(addr, []),
+        ):
             if entries and entries[-1][0] <= ts:
                 if entries[-1][1] != name:
                     entries.append((ts, name))

@@ -15,7 +15,9 @@ from dsaudit.report.safe_text import for_terminal
 @click.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write (default stdout).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+)
 @click.option(
     "--engine",
     type=click.Choice(["fast", "tshark"]),
@@ -23,17 +25,40 @@ from dsaudit.report.safe_text import for_terminal
     show_default=True,
     help="fast: the built-in compiled decoder; tshark: Wireshark's dissectors through pyshark.",
 )
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Threads for reading and decoding (results are identical for any value).")
-@click.option("--tcp-timeout", type=float, default=300.0, show_default=True,
-              help="Seconds of silence after which a TCP flow ends.")
-@click.option("--udp-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds of silence after which a UDP or ICMP flow ends.")
-@click.option("--vlan-key/--no-vlan-key", default=True, show_default=True,
-              help="Key flows by VLAN ids; turn off when a SPAN sees the two directions of a "
-              "conversation on different VLANs.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Threads for reading and decoding (results are identical for any value).",
+)
+@click.option(
+    "--tcp-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds of silence after which a TCP flow ends.",
+)
+@click.option(
+    "--udp-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds of silence after which a UDP or ICMP flow ends.",
+)
+@click.option(
+    "--vlan-key/--no-vlan-key",
+    default=True,
+    show_default=True,
+    help="Key flows by VLAN ids; turn off when a SPAN sees the two directions of a "
+    "conversation on different VLANs.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
 def flows(
     captures: tuple[str, ...],
     fmt: str,
@@ -54,8 +79,7 @@ def flows(
         vlan_key=vlan_key,
     )
     show = sys.stderr.isatty() if progress is None else progress
-    result = read_captures(list(captures), engine=engine, jobs=jobs, options=options,
-                           progress=show)
+    result = read_captures(list(captures), engine=engine, jobs=jobs, options=options, progress=show)
     for warning in result.warnings:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     if not len(result.flows) and result.stats.frames == 0 and result.warnings:

@@ -33,3 +33,22 @@ def check(file: Path) -> None:
         click.echo(f"{role}: {', '.join(e.text for e in entries)}")
     for role, names in inv.names.items():
         click.echo(f"{role} names: {', '.join(names)}")
+
+
+@inventory.command("infer")
+@click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the YAML here.")
+def infer_cmd(captures: tuple[str, ...], output: str | None) -> None:
+    """Infer an inventory from CAPTURES: roles per address, with evidence and confidence.
+
+    The result is an inventory file to review and correct, then pass to `dsaudit audit`.
+    """
+    from dsaudit.engine import read_captures
+    from dsaudit.inference import infer
+    from dsaudit.report.flow_output import write_text
+    from dsaudit.report.safe_text import for_terminal
+
+    read = read_captures(list(captures))
+    for warning in read.warnings:
+        click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
+    write_text([infer(read.flows).to_yaml()], output)

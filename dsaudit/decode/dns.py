@@ -1,10 +1,10 @@
 """DNS message decoder: questions and answer records, hardened against hostile compression.
 
-Hand-written rather than dnspython or dpkt.dns: dpkt.dns takes about 30 us for a small
-response (against about 8 us here, timeit, CPython 3.11), follows compression pointers
-in any direction and raises assorted exception types on hostile input; neither library
+Hand-written rather than dpkt.dns (or dnspython): dpkt takes 34 us for a 231-byte
+response with 12 answers against 18 us here (5.8 against 2.8 us for a query; timeit,
+CPython 3.11), lets UnicodeDecodeError escape on mutated input, and neither library
 returns what a snaplen-cut message still holds. Here every failure is a DecodeError,
-pointer chains are bounded, and a message cut after its questions is returned with
+pointer chains are bounded, and a message cut after its questions comes back with
 ``partial=True``.
 
 Name text: labels joined by ``.``; the root name is the empty string ``""``; case is

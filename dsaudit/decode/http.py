@@ -1,9 +1,9 @@
 """HTTP/1.x request-head decoder: method, target and Host of a request; a proxy's status.
 
-Hand-written rather than dpkt.http or http.client: both parse every header into a
-dict, raise assorted exception types on hostile input and cannot say "incomplete, send
-more"; dpkt.http.Request takes about 20 us on a typical browser request against about
-2 us here (timeit, CPython 3.11), since only the request line and Host are needed.
+Hand-written rather than dpkt.http or http.client: both build a dict of every header
+when only the request line and Host are needed, and neither separates "incomplete, send
+more" from "not HTTP"; dpkt.http.Request takes 4.6 us on a 463-byte browser request
+head against 2.8 us here (timeit, CPython 3.11).
 Text fields follow the shared escaping rule of :mod:`dsaudit.decode._text`.
 """
 

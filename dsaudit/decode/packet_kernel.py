@@ -105,7 +105,9 @@ def _clear(rec: np.ndarray, k: int, frame: int, ts: int, wire: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _l4(buf: np.ndarray, rec: np.ndarray, k: int, proto: int, p: int, end: int, claimed: int) -> int:
+def _l4(
+    buf: np.ndarray, rec: np.ndarray, k: int, proto: int, p: int, end: int, claimed: int
+) -> int:
     """Decode TCP/UDP/ICMP at ``p``; return the UDP payload offset for tunnels or -1."""
     rec[k, C_PROTO] = proto
     if proto == 6:

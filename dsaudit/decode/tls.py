@@ -1,9 +1,9 @@
 """TLS ClientHello decoder: the server name, ALPN, versions and ECH a client offers.
 
-Hand-written rather than dpkt.ssl: dpkt needs whole records, raises assorted exception
-types on hostile input (so it cannot give the result / None-for-more / DecodeError
-contract) and is several times slower on this hot path: about 25 us per typical
-ClientHello with dpkt.ssl.TLS against about 5 us here (timeit, CPython 3.11).
+Hand-written rather than dpkt.ssl: dpkt cannot tell "send more" from "not TLS" (both
+are NeedData), does not join a hello split over records, and is slower on this hot path:
+13 us to get the hello of a 517-byte curl ClientHello record against 4.7 us here
+(timeit, CPython 3.11).
 """
 
 from __future__ import annotations

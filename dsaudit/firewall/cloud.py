@@ -90,12 +90,8 @@ def render_azure(plan: Plan, role: str | None = None) -> list[dict[str, Any]]:
             sides.append("Inbound")
         if role is None or _plays(allow.client, role):
             sides.append("Outbound")
-        # An NSG rule holds one IP version; the Internet tag covers both, so two `any` ends
-        # need one rule only.
-        families = allow.families()
-        if allow.client.any and allow.server.any:
-            families = families[:1]
-        for version in families:
+        # An NSG rule holds one IP version (the Internet tag goes with either).
+        for version in allow.families():
             for direction in sides:
                 if priority > AZURE_PRIORITY_LAST:
                     raise DsauditError(

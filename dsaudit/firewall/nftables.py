@@ -42,8 +42,6 @@ def _ports(transport: str, ports: Ports) -> str:
 def _rule(allow: Allow, version: int) -> str:
     ip = "ip" if version == 4 else "ip6"
     parts = []
-    if allow.client.any and allow.server.any:
-        parts.append(f"meta nfproto ipv{version}")
     if not allow.client.any:
         parts.append(f"{ip} saddr @{_set_name(allow.client, version)}")
     if not allow.server.any:

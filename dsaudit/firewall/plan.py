@@ -40,7 +40,10 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Allow:
-    """One allow rule of the export: client hosts may reach server hosts on transport/ports."""
+    """One allow rule of the export: client hosts may reach server hosts on transport/ports.
+
+    At most one end is `any` (the plan leaves out traffic with both ends on the internet).
+    """
 
     rule_ids: tuple[str, ...]
     purpose: str
@@ -100,6 +103,12 @@ def build_plan(catalog: Catalog, inventory: Inventory, *, port_scan: bool = Fals
                 if missing:
                     skipped.append(
                         (rule.id, _missing(inventory, missing, client_role, server_role))
+                    )
+                    continue
+                if client.any and server.any:
+                    # An as-a-service manager's own internet traffic never crosses this site.
+                    skipped.append(
+                        (rule.id, f"{client_role} to {server_role}: both on the internet")
                     )
                     continue
                 for allow in _allows(rule, client, server, rule_names, inventory):

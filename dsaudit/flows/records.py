@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsaudit.decode.dns import rtype_name
 from dsaudit.flows.addresses import addr_key, key_to_text
 from dsaudit.flows.table_kernel import (
     EVIDENCE_FIRST,
@@ -48,7 +49,6 @@ from dsaudit.flows.table_kernel import (
     HISTORY_LETTERS,
     RESP_OFFSET,
 )
-from dsaudit.decode.dns import rtype_name
 from dsaudit.naming import Namer
 
 OUTCOMES = ["established", "rejected", "unanswered", "partial", "one-way"]
@@ -111,11 +111,8 @@ def _bit(seen: np.ndarray, letter: int) -> np.ndarray:
 def tcp_states(seen: np.ndarray, pkts_s: np.ndarray) -> np.ndarray:
     """Zeek conn_state for TCP flows from the history letters each side showed."""
     o = {k: _bit(seen, v) for k, v in (("S", H_S), ("F", H_F), ("R", H_R), ("A", H_A))}
-    r = {
-        k: _bit(seen, v + RESP_OFFSET) for k, v in (("H", H_H), ("F", H_F), ("R", H_R))
-    }
+    r = {k: _bit(seen, v + RESP_OFFSET) for k, v in (("H", H_H), ("F", H_F), ("R", H_R))}
     o_data = _bit(seen, H_D)
-    r_data = _bit(seen, H_D + RESP_OFFSET)
     syn, synack = o["S"], r["H"]
     established = (syn & synack) | (synack & (o["A"] | o_data))
     conds = [
@@ -136,7 +133,9 @@ def tcp_states(seen: np.ndarray, pkts_s: np.ndarray) -> np.ndarray:
     return np.select(conds, choices, default="OTH")
 
 
-def _outcomes(proto: np.ndarray, state: np.ndarray, pkts_c: np.ndarray, pkts_s: np.ndarray) -> np.ndarray:
+def _outcomes(
+    proto: np.ndarray, state: np.ndarray, pkts_c: np.ndarray, pkts_s: np.ndarray
+) -> np.ndarray:
     tcp = proto == 6
     conds = [
         tcp & (state == "REJ"),
@@ -145,7 +144,11 @@ def _outcomes(proto: np.ndarray, state: np.ndarray, pkts_c: np.ndarray, pkts_s: 
         tcp,
         (pkts_c > 0) & (pkts_s > 0),
     ]
-    return np.select(conds, ["rejected", "unanswered", "established", "partial", "established"], default="one-way")
+    return np.select(
+        conds,
+        ["rejected", "unanswered", "established", "partial", "established"],
+        default="one-way",
+    )
 
 
 def _history(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
@@ -194,8 +197,12 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
 
     evidence = np.array(EVIDENCES, dtype=object)[
         np.select(
-            [fs[:, F_EVIDENCE] == EVIDENCE_SYN, fs[:, F_EVIDENCE] == EVIDENCE_SYNACK,
-             fs[:, F_EVIDENCE] == EVIDENCE_PORT, fs[:, F_EVIDENCE] == EVIDENCE_FIRST],
+            [
+                fs[:, F_EVIDENCE] == EVIDENCE_SYN,
+                fs[:, F_EVIDENCE] == EVIDENCE_SYNACK,
+                fs[:, F_EVIDENCE] == EVIDENCE_PORT,
+                fs[:, F_EVIDENCE] == EVIDENCE_FIRST,
+            ],
             [0, 1, 2, 3],
         )
     ]
@@ -242,8 +249,7 @@ def _names(
     """Per-flow name columns: the best name and where it came from, plus the raw evidence."""
     n = fs.shape[0]
     cols: dict[str, list[Any]] = {
-        k: [None] * n
-        for k in ("server_name", "sni", "http_host", "connect_target", "socks_target")
+        k: [None] * n for k in ("server_name", "sni", "http_host", "connect_target", "socks_target")
     }
     source = ["none"] * n
     queries: list[Any] = [[] for _ in range(n)]
@@ -312,11 +318,11 @@ def _attach_icmp(fs: np.ndarray, namer: Namer, out: list[Any], rejected: np.ndar
     for f in range(fs.shape[0]):
         a = addr_key(int(fs[f, F_A_HI]), int(fs[f, F_A_LO]))
         b = addr_key(int(fs[f, F_B_HI]), int(fs[f, F_B_LO]))
-        key = (int(fs[f, F_VLAN0]), int(fs[f, F_VLAN1]), int(fs[f, F_PROTO]))
+        head = (int(fs[f, F_VLAN0]), int(fs[f, F_VLAN1]), int(fs[f, F_PROTO]))
         ends = sorted([(a, int(fs[f, F_A_PORT])), (b, int(fs[f, F_B_PORT]))])
-        index.setdefault(key + ends[0] + ends[1], []).append(f)
-    for ts, key, info in namer.icmp_errors:
-        v0, v1, proto, src, sport, dst, dport = key
+        index.setdefault(head + ends[0] + ends[1], []).append(f)
+    for ts, quoted, info in namer.icmp_errors:
+        v0, v1, proto, src, sport, dst, dport = quoted
         ends = sorted([(src, sport), (dst, dport)])
         cands = index.get((v0, v1, proto) + ends[0] + ends[1])
         if not cands:

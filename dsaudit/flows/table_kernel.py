@@ -12,8 +12,9 @@ import numpy as np
 from numba import njit
 
 from dsaudit.decode.packet_kernel import (
-    C_ACK,
     C_DPORT,
+    C_DST_HI,
+    C_DST_LO,
     C_ERR,
     C_FLAGS,
     C_FRAG,
@@ -26,8 +27,6 @@ from dsaudit.decode.packet_kernel import (
     C_SPORT,
     C_SRC_HI,
     C_SRC_LO,
-    C_DST_HI,
-    C_DST_LO,
     C_TRUNC,
     C_TS,
     C_TUNNEL,
@@ -121,7 +120,9 @@ def _mix(h: int, v: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _hash(ahi: int, alo: int, bhi: int, blo: int, ap: int, bp: int, pr: int, v0: int, v1: int) -> int:
+def _hash(
+    ahi: int, alo: int, bhi: int, blo: int, ap: int, bp: int, pr: int, v0: int, v1: int
+) -> int:
     h = np.int64(-3750763034362895579)
     h = _mix(h, alo)
     h = _mix(h, blo)

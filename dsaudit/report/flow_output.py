@@ -61,8 +61,12 @@ def _table(df: pd.DataFrame) -> str:
     view = pd.DataFrame(
         {
             "proto": df["proto"],
-            "client": [_endpoint(i, p) for i, p in zip(df["client_ip"], df["client_port"], strict=True)],
-            "server": [_endpoint(i, p) for i, p in zip(df["server_ip"], df["server_port"], strict=True)],
+            "client": [
+                _endpoint(i, p) for i, p in zip(df["client_ip"], df["client_port"], strict=True)
+            ],
+            "server": [
+                _endpoint(i, p) for i, p in zip(df["server_ip"], df["server_port"], strict=True)
+            ],
         }
     )
     for col in TABLE_COLUMNS[3:]:
@@ -131,10 +135,11 @@ def write_flows(df: pd.DataFrame, fmt: str, output: str | None, notes: list[str]
 def parquet_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The flows with nested columns in shapes Arrow stores well."""
     out = df.copy()
-    out["dns_answers"] = [
+    answers: list[list[dict[str, Any]]] = [
         [{"name": a["name"], "type": a["type"], "data": a["data"], "ttl": a["ttl"]} for a in v]
         for v in out["dns_answers"]
     ]
+    out["dns_answers"] = pd.Series(answers, index=out.index, dtype=object)
     out["icmp_errors"] = [[json.dumps(e, sort_keys=True) for e in v] for v in out["icmp_errors"]]
     return out
 

@@ -1,14 +1,14 @@
-"""Stream pcap and pcapng files (optionally gzipped) as PacketBatches, keeping what precedes damage."""
+"""Stream pcap and pcapng files, gzipped or not, as PacketBatches; keep what precedes damage."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 import numpy as np
 
@@ -17,7 +17,6 @@ from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
 from dsaudit.sources.record_walk import (
     BAD_RECORD,
     BATCH_FULL,
-    NEED_MORE,
     PYTHON_BLOCK,
     walk_pcap,
     walk_pcapng,
@@ -63,7 +62,31 @@ class CaptureInfo:
         return sorted(LINKTYPE_NAMES.get(t, f"linktype-{t}") for t in self.linktypes)
 
 
-def _open(path: str) -> tuple[BinaryIO, bool]:
+class _Columns:
+    """Per-record output arrays the walkers fill."""
+
+    __slots__ = ("off", "cap", "wire", "ts", "links", "foff")
+
+    def __init__(self, n: int) -> None:
+        self.off = np.empty(n, np.int64)
+        self.cap = np.empty(n, np.int32)
+        self.wire = np.empty(n, np.int32)
+        self.ts = np.empty(n, np.int64)
+        self.links = np.empty(n, np.int32)
+        self.foff = np.empty(n, np.int64)
+
+
+@dataclass(frozen=True)
+class _Interfaces:
+    """The current pcapng section's interfaces: link type and timestamp scaling."""
+
+    link: np.ndarray
+    mul: np.ndarray
+    div: np.ndarray
+    off: np.ndarray
+
+
+def _open(path: str) -> tuple[io.BufferedIOBase, bool]:
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the reader
     except FileNotFoundError:
@@ -75,7 +98,7 @@ def _open(path: str) -> tuple[BinaryIO, bool]:
     head = raw.read(2)
     raw.seek(0)
     if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode="rb"), True
     return raw, False
 
 
@@ -93,7 +116,7 @@ class CaptureReader:
         self.info = CaptureInfo(path=path)
         self._buffer_bytes = buffer_bytes
         self._batch = batch_packets
-        self._fh: BinaryIO | None = None
+        self._fh: io.BufferedIOBase | None = None
         self._buf = np.empty(0, dtype=np.uint8)
         self._filled = 0
         self._base = 0  # file offset of self._buf[0]
@@ -108,7 +131,7 @@ class CaptureReader:
         new = np.empty(size, dtype=np.uint8)
         new[:tail] = self._buf[pos : self._filled]
         self._base += pos
-        view = memoryview(new)
+        view = new.data
         filled = tail
         try:
             while filled < size:
@@ -134,21 +157,14 @@ class CaptureReader:
                 f"kept the {self.info.packets} packets read before it"
             )
 
-    def _arrays(self) -> tuple[np.ndarray, ...]:
-        n = self._batch
-        return (
-            np.empty(n, np.int64),
-            np.empty(n, np.int32),
-            np.empty(n, np.int32),
-            np.empty(n, np.int64),
-            np.empty(n, np.int32),
-            np.empty(n, np.int64),
-        )
+    def _arrays(self) -> _Columns:
+        return _Columns(self._batch)
 
-    def _emit(self, arrays: tuple[np.ndarray, ...], k: int) -> PacketBatch:
-        off, cap, wire, ts, links, foff = arrays
+    def _emit(self, c: _Columns, k: int) -> PacketBatch:
         self.info.packets += k
-        return PacketBatch(self._buf, off[:k], cap[:k], wire[:k], ts[:k], links[:k], foff[:k])
+        return PacketBatch(
+            self._buf, c.off[:k], c.cap[:k], c.wire[:k], c.ts[:k], c.links[:k], c.foff[:k]
+        )
 
     # -- top level -----------------------------------------------------------
     def __iter__(self) -> Iterator[PacketBatch]:
@@ -167,7 +183,7 @@ class CaptureReader:
                 raise CaptureError(
                     self.path,
                     0,
-                    f"not a pcap or pcapng capture: {what} starts with 0x{head.hex() or '(nothing)'}",
+                    f"not a pcap or pcapng capture: {what} starts with 0x{head.hex()}",
                 )
         finally:
             self.info.bytes_read = self._base + self._filled
@@ -179,7 +195,7 @@ class CaptureReader:
         magic = bytes(self._buf[:4])
         big, nsec = PCAP_MAGICS[magic]
         fmt = ">HHiIII" if big else "<HHiIII"
-        major, minor, _, _, snaplen, network = struct.unpack_from(fmt, self._buf, 4)
+        major, minor, _, _, snaplen, network = struct.unpack_from(fmt, self._buf.data, 4)
         if major != 2:
             raise CaptureError(
                 self.path, 4, f"pcap version {major}.{minor} is not supported (only 2.x)"
@@ -196,15 +212,30 @@ class CaptureReader:
         arrays = self._arrays()
         k = 0
         while True:
+            a = arrays
             k, pos, status = walk_pcap(
-                self._buf, pos, self._filled, big, nsec, max_cap, linktype, self._base, *arrays, k
+                self._buf,
+                pos,
+                self._filled,
+                big,
+                nsec,
+                max_cap,
+                linktype,
+                self._base,
+                a.off,
+                a.cap,
+                a.wire,
+                a.ts,
+                a.links,
+                a.foff,
+                k,
             )
             if status == BATCH_FULL:
                 yield self._emit(arrays, k)
                 arrays, k = self._arrays(), 0
                 continue
             if status == BAD_RECORD:
-                cl = struct.unpack_from(">I" if big else "<I", self._buf, pos + 8)[0]
+                cl = struct.unpack_from(">I" if big else "<I", self._buf.data, pos + 8)[0]
                 if k:
                     yield self._emit(arrays, k)
                 self._damage(
@@ -222,7 +253,7 @@ class CaptureReader:
                     if left < 16:
                         what = f"a record header ({left} of 16 bytes present)"
                     else:
-                        cl = struct.unpack_from(">I" if big else "<I", self._buf, pos + 8)[0]
+                        cl = struct.unpack_from(">I" if big else "<I", self._buf.data, pos + 8)[0]
                         what = f"record data ({left - 16} of {cl} bytes present)"
                     self._damage(
                         self._base + pos,
@@ -249,8 +280,25 @@ class CaptureReader:
         arrays = self._arrays()
         k = 0
         while True:
+            a, t = arrays, tables
             k, pos, status, last_ts = walk_pcapng(
-                self._buf, pos, self._filled, big, *tables, last_ts, self._base, *arrays, k
+                self._buf,
+                pos,
+                self._filled,
+                big,
+                t.link,
+                t.mul,
+                t.div,
+                t.off,
+                last_ts,
+                self._base,
+                a.off,
+                a.cap,
+                a.wire,
+                a.ts,
+                a.links,
+                a.foff,
+                k,
             )
             if status == BATCH_FULL:
                 yield self._emit(arrays, k)
@@ -278,7 +326,7 @@ class CaptureReader:
             if status == BAD_RECORD:
                 if k:
                     yield self._emit(arrays, k)
-                btype, blen = struct.unpack_from(">II" if big else "<II", self._buf, pos)
+                btype, blen = struct.unpack_from(">II" if big else "<II", self._buf.data, pos)
                 self._damage(
                     self._base + pos,
                     f"pcapng block of type 0x{btype:x} has an invalid length or interface "
@@ -300,10 +348,8 @@ class CaptureReader:
             pos = self._refill(pos)
 
     @staticmethod
-    def _if_tables(
-        link: list[int], mul: list[int], div: list[int], off: list[int]
-    ) -> tuple[np.ndarray, ...]:
-        return (
+    def _if_tables(link: list[int], mul: list[int], div: list[int], off: list[int]) -> _Interfaces:
+        return _Interfaces(
             np.asarray(link, dtype=np.int32),
             np.asarray(mul, dtype=np.int64),
             np.asarray(div, dtype=np.int64),
@@ -316,7 +362,7 @@ class CaptureReader:
         if bytes(self._buf[pos : pos + 4]) == PCAPNG_SHB:
             bom = bytes(self._buf[pos + 8 : pos + 12])
             big = bom == b"\x1a\x2b\x3c\x4d"
-        blen = struct.unpack_from(">I" if big else "<I", self._buf, pos + 4)[0]
+        blen = struct.unpack_from(">I" if big else "<I", self._buf.data, pos + 4)[0]
         if blen > MAX_PCAPNG_BLOCK:
             return None
         return int(blen)
@@ -343,14 +389,18 @@ class CaptureReader:
                 big = False
             else:
                 raise CaptureError(
-                    self.path, where + 8, f"pcapng section header has a bad byte-order mark {bom.hex()}"
+                    self.path,
+                    where + 8,
+                    f"pcapng section header has a bad byte-order mark {bom.hex()}",
                 )
             e = ">" if big else "<"
-            blen = struct.unpack_from(e + "I", buf, pos + 4)[0]
+            blen = struct.unpack_from(e + "I", buf.data, pos + 4)[0]
             self._check_block(pos, blen, big, min_len=28)
-            major = struct.unpack_from(e + "H", buf, pos + 12)[0]
+            major = struct.unpack_from(e + "H", buf.data, pos + 12)[0]
             if major != 1:
-                raise CaptureError(self.path, where + 12, f"pcapng version {major} is not supported")
+                raise CaptureError(
+                    self.path, where + 12, f"pcapng version {major} is not supported"
+                )
             self._options(pos + 24, pos + blen - 4, big, where)
             if_link.clear()
             if_mul.clear()
@@ -360,9 +410,9 @@ class CaptureReader:
             self.info.byte_order = "big" if big else "little"
             return pos + blen, big
         e = ">" if big else "<"
-        blen = struct.unpack_from(e + "I", buf, pos + 4)[0]
+        blen = struct.unpack_from(e + "I", buf.data, pos + 4)[0]
         self._check_block(pos, blen, big, min_len=20)
-        linktype, _, snaplen = struct.unpack_from(e + "HHI", buf, pos + 8)
+        linktype, _, snaplen = struct.unpack_from(e + "HHI", buf.data, pos + 8)
         opts = self._options(pos + 16, pos + blen - 4, big, where)
         mul, div = 1000, 1  # default resolution: microseconds
         tsres = opts.get(9)
@@ -397,7 +447,7 @@ class CaptureReader:
             raise CaptureError(self.path, where, f"pcapng block has an invalid length {blen}")
         if pos + blen > self._filled:
             raise CaptureError(self.path, where, "file ends inside a pcapng block")
-        trailer = struct.unpack_from(">I" if big else "<I", self._buf, pos + blen - 4)[0]
+        trailer = struct.unpack_from(">I" if big else "<I", self._buf.data, pos + blen - 4)[0]
         if trailer != blen:
             raise CaptureError(
                 self.path, where, f"pcapng block length {blen} does not match its trailer {trailer}"
@@ -409,7 +459,7 @@ class CaptureReader:
         out: dict[int, bytes] = {}
         pos = start
         while pos + 4 <= end:
-            code, length = struct.unpack_from(e, self._buf, pos)
+            code, length = struct.unpack_from(e, self._buf.data, pos)
             if code == 0:
                 break
             if pos + 4 + length > end:

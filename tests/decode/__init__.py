@@ -1,0 +1,1 @@
+"""Tests of the application-payload decoders (TLS, DNS, HTTP, SOCKS, QUIC)."""

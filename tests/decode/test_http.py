@@ -65,6 +65,14 @@ def test_head_without_headers() -> None:
     assert req == HttpRequest("OPTIONS", "*", "HTTP/1.1", None, 22)
 
 
+def test_http2_preface_and_ssdp() -> None:
+    preface = parse_http_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert preface == HttpRequest("PRI", "*", "HTTP/2.0", None, 18)
+    ssdp = b'M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: "ssdp:discover"\r\n\r\n'
+    req = parse_http_request(ssdp)
+    assert req is not None and (req.method, req.host) == ("M-SEARCH", "239.255.255.250:1900")
+
+
 def test_every_prefix_needs_more() -> None:
     data = http_request("prefix.example", method="PROPFIND", target="/dav/")
     for cut in range(len(data)):

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dsaudit.decode._text import escape_label, escape_text
 from dsaudit.decode.dns import parse_dns, split_dns_tcp
 from dsaudit.decode.http import (
     METHODS,
@@ -49,6 +50,14 @@ def escaped(raw: bytes, *, label: bool = False) -> str:
     """Independent per-byte oracle of the documented escaping rule."""
     keep = set(range(0x20, 0x7F)) - {0x5C} - ({0x2E} if label else set())
     return "".join(chr(b) if b in keep else f"\\x{b:02x}" for b in raw)
+
+
+@FAST
+@given(st.binary(max_size=100))
+def test_escaping_matches_the_documented_rule(raw: bytes) -> None:
+    assert escape_text(raw) == escaped(raw)
+    assert escape_label(raw) == escaped(raw, label=True)
+    assert escape_text(raw).isprintable()
 
 
 # ------------------------------------------------------- any bytes: three outcomes

@@ -151,7 +151,7 @@ def test_walk_stops_at_other_frames() -> None:
 @pytest.mark.parametrize(
     "frames",
     [
-        b"\x06\x00\x40\x64abc",  # CRYPTO frame longer than the packet... see padding note
+        b"\x06\x00\x40\x64abc",  # CRYPTO frame declaring 100 bytes, carrying 3
         b"\x02\x05\x00\x3f\x00",  # ACK with 63 ranges and no room for them
     ],
 )

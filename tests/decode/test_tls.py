@@ -178,9 +178,11 @@ def test_non_handshake_record_in_the_middle_fails() -> None:
 
 
 def test_extension_length_mismatches_are_malformed() -> None:
-    msg = bytearray(client_hello_handshake(sni="x.example"))
-    # The extensions-block length sits right after the single compression method.
-    at = msg.index(b"\x01\x00", 4 + 2 + 32 + 1 + 32 + 2 + 10) + 2
+    suites = (0x1301, 0x1302)
+    msg = bytearray(client_hello_handshake(sni="x.example", cipher_suites=suites))
+    # header 4, version 2, random 32, session id 1 + 32, suites 2 + 4, compression 2
+    at = 4 + 2 + 32 + 1 + 32 + 2 + 2 * len(suites) + 2
+    assert msg[at - 2 : at] == b"\x01\x00"
     msg[at + 1] ^= 0x01
     with pytest.raises(DecodeError, match="extensions length"):
         parse_client_hello_handshake(bytes(msg))

@@ -93,6 +93,11 @@ def test_as_a_service_uses_443_and_an_internet_manager(catalog: Catalog) -> None
     assert allow.server.any and allow.server.hostnames == ("agents.deepsecurity.trendmicro.com",)
     assert "manager.in.heartbeat-4120" not in ids(plan)
     assert not any(catalog.get(i).peers == ("database",) for i in ids(plan))
+    # Trend Micro's manager talking to Trend Micro's cloud is none of this site's business.
+    assert not any(a.client.any and a.server.any for a in plan.allows)
+    assert (
+        dict(plan.skipped)["manager.out.news-80-443"] == "manager to internet: both on the internet"
+    )
 
 
 def test_localhost_only_and_port_scan_are_left_out_unless_asked(catalog: Catalog) -> None:

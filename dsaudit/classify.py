@@ -307,6 +307,18 @@ class Classifier:
                 "port-only",
                 also,
             )
+        elsewhere = [
+            r for r in candidates
+            if r not in applicable and lowered in {n.lower() for n in r.hostnames.flat}
+        ]
+        if elsewhere:
+            rule = elsewhere[0]
+            return Verdict(
+                "unexplained",
+                rule.id,
+                "not_applicable",
+                f"{name} belongs to {rule.id}, which applies only when {rule.when}",
+            )
         rule = _best(named)[0]
         return Verdict(
             "unexplained",

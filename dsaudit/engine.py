@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ def read_captures(
     builder = FlowBuilder(options)
     infos = []
     bar = _progress(progress)
-    with bar as live:
+    with no_cyclic_gc(), bar as live:
         for path in paths:
             reader = CaptureReader(path)
             infos.append(reader.info)
@@ -88,6 +89,23 @@ def read_captures(
                     done = reader.info.bytes_read or int(batch.file_off[-1])
                     live.update(task, completed=min(done, file_size(path)))
     return builder.result(infos)
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector.
+
+    The pipeline allocates millions of small acyclic objects; every full collection walks
+    all of them, which cost about a third of the run time. Reference counting still frees
+    everything, and the collector resumes afterwards.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _progress(enabled: bool) -> Any:

@@ -52,6 +52,7 @@ from dsaudit.flows.table_kernel import (
 
 MAX_SEGMENTS = 64  # per direction; the kernel already caps what it sends
 MAX_STREAM = 70000
+DNS_CACHE_SIZE = 8192
 DNS_TYPES_ADDR = (1, 28)
 DNS_CNAME = 5
 
@@ -81,6 +82,42 @@ class FlowPayload:
     dns_consumed: list[int] = field(default_factory=lambda: [0, 0])
     quic: list[tuple[int, bytes]] = field(default_factory=list)
     done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DnsDigest:
+    """The parts of a DNS message naming needs; ``rcode`` is -1 for a query."""
+
+    queries: tuple[str, ...]
+    rcode: int
+    answers: tuple[tuple[str, int, str | None, int], ...]
+    addresses: tuple[tuple[int, str], ...]  # answered address -> the name the client asked
+
+    @classmethod
+    def of(cls, msg: dns_dec.DnsMessage) -> DnsDigest:
+        """Digest a parsed message, following CNAME chains back to the asked name."""
+        queries = tuple(q.name for q in msg.questions)
+        if not msg.is_response:
+            return cls(queries, -1, (), ())
+        alias_of: dict[str, str] = {}
+        for rr in msg.answers:
+            if rr.rtype == DNS_CNAME and rr.data:
+                alias_of[rr.data.lower()] = rr.name
+        addresses: list[tuple[int, str]] = []
+        for rr in msg.answers:
+            if rr.rtype in DNS_TYPES_ADDR and rr.data:
+                name = rr.name
+                seen = {name.lower()}
+                while name.lower() in alias_of:
+                    name = alias_of[name.lower()]
+                    if name.lower() in seen:
+                        break
+                    seen.add(name.lower())
+                addr = key_from_text(rr.data)
+                if addr is not None:
+                    addresses.append((addr, name))
+        answers = tuple((rr.name, rr.rtype, rr.data, rr.ttl) for rr in msg.answers)
+        return cls(queries, msg.rcode, answers, tuple(addresses))
 
 
 class DnsMap:
@@ -155,6 +192,7 @@ class Namer:
         self.flows: dict[int, FlowPayload] = {}
         self.dns = DnsMap()
         self.icmp_errors: list[tuple[int, tuple[int, ...], dict[str, object]]] = []
+        self._dns_cache: dict[bytes, DnsDigest] = {}
         self.decode_failures = 0
 
     def _payload(self, f: int) -> FlowPayload:
@@ -304,42 +342,43 @@ class Namer:
             p.done = True
             p.quic = []
 
+    def _digest(self, data: bytes) -> DnsDigest | None:
+        """What one DNS message says, cached: the same query recurs with only its id changed."""
+        key = data[2:]
+        hit = self._dns_cache.get(key)
+        if hit is not None:
+            return hit
+        try:
+            digest = DnsDigest.of(dns_dec.parse_dns(data))
+        except DecodeError:
+            self.decode_failures += 1
+            return None
+        if len(self._dns_cache) >= DNS_CACHE_SIZE:
+            self._dns_cache.clear()
+        self._dns_cache[key] = digest
+        return digest
+
     def _dns_message(
         self, p: FlowPayload, data: bytes, f: int, rec: np.ndarray, r: int, fs: np.ndarray
     ) -> None:
-        try:
-            msg = dns_dec.parse_dns(data)
-        except DecodeError:
-            self.decode_failures += 1
+        msg = self._digest(data)
+        if msg is None:
             return
-        for q in msg.questions:
-            if q.name not in p.dns_queries and len(p.dns_queries) < 64:
-                p.dns_queries.append(q.name)
-        if not msg.is_response:
+        for name in msg.queries:
+            if name not in p.dns_queries and len(p.dns_queries) < 64:
+                p.dns_queries.append(name)
+        if msg.rcode < 0:
             return
         p.dns_rcodes.append(msg.rcode)
-        ts = int(rec[r, C_TS])
-        # The client is whoever receives the response.
-        client = addr_key(int(rec[r, C_DST_HI]), int(rec[r, C_DST_LO]))
-        # Walk CNAME chains back to the name the client asked for.
-        alias_of: dict[str, str] = {}
-        for rr in msg.answers:
-            if rr.rtype == DNS_CNAME and rr.data:
-                alias_of[rr.data.lower()] = rr.name
-        for rr in msg.answers:
-            if len(p.dns_answers) < 256:
-                p.dns_answers.append((rr.name, rr.rtype, rr.data, rr.ttl))
-            if rr.rtype in DNS_TYPES_ADDR and rr.data:
-                name = rr.name
-                seen = {name.lower()}
-                while name.lower() in alias_of:
-                    name = alias_of[name.lower()]
-                    if name.lower() in seen:
-                        break
-                    seen.add(name.lower())
-                addr = key_from_text(rr.data)
-                if addr is not None:
-                    self.dns.add(client, addr, ts, name)
+        room = 256 - len(p.dns_answers)
+        if room > 0:
+            p.dns_answers.extend(msg.answers[:room])
+        if msg.addresses:
+            ts = int(rec[r, C_TS])
+            # The client is whoever receives the response.
+            client = addr_key(int(rec[r, C_DST_HI]), int(rec[r, C_DST_LO]))
+            for addr, name in msg.addresses:
+                self.dns.add(client, addr, ts, name)
 
     # -- ICMP errors -----------------------------------------------------------------
     def _icmp_error(self, rec: np.ndarray, r: int, buf: np.ndarray) -> None:

@@ -13,6 +13,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
+from dsaudit.engine import read_captures
+from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.sources.batch import PacketBatch
 
 NS = 1_000_000_000
@@ -404,3 +406,23 @@ def clone_udp_frames(template: bytes, count: int, *, sport_at: int, src_at: int)
         linktype=np.full(count, LINK_ETHERNET, dtype=np.int32),
         file_off=np.full(count, -1, dtype=np.int64),
     )
+
+
+# ----------------------------------------------------------------------------- flows
+
+
+def flows_of(
+    frames: Sequence[Frame], options: FlowOptions | None = None, link: int = LINK_ETHERNET
+) -> FlowResult:
+    """Flows of ``frames`` fed as one in-memory batch through FlowBuilder."""
+    builder = FlowBuilder(options)
+    builder.add_batch(batch_of(frames, link))
+    return builder.result([])
+
+
+def flows_of_file(
+    path: Path, frames: Sequence[Frame], options: FlowOptions | None = None
+) -> FlowResult:
+    """Flows of ``frames`` written as a pcap and read back through read_captures."""
+    write_pcap(path, frames, nsec=True)
+    return read_captures([str(path)], options=options)

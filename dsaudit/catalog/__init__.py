@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,11 +43,14 @@ RULES_DIR_ENV = "DSAUDIT_RULES_DIR"
 
 def default_rules_dir() -> Path:
     """Where the vendor catalog lives: $DSAUDIT_RULES_DIR, else rules/deep-security in the
-    source tree this package sits in."""
+    source tree this package sits in, else where a wheel installs it (<prefix>/share/dsaudit)."""
     configured = os.environ.get(RULES_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "rules" / "deep-security"
+    source = Path(__file__).resolve().parents[2] / "rules" / "deep-security"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "dsaudit" / "rules" / "deep-security"
 
 
 def catalog_files(rules_dir: str | Path | None = None) -> list[Path]:

@@ -125,6 +125,9 @@ def _l4(
         rec[k, C_FLAGS] = buf[p + 13]
         rec[k, C_WINDOW] = _be16(buf, p + 14)
         pay = p + hl
+        if pay > end:
+            pay = end  # options cut by the snap length: no payload captured
+            rec[k, C_TRUNC] = 1
         want = claimed - hl
         if want < 0:
             want = 0

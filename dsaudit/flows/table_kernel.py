@@ -72,7 +72,8 @@ F_TRUNC = 30
 F_ICMP_TC = 31  # ICMP type << 8 | code of the first packet
 F_TUNNEL = 32
 F_SYN_TS = 33
-N_FCOLS = 34
+F_TEXT = 34  # TEXT_* kind of a text stream
+N_FCOLS = 35
 
 EVIDENCE_SYN = 0
 EVIDENCE_SYNACK = 1
@@ -92,6 +93,11 @@ M_DNS = 3
 M_DONE = 4
 M_QUIC = 5
 
+# What a text stream turned out to be (the first client payload says).
+TEXT_OTHER = 1  # SMTP, LDAP, FTP, SOCKS...: keep reading, STARTTLS may follow
+TEXT_HTTP = 2  # an HTTP request: its header block names the peer, then we are done
+TEXT_CONNECT = 3  # a proxy CONNECT: the proxy's answer and a ClientHello follow
+
 # Event kinds handed to the naming stage.
 EV_PAYLOAD = 1
 EV_ICMP_ERROR = 2
@@ -103,7 +109,7 @@ FLOWS_FULL = 1
 HASH_FULL = 2
 
 TEXT_CLIENT_PACKETS = 12
-TEXT_SERVER_PACKETS = 6
+TEXT_SERVER_PACKETS = 2
 DNS_PACKETS = 512
 QUIC_PACKETS = 4
 MAX_HELLO = 70000
@@ -170,6 +176,33 @@ def _hello_need(buf: np.ndarray, p: int, n: int) -> int:
     if need > MAX_HELLO:
         need = MAX_HELLO
     return need
+
+
+@njit(cache=True, nogil=True)
+def _text_kind(buf: np.ndarray, p: int, n: int) -> int:
+    if n >= 8 and buf[p] == 0x43 and buf[p + 1] == 0x4F and buf[p + 2] == 0x4E and buf[p + 7] == 0x20:
+        return TEXT_CONNECT  # "CONNECT "
+    if n >= 4:
+        a, b, c = buf[p], buf[p + 1], buf[p + 2]
+        # GET, POST, HEAD, PUT, DELETE, OPTIONS, PATCH, TRACE
+        if (
+            (a == 0x47 and b == 0x45 and c == 0x54)
+            or (a == 0x50 and (b == 0x4F or b == 0x55 or b == 0x41))
+            or (a == 0x48 and b == 0x45)
+            or (a == 0x44 and b == 0x45)
+            or (a == 0x4F and b == 0x50)
+            or (a == 0x54 and b == 0x52)
+        ):
+            return TEXT_HTTP
+    return TEXT_OTHER
+
+
+@njit(cache=True, nogil=True)
+def _has_blank_line(buf: np.ndarray, p: int, n: int) -> bool:
+    for i in range(p, p + n - 3):
+        if buf[i] == 13 and buf[i + 1] == 10 and buf[i + 2] == 13 and buf[i + 3] == 10:
+            return True
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -411,6 +444,7 @@ def process_records(
                         elif mode == M_UNDECIDED:
                             if caplen < 6 or _looks_texty(buf[p]):
                                 fs[f, F_MODE] = M_TEXT
+                                fs[f, F_TEXT] = _text_kind(buf, p, caplen)
                                 emit = True
                             else:
                                 fs[f, F_MODE] = M_DONE
@@ -418,16 +452,22 @@ def process_records(
                             emit = True
                         else:
                             fs[f, F_MODE] = M_DONE
+                        # A plain HTTP request is named by its header block; once that has
+                        # ended, the rest of the connection cannot add a name.
+                        if (
+                            fs[f, F_MODE] == M_TEXT
+                            and fs[f, F_TEXT] == TEXT_HTTP
+                            and _has_blank_line(buf, p, caplen)
+                        ):
+                            fs[f, F_MODE] = M_DONE
                     elif mode == M_TLS:
                         emit = True
                         fs[f, F_NEED] -= paylen
                     if fs[f, F_MODE] == M_TLS and fs[f, F_NEED] <= 0:
                         fs[f, F_MODE] = M_DONE
-                else:
-                    if (mode == M_UNDECIDED or mode == M_TEXT) and fs[
-                        f, F_NPAY_S
-                    ] < TEXT_SERVER_PACKETS:
-                        emit = True
+                elif mode == M_TEXT and fs[f, F_TEXT] == TEXT_CONNECT:
+                    # Only a proxy's answer to CONNECT is worth reading on the server side.
+                    emit = fs[f, F_NPAY_S] < TEXT_SERVER_PACKETS
                 if emit:
                     fs[f, F_NPAY_C + d] += 1
                     ev[nev, 0] = f

@@ -265,7 +265,7 @@ def describe_vantage(summary: dict[str, Any]) -> str:
     if v.get("kind") == "host":
         where = f"on host {text(v.get('host'))}" if v.get("host") else "on a host"
     elif v.get("kind") == "span":
-        where = "SPAN / mirror port (sees traffic between other machines)"
+        where = "SPAN / mirror port"
     else:
         where = "unknown"
     how = {"detected": "detected", "option": "given on the command line"}.get(
@@ -295,7 +295,35 @@ def describe_deployment(summary: dict[str, Any]) -> str:
     return ", ".join(parts) or "not stated"
 
 
+def describe_flow_counts(result: AuditResult) -> str:
+    """``14 flows: 7 explained, 6 unexplained, ...`` from the summary (or the flows)."""
+    counts = result.summary.get("flow_counts")
+    if not isinstance(counts, dict):
+        verdicts = result.flows["verdict"].astype(str).value_counts() if len(result.flows) else {}
+        counts = {
+            k: int(verdicts.get(k, 0)) for k in ("explained", "unexplained", "infrastructure")
+        }
+        counts["total"] = len(result.flows)
+        counts["blocked_expected"] = int(result.flows["blocked"].sum()) if len(result.flows) else 0
+    parts = [
+        f"{fmt_count(counts.get(k, 0))} {k}" for k in ("explained", "unexplained", "infrastructure")
+    ]
+    text_ = f"{fmt_count(counts.get('total', 0))} flows: " + ", ".join(parts)
+    blocked = int(counts.get("blocked_expected", 0))
+    if blocked:
+        text_ += f"; {fmt_count(blocked)} expected {'flow' if blocked == 1 else 'flows'} blocked"
+    return text_
+
+
+def generated_by(summary: dict[str, Any]) -> str:
+    """``dsaudit 0.1.0, 2024-05-06T10:15:00Z``: which build wrote the report, and when."""
+    tool = f"{text(summary.get('tool')) or 'dsaudit'} {text(summary.get('version'))}".strip()
+    when = text(summary.get("generated_at"))
+    return f"{tool}, {when}" if when else tool
+
+
 def describe_inventory(summary: dict[str, Any]) -> str:
+    """The inventory file the roles came from, or that they were inferred."""
     inv = text(summary.get("inventory"))
     return "inferred from the traffic (no inventory file)" if inv in ("", "inferred") else inv
 
@@ -424,7 +452,7 @@ class FlowIndex:
                     "name": text(row["server_name"]),
                     "outcome": text(row["outcome"]),
                     "verdict": text(row.get("verdict")),
-                    "blocked": bool(row.get("blocked")) if not is_missing(row.get("blocked")) else False,
+                    "blocked": not is_missing(row.get("blocked")) and bool(row.get("blocked")),
                 }
             )
         return rows, max(0, len(found) - limit)

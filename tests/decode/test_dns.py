@@ -279,6 +279,51 @@ def test_label_chain_over_127_jumps_fails() -> None:
         parse_dns(_blob_message(blob, last))
 
 
+def _pointer_chain(links: int) -> bytes:
+    """ "a" at the blob start, then ``links`` pointers, each to the one before."""
+    base = _blob_offset()
+    blob = bytearray(b"\x01a\x00")
+    prev = base
+    for _ in range(links):
+        here = base + len(blob)
+        blob += struct.pack(">H", 0xC000 | prev)
+        prev = here
+    return bytes(blob)
+
+
+def _three_answers(blob: bytes, second: bytes, third: bytes) -> bytes:
+    """Like _blob_message, but answers 2 and 3 have the given owner-name bytes."""
+    question = b"\x01q\x07example\x00\x00\x01\x00\x01"
+    first = b"\x00" + struct.pack(">HHIH", 0xFF00, 1, 0, len(blob)) + blob
+    tail = struct.pack(">HHIH", 16, 1, 0, 0)
+    return dns_header(1, 0x8180, 1, 3) + question + first + second + tail + third + tail
+
+
+def test_names_reused_from_earlier_records_count_their_jumps() -> None:
+    base = _blob_offset()
+    blob = _pointer_chain(128)
+    link = [base + 3 + 2 * i for i in range(128)]  # offsets of the pointer links
+    # Answer 2 walks 101 pointers and is fine; answer 3 walks 28 new ones and then
+    # reaches answer 2's name: 129 in all.
+    ok = _three_answers(blob, struct.pack(">H", 0xC000 | link[99]), b"\x00")
+    assert parse_dns(ok).answers[1].name == "a"
+    bad = _three_answers(
+        blob, struct.pack(">H", 0xC000 | link[99]), struct.pack(">H", 0xC000 | link[127])
+    )
+    with pytest.raises(DecodeError, match="too many compression pointers"):
+        parse_dns(bad)
+
+
+def test_names_reused_from_earlier_records_count_their_octets() -> None:
+    blob, last = _label_chain(50, b"zz")  # 151 octets
+    second = struct.pack(">H", 0xC000 | (_blob_offset() + last))
+    fits = b"\x02yy" * 34 + second  # 102 + 151 + 1 = 254
+    assert parse_dns(_three_answers(blob, second, fits)).answers[2].name.count("yy") == 34
+    too_long = b"\x02yy" * 35 + second  # 257
+    with pytest.raises(DecodeError, match="longer than 255"):
+        parse_dns(_three_answers(blob, second, too_long))
+
+
 def test_name_over_255_octets_fails() -> None:
     labels = [b"x" * 63] * 4  # 4 * 64 + 1 = 257 octets
     with pytest.raises(DecodeError, match="longer than 255"):

@@ -65,6 +65,16 @@ def test_head_without_headers() -> None:
     assert req == HttpRequest("OPTIONS", "*", "HTTP/1.1", None, 22)
 
 
+def test_blank_lines_in_the_body_do_not_end_the_head() -> None:
+    head = http_request("body.example", method="POST")
+    for body in (b"a\n\nb", b"\n\n", b"x\r\n\r\ny"):
+        req = parse_http_request(head + body)
+        assert req is not None and req.header_bytes == len(head)
+    lf_head = http_request("lf.example", newline="\n")
+    req = parse_http_request(lf_head + b"x\r\n\r\n")
+    assert req is not None and req.header_bytes == len(lf_head)
+
+
 def test_http2_preface_and_ssdp() -> None:
     preface = parse_http_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     assert preface == HttpRequest("PRI", "*", "HTTP/2.0", None, 18)

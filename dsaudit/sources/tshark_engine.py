@@ -1,0 +1,792 @@
+"""The tshark engine: Wireshark's dissectors, through pyshark, feed dsaudit's flow table and naming.
+
+tshark decodes what the compiled decoder does not (MPLS, PPPoE, GRE, GTP, ERSPAN, ... and
+any file format Wireshark reads). For every frame this module takes the outermost and the
+innermost IP layer tshark found, turns them into rows of the same record matrix the
+compiled decoder writes (see :mod:`dsaudit.decode.packet_kernel`) plus a buffer of their
+transport payloads, and hands those to the one flow table and naming stage of
+:class:`dsaudit.pipeline.FlowBuilder`. tshark reassembles IP fragments itself, so a
+datagram reaches the flow table once, in the frame that completed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gzip
+import json
+import os
+import socket
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dsaudit.decode.packet_kernel import (
+    C_ACK,
+    C_DPORT,
+    C_DST_HI,
+    C_DST_LO,
+    C_FLAGS,
+    C_FRAME,
+    C_IPID,
+    C_L3,
+    C_L3_LEN,
+    C_L4_LEN,
+    C_PAY_LEN,
+    C_PAY_OFF,
+    C_PROTO,
+    C_SEQ,
+    C_SPORT,
+    C_SRC_HI,
+    C_SRC_LO,
+    C_TRUNC,
+    C_TS,
+    C_TUNNEL,
+    C_VLAN0,
+    C_VLAN1,
+    C_WINDOW,
+    C_WIRE,
+    ERR_IP_SHORT,
+    ERR_L4_SHORT,
+    ERR_NAMES,
+    L3_IPV4,
+    L3_IPV6,
+    N_COLS,
+    V4_MAPPED_HI,
+    V4_MAPPED_LO,
+)
+from dsaudit.errors import CaptureError, DsauditError
+from dsaudit.pipeline import CaptureStats, FlowBuilder, FlowOptions, FlowResult
+from dsaudit.sources.batch import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+)
+from dsaudit.sources.capture_file import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, CaptureInfo
+
+NEEDS = "the tshark engine needs tshark (apt-get install tshark) and pyshark (pip install pyshark)"
+
+# tshark preferences, passed with -o so that a user's Wireshark profile cannot change them.
+PREFERENCES = {
+    # Every TCP segment keeps its own payload in tcp.payload; the naming stage reassembles
+    # only the stream starts it needs, exactly as with the fast engine.
+    "tcp.desegment_tcp_streams": "FALSE",
+    # The flow table tells a retry from a new connection by the raw initial sequence number.
+    "tcp.relative_sequence_numbers": "FALSE",
+    "tcp.analyze_sequence_numbers": "FALSE",
+    # tshark's own reassembly of IP fragments replaces dsaudit's.
+    "ip.defragment": "TRUE",
+    "ipv6.defragment": "TRUE",
+}
+# Only these protocols (with their subtrees) go into tshark's JSON: the application layers
+# would triple the text pyshark has to parse, and naming reads payload bytes, not them.
+PROTOCOLS = "frame vlan ieee8021ad ip ipv6 tcp udp icmp icmpv6 _ws.short"
+
+BATCH_ROWS = 4096
+MAX_PENDING_FRAGMENTS = 1 << 16
+
+# Wiretap encapsulation (frame.encap_type) -> the LINKTYPE a pcap file would name.
+WTAP_LINKTYPES = {
+    1: LINKTYPE_ETHERNET,
+    7: LINKTYPE_RAW,
+    15: LINKTYPE_NULL,
+    25: LINKTYPE_LINUX_SLL,
+    129: LINKTYPE_IPV4,
+    130: LINKTYPE_IPV6,
+    210: LINKTYPE_LINUX_SLL2,
+}
+
+L3_LAYERS = {"ip": L3_IPV4, "ipv6": L3_IPV6}
+TRANSPORTS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+VLAN_IDS = {"vlan": "vlan.id", "ieee8021ad": "ieee8021ad.id"}
+# IPv6 extension headers tshark shows inside the ipv6 layer, in the order RFC 8200 gives.
+IPV6_EXTENSIONS = ("hopopts", "routing", "fraghdr", "dstopts")
+ICMP4_ERRORS = (3, 4, 5, 11, 12)
+ICMP6_ERRORS = (1, 2, 3, 4)
+ETHERNET_HEADER = 14
+VLAN_TAG = 4
+
+
+@functools.cache
+def _tshark_version(tshark_path: str | None) -> Any:
+    """tshark's version, asked once per run (pyshark would start ``tshark -v`` per file)."""
+    from pyshark.tshark.tshark import get_tshark_version
+
+    return get_tshark_version(tshark_path)
+
+
+def _capture_class() -> type[Any]:
+    """pyshark's FileCapture, made to report how tshark ended (built on first use)."""
+    from pyshark import FileCapture
+    from pyshark.tshark.output_parser.tshark_json import TsharkJsonParser
+
+    class UntimedFrames(TsharkJsonParser):
+        """pyshark's JSON parser, also for frames without a time.
+
+        A pcapng Simple Packet Block carries no timestamp, so tshark leaves out
+        frame.time_epoch, which pyshark 0.6 requires; such a frame gets an empty one.
+        """
+
+        def _parse_single_packet(self, packet: bytes) -> Any:
+            try:
+                return super()._parse_single_packet(packet)
+            except KeyError as exc:
+                if exc.args != ("frame.time_epoch",):
+                    raise
+            data = json.loads(packet)
+            data["_source"]["layers"]["frame"]["frame.time_epoch"] = ""
+            return super()._parse_single_packet(json.dumps(data).encode())
+
+    class TsharkCapture(FileCapture):
+        """FileCapture that keeps tshark's exit status and all it wrote to stderr.
+
+        pyshark 0.6 kills tshark once its output ends without waiting for its exit status,
+        so a damaged file could pass for a short one, and it keeps only the last stderr
+        line. These overrides wait for the exit status instead and never raise from
+        cleanup (pyshark would raise again from ``__del__`` at interpreter exit).
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.exit_status: int | None = None
+            self.stderr_lines: list[str] = []
+            super().__init__(*args, **kwargs)
+
+        def _get_tshark_version(self) -> Any:
+            return _tshark_version(self.tshark_path)
+
+        def _setup_tshark_output_parser(self) -> Any:
+            return UntimedFrames(self._get_tshark_version())
+
+        async def _handle_process_stderr_forever(self, stderr: Any) -> None:
+            while True:
+                line = await stderr.readline()
+                if not line:
+                    return
+                text = line.decode("utf-8", "replace").strip()
+                if text and "Running as user" not in text:
+                    self.stderr_lines.append(text)
+
+        async def _cleanup_subprocess(self, process: Any) -> None:
+            if process.returncode is None:
+                if self._eof_reached:
+                    try:
+                        await asyncio.wait_for(process.wait(), 30)
+                    except TimeoutError:
+                        process.kill()
+                        await process.wait()
+                else:
+                    # Stopped early on purpose (an error on our side): nothing more to read.
+                    try:
+                        process.kill()
+                    except ProcessLookupError:
+                        pass
+                    await process.wait()
+            if self.exit_status is None:
+                self.exit_status = process.returncode
+
+    return TsharkCapture
+
+
+def _check_tools() -> None:
+    try:
+        from pyshark.tshark.tshark import TSharkNotFoundException, get_process_path
+    except ImportError:
+        raise DsauditError(NEEDS) from None
+    try:
+        get_process_path()
+    except TSharkNotFoundException:
+        raise DsauditError(NEEDS) from None
+
+
+def read_with_tshark(paths: list[str], options: FlowOptions | None = None) -> FlowResult:
+    """Read captures in the order given, as one stream, through tshark; return their flows."""
+    _check_tools()
+    reader = _Reader(FlowOptions() if options is None else options)
+    infos = [reader.read(path) for path in paths]
+    return reader.finish(infos)
+
+
+# -- pyshark field access ---------------------------------------------------------------
+
+
+def _field(layer: Any, name: str) -> Any:
+    """Field ``name`` (a full tshark field name) of a pyshark JSON layer, or None."""
+    try:
+        return layer.get_field(name)
+    except AttributeError:
+        return None
+
+
+def _text(layer: Any, name: str) -> str | None:
+    value = _field(layer, name)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return str(value) if isinstance(value, str) else None
+
+
+def _int(layer: Any, name: str) -> int | None:
+    value = _text(layer, name)
+    if value is None:
+        return None
+    try:
+        return int(value, 16) if value[:2].lower() == "0x" else int(value)
+    except ValueError:
+        return None
+
+
+def _hex_bytes(layer: Any, name: str) -> bytes:
+    value = _text(layer, name)
+    if not value:
+        return b""
+    try:
+        return bytes.fromhex(value.replace(":", ""))
+    except ValueError:
+        return b""
+
+
+def _epoch_ns(text: str) -> int:
+    """Nanoseconds from tshark's "seconds.fraction" epoch time, without float rounding."""
+    negative = text.startswith("-")
+    whole, _, frac = text.lstrip("-").partition(".")
+    ns = int(whole or "0") * 1_000_000_000 + int((frac + "000000000")[:9])
+    return -ns if negative else ns
+
+
+# -- one frame -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Hop:
+    """One IP layer of a frame and what came with it."""
+
+    l3: int
+    layer: Any
+    vlans: list[int]
+    link_bytes: int  # link-layer header bytes right before it (an inner Ethernet frame)
+    transport: str | None = None
+    tlayer: Any = None
+
+
+def _hops(protocols: str, layers: dict[str, list[Any]]) -> tuple[list[_Hop], bool]:
+    """The IP layers of a frame in order, and whether it is ARP.
+
+    ``frame.protocols`` lists every protocol in order while the JSON groups repeated
+    protocols under one key, so the n-th mention of a name is the n-th layer of that name.
+    The packet quoted by an ICMP error sits inside the ICMP layer: the walk stops there.
+    """
+    seen: dict[str, int] = {}
+    hops: list[_Hop] = []
+    vlans: list[int] = []
+    link = 0
+    arp = False
+    for name in protocols.split(":"):
+        i = seen.get(name, 0)
+        seen[name] = i + 1
+        found = layers.get(name)
+        layer = found[i] if found is not None and i < len(found) else None
+        if name in VLAN_IDS:
+            link += VLAN_TAG
+            vid = _int(layer, VLAN_IDS[name]) if layer is not None else None
+            # VID 0 is a priority tag (802.1p), not a VLAN.
+            if vid:
+                vlans.append(vid & 0x0FFF)
+        elif name == "eth":
+            link = ETHERNET_HEADER
+        elif name == "arp":
+            arp = True
+        elif name in L3_LAYERS:
+            if layer is None:
+                break
+            hops.append(_Hop(L3_LAYERS[name], layer, vlans, link))
+            vlans, link = [], 0
+        elif name in TRANSPORTS:
+            if layer is None or not hops or hops[-1].transport is not None:
+                break
+            hops[-1].transport = name
+            hops[-1].tlayer = layer
+            if name in ("icmp", "icmpv6"):
+                break
+    return hops, arp
+
+
+class _Builder(FlowBuilder):
+    """FlowBuilder fed with records decoded elsewhere (see feed_records)."""
+
+    def feed_records(self, rec: np.ndarray, k: int, buf: np.ndarray) -> None:
+        """Feed ``rec[:k]`` to the flow table and naming; ``buf`` holds the payloads."""
+        self._feed(rec, k, buf)
+
+
+DatagramKey = tuple[int, tuple[int, int], tuple[int, int], int]
+
+
+@dataclass
+class _FileState:
+    """What the reader tracks within one capture file (tshark numbers frames per file)."""
+
+    linktypes: set[int] = field(default_factory=set)
+    last_ts: int = 0
+    # Frame number -> (wire length, datagram) of fragments whose datagram is not complete.
+    fragments: dict[int, tuple[int, DatagramKey]] = field(default_factory=dict)
+    evicted: set[DatagramKey] = field(default_factory=set)
+
+
+class _Reader:
+    """Turns tshark's packets into record rows and feeds them in batches."""
+
+    def __init__(self, options: FlowOptions) -> None:
+        self.builder = _Builder(options)
+        self.stats: CaptureStats = self.builder.stats
+        self.rows: list[list[int]] = []
+        self.payload = bytearray()
+        self.frame_in_batch = 0
+        self.file = _FileState()
+        self.addresses: dict[str, tuple[int, int]] = {}
+
+    # -- files ---------------------------------------------------------------------------
+    def read(self, path: str) -> CaptureInfo:
+        from pyshark.tshark.tshark import TSharkVersionException
+
+        info = _sniff(path)
+        self.file = _FileState()
+        try:
+            capture = _capture_class()(
+                path,
+                keep_packets=False,
+                use_json=True,
+                include_raw=False,
+                override_prefs=PREFERENCES,
+                custom_parameters=["-J", PROTOCOLS],
+            )
+        except FileNotFoundError:
+            raise CaptureError(path, None, "no such file") from None
+        frames = 0
+        broken: str | None = None
+        packets = iter(capture)
+        try:
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except (KeyError, ValueError, TypeError, IndexError) as exc:
+                    # pyshark could not make a packet of tshark's output.
+                    broken = f"tshark's output could not be read ({type(exc).__name__}: {exc})"
+                    break
+                self._packet(packet)
+                frames += 1
+        except PermissionError as exc:
+            raise CaptureError(path, None, exc.strerror or str(exc)) from None
+        except TSharkVersionException as exc:
+            raise DsauditError(f"{NEEDS}: {exc}") from None
+        finally:
+            capture.close()
+        self._flush()
+        self._end_of_file()
+        info.packets = frames
+        info.linktypes = set(self.file.linktypes)
+        status = capture.exit_status
+        if broken is None and status not in (0, None):
+            broken = " ".join(capture.stderr_lines) or f"tshark exited with status {status}"
+        if broken is not None:
+            if frames == 0:
+                raise CaptureError(path, None, broken)
+            info.damaged = broken
+            info.warnings.append(f"{path}: {broken}; kept the {frames} packets read before it")
+        else:
+            info.bytes_read = _size(path)
+        return info
+
+    def _end_of_file(self) -> None:
+        # Datagrams still missing fragments at the end of the file are dropped.
+        pending = {key for _, key in self.file.fragments.values()}
+        self.stats.fragments_dropped += len(pending | self.file.evicted)
+
+    def finish(self, infos: list[CaptureInfo]) -> FlowResult:
+        return self.builder.result(infos)
+
+    # -- frames ----------------------------------------------------------------------------
+    def _packet(self, packet: Any) -> None:
+        s = self.stats
+        frame = packet.frame_info
+        # pcapng Simple Packet Blocks carry no time: take the previous packet's, as the
+        # fast engine does.
+        stamp = str(packet.sniff_timestamp)
+        ts = _epoch_ns(stamp) if stamp else self.file.last_ts
+        self.file.last_ts = ts
+        wire = int(packet.length)
+        number = _int(frame, "frame.number") or 0
+        caplen = _int(frame, "frame.cap_len")
+        encap = _int(frame, "frame.encap_type")
+        if encap in WTAP_LINKTYPES:
+            self.file.linktypes.add(WTAP_LINKTYPES[encap])
+        s.frames += 1
+        if caplen is not None and caplen < wire:
+            s.snaplen_cut_frames += 1
+        s.first_ts_ns = ts if s.first_ts_ns is None else min(s.first_ts_ns, ts)
+        s.last_ts_ns = ts if s.last_ts_ns is None else max(s.last_ts_ns, ts)
+        layers = {layer.layer_name: [layer, *layer.duplicate_layers] for layer in packet.layers}
+        hops, arp = _hops(_text(frame, "frame.protocols") or "", layers)
+        if not hops:
+            if arp:
+                s.arp += 1
+            else:
+                s.other_l2 += 1
+            return
+        short = "_ws.short" in layers
+        # A tunnel gives two packets, as tshark and the fast engine's VXLAN see it: the
+        # outer one (the flow a firewall passes) and the innermost one.
+        self._hop(hops[0], number, ts, wire, short, tunnel=False)
+        if len(hops) > 1:
+            inner = hops[-1]
+            inner_wire = inner.link_bytes + self._ip_length(inner)
+            self._hop(inner, number, ts, inner_wire, short, tunnel=True)
+        self.frame_in_batch += 1
+        if len(self.rows) >= BATCH_ROWS:
+            self._flush()
+
+    def _fragment(self, number: int, wire: int, key: DatagramKey) -> None:
+        pending = self.file.fragments
+        if len(pending) >= MAX_PENDING_FRAGMENTS:
+            # Bounded memory: the oldest waiting fragment gives up its datagram.
+            self.file.evicted.add(pending.pop(next(iter(pending)))[1])
+        pending[number] = (wire, key)
+
+    def _flush(self) -> None:
+        if self.rows:
+            rec = np.array(self.rows, dtype=np.int64).reshape(-1, N_COLS)
+            # np.frombuffer keeps the bytearray alive and writable; a new one starts below.
+            buf = np.frombuffer(self.payload, dtype=np.uint8)
+            if not len(buf):
+                buf = np.zeros(1, np.uint8)
+            self.builder.feed_records(rec, rec.shape[0], buf)
+        self.rows = []
+        self.payload = bytearray()
+        self.frame_in_batch = 0
+
+    # -- one IP layer ----------------------------------------------------------------------
+    def _address(self, text: str | None, v6: bool) -> tuple[int, int] | None:
+        if text is None:
+            return None
+        got = self.addresses.get(text)
+        if got is None:
+            try:
+                if v6:
+                    raw = socket.inet_pton(socket.AF_INET6, text)
+                    got = (
+                        int.from_bytes(raw[:8], "big", signed=True),
+                        int.from_bytes(raw[8:], "big", signed=True),
+                    )
+                else:
+                    raw = socket.inet_pton(socket.AF_INET, text)
+                    got = (V4_MAPPED_HI, V4_MAPPED_LO | int.from_bytes(raw, "big"))
+            except (OSError, ValueError):
+                return None
+            if len(self.addresses) >= 1 << 16:
+                self.addresses.clear()
+            self.addresses[text] = got
+        return got
+
+    @staticmethod
+    def _ip_length(hop: _Hop) -> int:
+        """Bytes of the IP packet as its header claims them."""
+        if hop.l3 == L3_IPV4:
+            return _int(hop.layer, "ip.len") or 0
+        return (_int(hop.layer, "ipv6.plen") or 0) + 40
+
+    def _hop(self, hop: _Hop, number: int, ts: int, wire: int, short: bool, tunnel: bool) -> None:
+        s = self.stats
+        v6 = hop.l3 == L3_IPV6
+        ip = hop.layer
+        row = [0] * N_COLS
+        row[C_FRAME] = self.frame_in_batch
+        row[C_TS] = ts
+        row[C_WIRE] = wire
+        row[C_L3] = hop.l3
+        row[C_VLAN0] = hop.vlans[0] if hop.vlans else -1
+        row[C_VLAN1] = hop.vlans[1] if len(hop.vlans) > 1 else -1
+        row[C_TUNNEL] = int(tunnel)
+        if tunnel:
+            s.tunnelled += 1
+        src = self._address(_text(ip, "ipv6.src" if v6 else "ip.src"), v6)
+        dst = self._address(_text(ip, "ipv6.dst" if v6 else "ip.dst"), v6)
+        if src is None or dst is None:
+            self._undecodable(ERR_IP_SHORT)
+            return
+        row[C_SRC_HI], row[C_SRC_LO] = src
+        row[C_DST_HI], row[C_DST_LO] = dst
+        row[C_L3_LEN] = self._ip_length(hop)
+        if v6:
+            fragment = _ipv6_fragment(ip)
+            proto = _ipv6_protocol(ip)
+            ip_payload = _int(ip, "ipv6.plen") or 0
+        else:
+            fragment = _ipv4_fragment(ip)
+            proto = _int(ip, "ip.proto")
+            row[C_IPID] = _int(ip, "ip.id") or 0
+            ip_payload = (_int(ip, "ip.len") or 0) - (_int(ip, "ip.hdr_len") or 20)
+        if fragment is not None:
+            s.fragments += 1
+            if fragment.pieces is not None:
+                s.reassembled += 1
+                # As the fast engine: the datagram's bytes are those of all its fragments.
+                for n in fragment.pieces:
+                    if n != number:
+                        row[C_WIRE] += self.file.fragments.pop(n, (0, ()))[0]
+            elif hop.transport is None:
+                # A piece of a datagram that tshark completes in a later frame (or never):
+                # counted as the fast engine counts fragments, not fed as a packet.
+                self._fragment(number, wire, (hop.l3, src, dst, fragment.ident))
+                self._count_ip(v6)
+                return
+        if hop.transport is not None:
+            proto = TRANSPORTS[hop.transport]
+        if proto is None:
+            self._undecodable(ERR_IP_SHORT)
+            return
+        row[C_PROTO] = proto
+        if hop.transport == "tcp":
+            ok = self._tcp(row, hop.tlayer)
+        elif hop.transport == "udp":
+            ok = self._udp(row, hop.tlayer)
+        elif hop.transport is not None:
+            ok = self._icmp(row, hop.tlayer, v6, max(0, ip_payload - 8))
+        else:
+            # No header found for TCP/UDP/ICMP means the capture cut it off; other IP
+            # protocols (GRE, ESP, IGMP, ...) have no ports.
+            ok = proto not in TRANSPORTS.values()
+            row[C_L4_LEN] = max(0, ip_payload)
+        if not ok:
+            self._undecodable(ERR_L4_SHORT)
+            return
+        # tshark adds _ws.short where the capture cut a header short; a TCP or UDP payload
+        # shorter than its header claims was cut too. (ICMP and other protocols carry no
+        # payload bytes in the rows, so their lengths say nothing.)
+        cut = hop.transport in ("tcp", "udp") and row[C_L4_LEN] > row[C_PAY_LEN]
+        row[C_TRUNC] = int(short or cut)
+        s.ip_truncated += row[C_TRUNC]
+        self._count_ip(v6)
+        self.rows.append(row)
+
+    def _count_ip(self, v6: bool) -> None:
+        if v6:
+            self.stats.ipv6 += 1
+        else:
+            self.stats.ipv4 += 1
+
+    def _undecodable(self, err: int) -> None:
+        name = ERR_NAMES[err]
+        self.stats.undecodable[name] = self.stats.undecodable.get(name, 0) + 1
+
+    def _put_payload(self, row: list[int], data: bytes, claimed: int) -> None:
+        # As the fast engine: never more payload than the header claims.
+        if claimed < len(data):
+            data = data[:claimed]
+        row[C_PAY_OFF] = len(self.payload)
+        row[C_PAY_LEN] = len(data)
+        row[C_L4_LEN] = claimed
+        self.payload += data
+
+    # -- transports -----------------------------------------------------------------------
+    def _tcp(self, row: list[int], tcp: Any) -> bool:
+        sport = _int(tcp, "tcp.srcport")
+        dport = _int(tcp, "tcp.dstport")
+        flags = _int(tcp, "tcp.flags")
+        seq = _int(tcp, "tcp.seq_raw")
+        if seq is None:
+            seq = _int(tcp, "tcp.seq")
+        if sport is None or dport is None or flags is None or seq is None:
+            return False
+        ack = _int(tcp, "tcp.ack_raw")
+        row[C_SPORT] = sport
+        row[C_DPORT] = dport
+        row[C_FLAGS] = flags & 0xFF
+        row[C_SEQ] = seq
+        row[C_ACK] = (_int(tcp, "tcp.ack") or 0) if ack is None else ack
+        row[C_WINDOW] = _int(tcp, "tcp.window_size_value") or 0
+        data = _hex_bytes(tcp, "tcp.payload")
+        claimed = _int(tcp, "tcp.len")
+        self._put_payload(row, data, len(data) if claimed is None else claimed)
+        return True
+
+    def _udp(self, row: list[int], udp: Any) -> bool:
+        sport = _int(udp, "udp.srcport")
+        dport = _int(udp, "udp.dstport")
+        if sport is None or dport is None:
+            return False
+        row[C_SPORT] = sport
+        row[C_DPORT] = dport
+        data = _hex_bytes(udp, "udp.payload")
+        length = _int(udp, "udp.length")
+        # Length 0 (jumbograms, segmentation offload): the captured bytes are the payload.
+        claimed = length - 8 if length is not None and length >= 8 else len(data)
+        self._put_payload(row, data, claimed)
+        return True
+
+    def _icmp(self, row: list[int], icmp: Any, v6: bool, claimed: int) -> bool:
+        prefix = "icmpv6" if v6 else "icmp"
+        itype = _int(icmp, f"{prefix}.type")
+        code = _int(icmp, f"{prefix}.code")
+        if itype is None or code is None:
+            return False
+        row[C_SPORT] = itype
+        row[C_DPORT] = code
+        # The fast engine keeps header bytes 4-7 as two 16-bit words: the echo identifier
+        # and sequence number, or the MTU of "fragmentation needed" / "packet too big".
+        if v6:
+            if itype in (128, 129):
+                row[C_SEQ] = _int(icmp, "icmpv6.echo.identifier") or 0
+                row[C_ACK] = _int(icmp, "icmpv6.echo.sequence_number") or 0
+            elif itype == 2:
+                mtu = _int(icmp, "icmpv6.mtu") or 0
+                row[C_SEQ] = (mtu >> 16) & 0xFFFF
+                row[C_ACK] = mtu & 0xFFFF
+        elif itype in (0, 8):
+            row[C_SEQ] = _int(icmp, "icmp.ident") or 0
+            row[C_ACK] = _int(icmp, "icmp.seq") or 0
+        elif itype == 3 and code == 4:
+            row[C_ACK] = _int(icmp, "icmp.mtu") or 0
+        errors = ICMP6_ERRORS if v6 else ICMP4_ERRORS
+        quoted = _quoted_packet(icmp) if itype in errors else b""
+        row[C_PAY_OFF] = len(self.payload)
+        row[C_PAY_LEN] = len(quoted)
+        row[C_L4_LEN] = claimed
+        self.payload += quoted
+        return True
+
+
+@dataclass
+class _Fragment:
+    """What an IP layer says about fragmentation."""
+
+    ident: int
+    # Frame numbers of the fragments of the datagram this frame completed, if it did.
+    pieces: list[int] | None
+
+
+def _numbers(value: Any) -> list[int]:
+    items = value if isinstance(value, list) else [value]
+    return [int(v) for v in items if isinstance(v, str) and v.isdigit()]
+
+
+def _ipv4_fragment(ip: Any) -> _Fragment | None:
+    """The fragment facts of an IPv4 layer, or None when it is not a fragment."""
+    ident = _int(ip, "ip.id") or 0
+    tree = _field(ip, "ip.fragments_tree")
+    if _field(ip, "ip.fragments") is not None and tree is not None:
+        return _Fragment(ident, _numbers(_field(tree, "ip.fragment")))
+    flags = _field(ip, "ip.flags_tree")
+    mf = _int(flags, "ip.flags.mf") if flags is not None else None
+    if mf is None:
+        mf = (_int(ip, "ip.flags") or 0) & 1
+    if mf or _int(ip, "ip.frag_offset"):
+        return _Fragment(ident, None)
+    return None
+
+
+def _ipv6_fragment(ip: Any) -> _Fragment | None:
+    """As :func:`_ipv4_fragment`; an atomic fragment (RFC 6946) is not a fragment."""
+    header = _field(ip, "ipv6.fraghdr")
+    if header is None or isinstance(header, str | list):
+        return None
+    ident = _int(header, "ipv6.fraghdr.ident") or 0
+    pieces = _field(ip, "ipv6.fragments")
+    if pieces is not None and not isinstance(pieces, str | list):
+        return _Fragment(ident, _numbers(_field(pieces, "ipv6.fragment")))
+    if _int(header, "ipv6.fraghdr.more") or _int(header, "ipv6.fraghdr.offset"):
+        return _Fragment(ident, None)
+    return None
+
+
+def _ipv6_protocol(ip: Any) -> int | None:
+    """The next header after the last extension header tshark shows."""
+    proto = _int(ip, "ipv6.nxt")
+    for ext in IPV6_EXTENSIONS:
+        header = _field(ip, f"ipv6.{ext}")
+        if header is None or isinstance(header, str):
+            continue
+        if isinstance(header, list):
+            header = header[-1]
+        nxt = _int(header, f"ipv6.{ext}.nxt")
+        if nxt is not None:
+            proto = nxt
+    return proto
+
+
+def _quoted_packet(icmp: Any) -> bytes:
+    """The start of the packet an ICMP error quotes, rebuilt from tshark's fields.
+
+    tshark gives the quoted headers as fields, not bytes; the naming stage reads only
+    the version, protocol, addresses and ports, so those are put where they belong.
+    """
+    v4 = _field(icmp, "ip")
+    v6 = _field(icmp, "ipv6")
+    ports = b""
+    for name in ("tcp", "udp"):
+        layer = _field(icmp, name)
+        if layer is not None and not isinstance(layer, str | list):
+            sport = _int(layer, f"{name}.srcport")
+            dport = _int(layer, f"{name}.dstport")
+            if sport is not None and dport is not None:
+                ports = sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
+            break
+    try:
+        if v4 is not None and not isinstance(v4, str | list):
+            header = bytearray(20)
+            header[0] = 0x45
+            header[9] = (_int(v4, "ip.proto") or 0) & 0xFF
+            header[12:16] = socket.inet_pton(socket.AF_INET, _text(v4, "ip.src") or "")
+            header[16:20] = socket.inet_pton(socket.AF_INET, _text(v4, "ip.dst") or "")
+            return bytes(header) + ports
+        if v6 is not None and not isinstance(v6, str | list):
+            header = bytearray(40)
+            header[0] = 0x60
+            header[6] = (_int(v6, "ipv6.nxt") or 0) & 0xFF
+            header[8:24] = socket.inet_pton(socket.AF_INET6, _text(v6, "ipv6.src") or "")
+            header[24:40] = socket.inet_pton(socket.AF_INET6, _text(v6, "ipv6.dst") or "")
+            return bytes(header) + ports
+    except (OSError, ValueError):
+        return b""
+    return b""
+
+
+# -- the file itself ---------------------------------------------------------------------
+
+
+def _sniff(path: str) -> CaptureInfo:
+    """What the file's first bytes say (tshark itself reads many more formats)."""
+    info = CaptureInfo(path=path, format="other")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except FileNotFoundError:
+        raise CaptureError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise CaptureError(path, None, "is a directory, not a capture file") from None
+    except OSError as exc:
+        raise CaptureError(path, None, exc.strerror or str(exc)) from None
+    if head[:2] == GZIP_MAGIC:
+        info.compressed = True
+        try:
+            with gzip.open(path, "rb") as gz:
+                head = gz.read(4)
+        except (OSError, EOFError, zlib.error):
+            head = b""
+    if head in PCAP_MAGICS:
+        info.format = "pcap"
+    elif head == PCAPNG_SHB:
+        info.format = "pcapng"
+    return info
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

@@ -1,0 +1,1 @@
+"""Tests of the flow table and flow records."""

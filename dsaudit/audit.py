@@ -61,6 +61,18 @@ def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
             f"{stats['snaplen_cut_frames']} frames were cut by the snap length: names in "
             "their payload may be missing"
         )
+    if stats["flows_evicted"]:
+        top = stats["evicted_top"][0] if stats["evicted_top"] else None  # type: ignore[index]
+        where = f"; most to {top['proto']} {top['server']}:{top['port']}" if top else ""
+        notes.append(
+            f"{stats['flows_evicted']} flows were evicted to stay within the flow limit "
+            f"(--max-flows){where}: they are counted here but not judged one by one"
+        )
+    if stats["dns_entries_evicted"]:
+        notes.append(
+            f"{stats['dns_entries_evicted']} DNS answers were forgotten to stay within the "
+            "DNS map limit: some later flows may be unnamed"
+        )
     if stats["undecodable_total"]:
         notes.append(f"{stats['undecodable_total']} frames could not be decoded")
     for capture in read.captures:

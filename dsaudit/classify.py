@@ -308,7 +308,8 @@ class Classifier:
                 also,
             )
         elsewhere = [
-            r for r in candidates
+            r
+            for r in candidates
             if r not in applicable and lowered in {n.lower() for n in r.hostnames.flat}
         ]
         if elsewhere:

@@ -123,15 +123,19 @@ class DnsDigest:
 class DnsMap:
     """Answered address -> name, per client and over time, following CNAME chains."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = 1_000_000) -> None:
         self._by_client: dict[tuple[int, int], list[tuple[int, str]]] = {}
         self._by_addr: dict[int, list[tuple[int, str]]] = {}
+        self.max_entries = max_entries
+        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._by_addr)
 
     def add(self, client: int, addr: int, ts: int, name: str) -> None:
         """Remember that ``client`` learnt at ``ts`` that ``name`` is at ``addr``."""
+        if len(self._by_client) >= self.max_entries:
+            self._shed()
         for entries in (
             self._by_client.setdefault((client, addr), []),
             self._by_addr.setdefault(addr, []),
@@ -141,6 +145,16 @@ class DnsMap:
                     entries.append((ts, name))
             else:
                 bisect.insort(entries, (ts, name))
+
+    def _shed(self) -> None:
+        # Dicts keep insertion order: the first half are the longest-known pairs.
+        pairs = list(self._by_client)[: len(self._by_client) // 2]
+        for pair in pairs:
+            del self._by_client[pair]
+        addrs = list(self._by_addr)[: len(self._by_addr) // 2]
+        for addr in addrs:
+            del self._by_addr[addr]
+        self.evicted += len(pairs)
 
     @staticmethod
     def _latest(entries: list[tuple[int, str]] | None, ts: int) -> str | None:
@@ -194,6 +208,11 @@ class Namer:
         self.icmp_errors: list[tuple[int, tuple[int, ...], dict[str, object]]] = []
         self._dns_cache: dict[bytes, DnsDigest] = {}
         self.decode_failures = 0
+
+    def remap(self, mapping: np.ndarray) -> None:
+        """Follow the flow table's compaction: old flow index -> new (-1: evicted)."""
+        moved = mapping.tolist()
+        self.flows = {moved[f]: p for f, p in self.flows.items() if moved[f] >= 0}
 
     def _payload(self, f: int) -> FlowPayload:
         p = self.flows.get(f)

@@ -26,9 +26,24 @@ from dsaudit.decode.packet_kernel import (
     N_COLS,
     decode_frames,
 )
-from dsaudit.flows.records import build_flow_frame
+from dsaudit.flows.addresses import addr_key, key_to_text
+from dsaudit.flows.records import PROTO_NAMES, build_flow_frame
 from dsaudit.flows.table import FlowTable, Timeouts
-from dsaudit.flows.table_kernel import EV_FRAGMENT
+from dsaudit.flows.table_kernel import (
+    EV_FRAGMENT,
+    F_A_HI,
+    F_A_LO,
+    F_A_PORT,
+    F_B_HI,
+    F_B_LO,
+    F_B_PORT,
+    F_BYTES_C,
+    F_BYTES_S,
+    F_ORIG_IS_A,
+    F_PKTS_C,
+    F_PKTS_S,
+    F_PROTO,
+)
 from dsaudit.naming import Namer
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
@@ -53,6 +68,9 @@ class CaptureStats:
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
     payload_decode_failures: int = 0
+    flows_evicted: int = 0
+    evicted_top: list[dict[str, object]] = field(default_factory=list)
+    dns_entries_evicted: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """Plain values for JSON reports."""
@@ -74,8 +92,67 @@ class CaptureStats:
             "datagrams_reassembled": self.reassembled,
             "fragments_dropped": self.fragments_dropped,
             "payload_decode_failures": self.payload_decode_failures,
+            "flows_evicted": self.flows_evicted,
+            "evicted_top": list(self.evicted_top),
+            "dns_entries_evicted": self.dns_entries_evicted,
             "span_seconds": span,
         }
+
+
+class EvictionSummary:
+    """What the flows evicted to bound memory were: flows, packets and bytes per destination."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.groups: dict[tuple[int, int, int, int], list[int]] = {}
+        self.other = [0, 0, 0]
+
+    def add(self, rows: np.ndarray) -> None:
+        """Count evicted flow-store rows by protocol, server address and server port."""
+        if not len(rows):
+            return
+        orig_a = rows[:, F_ORIG_IS_A] == 1
+        keys = np.stack(
+            [
+                rows[:, F_PROTO],
+                np.where(orig_a, rows[:, F_B_HI], rows[:, F_A_HI]),
+                np.where(orig_a, rows[:, F_B_LO], rows[:, F_A_LO]),
+                np.where(orig_a, rows[:, F_B_PORT], rows[:, F_A_PORT]),
+            ],
+            axis=1,
+        )
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        flows = np.bincount(inverse)
+        packets = np.bincount(inverse, weights=rows[:, F_PKTS_C] + rows[:, F_PKTS_S])
+        nbytes = np.bincount(inverse, weights=rows[:, F_BYTES_C] + rows[:, F_BYTES_S])
+        for i, key in enumerate(map(tuple, uniq.tolist())):
+            slot = self.groups.get(key)
+            if slot is None and len(self.groups) >= self.limit:
+                self.other[0] += int(flows[i])
+                self.other[1] += int(packets[i])
+                self.other[2] += int(nbytes[i])
+                continue
+            if slot is None:
+                slot = self.groups[key] = [0, 0, 0]
+            slot[0] += int(flows[i])
+            slot[1] += int(packets[i])
+            slot[2] += int(nbytes[i])
+
+    def top(self, n: int = 10) -> list[dict[str, object]]:
+        """The destinations that lost the most flows."""
+        ranked = sorted(self.groups.items(), key=lambda kv: -kv[1][0])[:n]
+        return [
+            {
+                "proto": PROTO_NAMES.get(k[0], str(k[0])),
+                "server": key_to_text(addr_key(k[1], k[2])),
+                "port": k[3],
+                "flows": v[0],
+                "packets": v[1],
+                "bytes": v[2],
+            }
+            for k, v in ranked
+        ]
 
 
 @dataclass
@@ -101,6 +178,9 @@ class FlowOptions:
     # of one conversation on different VLANs (router on a stick).
     vlan_key: bool = True
     server_ports: tuple[int, ...] | None = None
+    # Memory bounds: flows kept (older ones are evicted and summarised), DNS answers kept.
+    max_flows: int = 2_000_000
+    max_dns_entries: int = 1_000_000
 
 
 class FlowBuilder:
@@ -115,6 +195,8 @@ class FlowBuilder:
         self.namer = Namer()
         self.fragments = FragmentReassembler()
         self.stats = CaptureStats()
+        self.evictions = EvictionSummary()
+        self.namer.dns.max_entries = self.options.max_dns_entries
 
     def add_batch(self, batch: PacketBatch) -> None:
         """Decode and account one batch of frames."""
@@ -131,12 +213,22 @@ class FlowBuilder:
         if not self.options.vlan_key:
             rec[:k, C_VLAN0] = -1
             rec[:k, C_VLAN1] = -1
+        if self.table.nflows + k > self.options.max_flows and k:
+            self._evict(int(rec[0, C_TS]), room=k)
         events = self.table.feed(rec, k, buf)
         frag = events[:, 3] == EV_FRAGMENT
         if frag.any():
             self._fragments(events[frag], rec, buf)
             events = events[~frag]
         self.namer.handle(events, rec, buf, self.table.fs)
+
+    def _evict(self, now: int, room: int) -> None:
+        """Keep the flow table within max_flows: summarise and drop the least recent flows."""
+        keep = max(self.options.max_flows * 3 // 4 - room, 0)
+        mapping, evicted = self.table.evict_oldest(keep, now)
+        self.namer.remap(mapping)
+        self.evictions.add(evicted)
+        self.stats.flows_evicted = self.table.evicted
 
     def _fragments(self, events: np.ndarray, rec: np.ndarray, buf: np.ndarray) -> None:
         whole = []
@@ -185,6 +277,8 @@ class FlowBuilder:
     def result(self, captures: list[CaptureInfo]) -> FlowResult:
         """The finished flow records."""
         self.stats.payload_decode_failures = self.namer.decode_failures
+        self.stats.dns_entries_evicted = self.namer.dns.evicted
+        self.stats.evicted_top = self.evictions.top()
         frame = build_flow_frame(self.table.flows, self.namer)
         return FlowResult(flows=frame, captures=captures, stats=self.stats)
 

@@ -23,10 +23,15 @@ from dsaudit.inventory import load_inventory
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 GOLDEN = Path(__file__).parent / "golden"
-CAPTURES = sorted(
-    p for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng") and p.with_suffix(
-        ".inventory.yaml").exists()
-) if SAMPLES.is_dir() else []
+CAPTURES = (
+    sorted(
+        p
+        for p in SAMPLES.iterdir()
+        if p.suffix in (".pcap", ".pcapng") and p.with_suffix(".inventory.yaml").exists()
+    )
+    if SAMPLES.is_dir()
+    else []
+)
 
 
 def _clean(value: Any) -> Any:
@@ -44,10 +49,17 @@ def canonical(result: AuditResult) -> dict[str, Any]:
     s = result.summary
     flows = result.flows
     verdicts = Counter(
-        (str(r.proto), str(r.client_ip), str(r.server_ip), int(r.server_port), str(r.verdict),
-         str(r.rule) if isinstance(r.rule, str) else None,
-         str(r.reason) if isinstance(r.reason, str) else None,
-         str(r.match) if isinstance(r.match, str) else None, str(r.outcome))
+        (
+            str(r.proto),
+            str(r.client_ip),
+            str(r.server_ip),
+            int(r.server_port),
+            str(r.verdict),
+            str(r.rule) if isinstance(r.rule, str) else None,
+            str(r.reason) if isinstance(r.reason, str) else None,
+            str(r.match) if isinstance(r.match, str) else None,
+            str(r.outcome),
+        )
         for r in flows.itertuples()
     )
     return {
@@ -62,20 +74,39 @@ def canonical(result: AuditResult) -> dict[str, Any]:
             {k: _clean(v) for k, v in row.items()}
             for row in result.findings[
                 ["kind", "severity", "host", "role", "rule", "peer", "port", "count", "message"]
-            ].astype(object).to_dict("records")
+            ]
+            .astype(object)
+            .to_dict("records")
         ],
         "expectations": [
             {k: _clean(v) for k, v in row.items()}
             for row in result.expectations[["host", "role", "rule", "status", "flows"]]
-            .astype(object).to_dict("records")
+            .astype(object)
+            .to_dict("records")
         ],
         "compliance": [
             {k: _clean(v) for k, v in row.items()}
             for row in result.compliance.astype(object).to_dict("records")
         ],
         "verdicts": [
-            dict(zip(["proto", "client", "server", "port", "verdict", "rule", "reason", "match",
-                      "outcome", "flows"], (*key, n), strict=True))
+            dict(
+                zip(
+                    [
+                        "proto",
+                        "client",
+                        "server",
+                        "port",
+                        "verdict",
+                        "rule",
+                        "reason",
+                        "match",
+                        "outcome",
+                        "flows",
+                    ],
+                    (*key, n),
+                    strict=True,
+                )
+            )
             for key, n in sorted(verdicts.items(), key=lambda kv: json.dumps(kv[0]))
         ],
     }

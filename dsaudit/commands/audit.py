@@ -55,6 +55,13 @@ from dsaudit.report.safe_text import for_terminal
     "--vlan-key/--no-vlan-key", default=True, show_default=True, help="Key flows by VLAN ids."
 )
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--max-flows",
+    type=click.IntRange(1000),
+    default=2_000_000,
+    show_default=True,
+    help="Flows kept in memory; older ones are evicted, summarised and reported.",
+)
 @click.option("--progress/--no-progress", default=None)
 def audit(
     captures: tuple[str, ...],
@@ -67,6 +74,7 @@ def audit(
     vantage: str | None,
     vlan_key: bool,
     jobs: int,
+    max_flows: int,
     progress: bool | None,
 ) -> None:
     """Audit CAPTURES against the Deep Security port catalog.
@@ -85,7 +93,10 @@ def audit(
     inventory = load_inventory(inventory_path) if inventory_path else None
     show = sys.stderr.isatty() if progress is None else progress
     read = read_captures(
-        list(captures), jobs=jobs, options=FlowOptions(vlan_key=vlan_key), progress=show
+        list(captures),
+        jobs=jobs,
+        options=FlowOptions(vlan_key=vlan_key, max_flows=max_flows),
+        progress=show,
     )
     for warning in read.warnings:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)

@@ -55,6 +55,13 @@ from dsaudit.report.safe_text import for_terminal
     "conversation on different VLANs.",
 )
 @click.option(
+    "--max-flows",
+    type=click.IntRange(1000),
+    default=2_000_000,
+    show_default=True,
+    help="Flows kept in memory; older ones are evicted, summarised and reported.",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr (default: when stderr is a terminal).",
@@ -68,6 +75,7 @@ def flows(
     tcp_timeout: float,
     udp_timeout: float,
     vlan_key: bool,
+    max_flows: int,
     progress: bool | None,
 ) -> None:
     """Build bidirectional flows from CAPTURES (pcap, pcapng, .gz), read as one stream."""
@@ -77,6 +85,7 @@ def flows(
     options = FlowOptions(
         timeouts=Timeouts(tcp=tcp_timeout, udp=udp_timeout, other=udp_timeout),
         vlan_key=vlan_key,
+        max_flows=max_flows,
     )
     show = sys.stderr.isatty() if progress is None else progress
     result = read_captures(list(captures), engine=engine, jobs=jobs, options=options, progress=show)

@@ -8,6 +8,7 @@ import numpy as np
 
 from dsaudit.decode.packet_kernel import C_TS
 from dsaudit.flows.table_kernel import (
+    F_LAST_TS,
     FLOWS_FULL,
     HASH_FULL,
     N_FCOLS,
@@ -65,6 +66,7 @@ class FlowTable:
         self.htab = np.zeros(1 << 15, dtype=np.int64)
         self.nused = 0
         self.rehashes = 0
+        self.evicted = 0
 
     @property
     def flows(self) -> np.ndarray:
@@ -99,6 +101,29 @@ class FlowTable:
                 self._make_room(int(rec[start, C_TS]))
             else:
                 return ev[:nev]
+
+    def evict_oldest(self, keep: int, now: int) -> tuple[np.ndarray, np.ndarray]:
+        """Drop all but the ``keep`` most recently active flows (to bound memory).
+
+        Returns the old-to-new index map (-1 for an evicted flow) and the evicted rows, so
+        the caller can move per-flow state and summarise what was dropped.
+        """
+        n = self.nflows
+        if n <= keep:
+            return np.arange(n, dtype=np.int64), self.fs[:0].copy()
+        last = self.fs[:n, F_LAST_TS]
+        order = np.argsort(last, kind="stable")
+        kept = np.ones(n, dtype=bool)
+        kept[order[: n - keep]] = False
+        evicted = self.fs[:n][~kept].copy()
+        mapping = np.full(n, -1, dtype=np.int64)
+        mapping[kept] = np.arange(int(kept.sum()), dtype=np.int64)
+        survivors = self.fs[:n][kept]
+        self.fs[: len(survivors)] = survivors
+        self.nflows = len(survivors)
+        self.evicted += n - self.nflows
+        self.nused = rehash(self.fs, self.nflows, self.htab, now - int(self._tmo.max()))
+        return mapping, evicted
 
     def _make_room(self, now: int) -> None:
         # Flows idle past every timeout can never match again: drop them from the hash

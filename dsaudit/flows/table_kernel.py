@@ -180,7 +180,13 @@ def _hello_need(buf: np.ndarray, p: int, n: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _text_kind(buf: np.ndarray, p: int, n: int) -> int:
-    if n >= 8 and buf[p] == 0x43 and buf[p + 1] == 0x4F and buf[p + 2] == 0x4E and buf[p + 7] == 0x20:
+    if (
+        n >= 8
+        and buf[p] == 0x43
+        and buf[p + 1] == 0x4F
+        and buf[p + 2] == 0x4E
+        and buf[p + 7] == 0x20
+    ):
         return TEXT_CONNECT  # "CONNECT "
     if n >= 4:
         a, b, c = buf[p], buf[p + 1], buf[p + 2]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.report import audit_frames as af
+from dsaudit.report import audit_format as fm
 from dsaudit.report.safe_text import for_html, for_terminal
 
 WIDTH = 960
@@ -89,16 +89,16 @@ class Axis:
 
 
 def _stamps(values: Sequence[Any]) -> list[pd.Timestamp | None]:
-    return [af.timestamp(v) for v in values]
+    return [fm.timestamp(v) for v in values]
 
 
 def time_range(
     rows: Sequence[dict[str, Any]], start: object, end: object
 ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     """The capture's span, or failing that the span of the attempts themselves."""
-    lo, hi = af.timestamp(start), af.timestamp(end)
+    lo, hi = fm.timestamp(start), fm.timestamp(end)
     if lo is None or hi is None:
-        seen = [s for r in rows for s in _stamps(af.as_list(r["times"])) if s is not None]
+        seen = [s for r in rows for s in _stamps(fm.as_list(r["times"])) if s is not None]
         if not seen:
             return None
         lo, hi = min(seen), max(seen)
@@ -125,9 +125,9 @@ def heartbeat_timeline(rows: Sequence[dict[str, Any]], start: object, end: objec
             parts.append(
                 f'<rect x="0" y="{_num(y)}" width="{WIDTH}" height="{_num(row_h)}" class="band"/>'
             )
-        sub = f"{af.text(row['direction'])} :{af.text(row['port'])}"
+        sub = f"{fm.text(row['direction'])} :{fm.text(row['port'])}"
         parts.append(
-            f'<text x="8" y="{_num(y + 16)}" class="label">{_esc(af.text(row["agent"]), 28)}</text>'
+            f'<text x="8" y="{_num(y + 16)}" class="label">{_esc(fm.text(row["agent"]), 28)}</text>'
             f'<text x="8" y="{_num(y + 30)}" class="sublabel">{_esc(sub, 34)}</text>'
         )
         mid = y + row_h / 2
@@ -135,8 +135,8 @@ def heartbeat_timeline(rows: Sequence[dict[str, Any]], start: object, end: objec
             f'<line x1="{_num(axis.left)}" y1="{_num(mid)}" x2="{_num(axis.right)}" '
             f'y2="{_num(mid)}" class="track"/>'
         )
-        times = _stamps(af.as_list(row["times"]))
-        outcomes = [af.text(o) for o in af.as_list(row["outcomes"])]
+        times = _stamps(fm.as_list(row["times"]))
+        outcomes = [fm.text(o) for o in fm.as_list(row["outcomes"])]
         if not times:
             parts.append(
                 f'<text x="{_num(axis.left + 8)}" y="{_num(mid + 4)}" class="none">'
@@ -147,7 +147,7 @@ def heartbeat_timeline(rows: Sequence[dict[str, Any]], start: object, end: objec
                 continue
             outcome = outcomes[j] if j < len(outcomes) else ""
             fill = OUTCOME_FILL.get(outcome, OTHER_FILL)
-            tip = f"{af.fmt_time(stamp)} UTC: {outcome or 'unknown'}"
+            tip = f"{fm.fmt_time(stamp)} UTC: {outcome or 'unknown'}"
             parts.append(
                 f'<rect x="{_num(axis.x(stamp) - 3)}" y="{_num(mid - 9)}" width="6" height="18" '
                 f'rx="1.5" fill="{fill}"><title>{_esc(tip)}</title></rect>'

@@ -11,11 +11,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+# pyarrow ships no type information; pandas already depends on it for Parquet.
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from dsaudit.errors import DsauditError
 from dsaudit.findings import AuditResult
+from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report.audit_json import json_value
 from dsaudit.report.flow_output import parquet_frame
@@ -82,10 +85,10 @@ def _csv_cell(value: Any) -> Any:
         return csv_text(";".join(parts))
     if isinstance(value, dict):
         return csv_text(json.dumps(json_value(value), ensure_ascii=False))
-    if af.is_missing(value):
+    if fm.is_missing(value):
         return ""
     if isinstance(value, pd.Timestamp | np.datetime64):
-        return af.iso_utc(value) or ""
+        return fm.iso_utc(value) or ""
     if isinstance(value, bool | np.bool_ | int | np.integer | float | np.floating):
         return value.item() if isinstance(value, np.generic) else value
     return csv_text(str(value))
@@ -158,7 +161,7 @@ def arrow_table(name: str, df: pd.DataFrame, summary_json: str) -> pa.Table:
     for col in lists:
         if col in frame.columns:
             # An explicit object Series: a bare [] for an empty frame would turn into float64.
-            values = [af.as_list(v) for v in frame[col]]
+            values = [fm.as_list(v) for v in frame[col]]
             frame[col] = pd.Series(values, index=frame.index, dtype=object)
     schema = pa.Schema.from_pandas(frame, preserve_index=False)
     for col, typ in lists.items():

@@ -1,17 +1,16 @@
-"""Renderer-neutral views of an AuditResult: the verdict, sorted rows and value formatting."""
+"""Renderer-neutral views of an AuditResult: the verdict, summary lines and sorted rows."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from dsaudit.findings import FINDING_KINDS, SEVERITIES, SEVERITY_RANK, AuditResult
+from dsaudit.findings import SEVERITIES, SEVERITY_RANK, AuditResult
 from dsaudit.flows.records import FLOW_COLUMNS
+from dsaudit.report import audit_format as fm
 
 # Columns the audit adds to the flow table, in the order reports show them.
 AUDIT_FLOW_COLUMNS = (
@@ -24,130 +23,9 @@ AUDIT_FLOW_COLUMNS = (
     "match",
     "blocked",
 )
-ROLE_ORDER = ("manager", "relay", "agent")
 # Most alarming first: when one host/rule cell of the matrix covers several peers, the cell
 # shows the status that needs attention.
 STATUS_PRIORITY = ("blocked", "missing", "inconclusive", "observed", "not-visible")
-
-
-# ------------------------------------------------------------------ scalar formatting
-
-
-def is_missing(value: object) -> bool:
-    """True for None, pd.NA, NaT and NaN (never for lists, which pd.isna would map)."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, float | np.floating):
-        return math.isnan(value)
-    return isinstance(value, np.datetime64) and bool(np.isnat(value))
-
-
-def text(value: object) -> str:
-    """A cell as plain text: empty when missing, times in UTC, everything else str()."""
-    if is_missing(value):
-        return ""
-    if isinstance(value, pd.Timestamp | np.datetime64):
-        return fmt_time(value)
-    return str(value)
-
-
-def timestamp(value: object) -> pd.Timestamp | None:
-    """A UTC Timestamp from a Timestamp or ISO string, None when missing or unparsable."""
-    if is_missing(value) or value == "":
-        return None
-    try:
-        stamp = pd.Timestamp(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    if stamp is pd.NaT:
-        return None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def fmt_time(value: object) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` in UTC (headings say UTC once rather than every cell)."""
-    stamp = timestamp(value)
-    return "" if stamp is None else stamp.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def iso_utc(value: object) -> str | None:
-    """ISO-8601 UTC with microseconds and ``Z``: the form `dsaudit flows` writes times in."""
-    stamp = timestamp(value)
-    return None if stamp is None else stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def fmt_duration(seconds: object) -> str:
-    """A span for people: ``45 s``, ``12 min 5 s``, ``3 h 20 min``, ``2 d 4 h``."""
-    if is_missing(seconds):
-        return ""
-    total = float(seconds)  # type: ignore[arg-type]
-    if total < 60:
-        return f"{total:.0f} s" if total >= 10 or total == int(total) else f"{total:.1f} s"
-    whole = int(round(total))
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-
-
-def fmt_bytes(count: object) -> str:
-    """Decimal units, as network people and file managers count them."""
-    if is_missing(count):
-        return ""
-    value = float(count)  # type: ignore[arg-type]
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"  # pragma: no cover - the loop always returns
-
-
-def fmt_count(count: object) -> str:
-    """An integer with thousands separators (empty when missing)."""
-    return "" if is_missing(count) else f"{int(count):,}"  # type: ignore[call-overload]
-
-
-def fmt_score(score: object) -> str:
-    """A 0..1 compliance score as a whole percentage; a dash when there is none."""
-    if is_missing(score):
-        return "–"
-    return f"{float(score) * 100:.0f}%"  # type: ignore[arg-type]
-
-
-def fmt_share(share: object) -> str:
-    """A 0..1 share as a percentage with one decimal."""
-    return "" if is_missing(share) else f"{float(share) * 100:.1f}%"  # type: ignore[arg-type]
-
-
-def endpoint(ip: object, port: object) -> str:
-    """``ip:port``, with brackets around IPv6 addresses; just the address without a port."""
-    addr = text(ip)
-    if is_missing(port):
-        return addr
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-
-
-def kind_title(kind: object) -> str:
-    """``blocked_expected_flow`` -> ``Blocked expected flow``."""
-    words = text(kind).replace("_", " ").strip()
-    return words[:1].upper() + words[1:]
-
-
-def kind_description(kind: object) -> str:
-    """The catalogue description of a finding kind (empty for kinds this build lacks)."""
-    found = FINDING_KINDS.get(text(kind))
-    return found.description if found else ""
-
-
-def role_key(role: object) -> tuple[int, str]:
-    """Sort key putting managers, relays and agents first (a ``relay+agent`` is a relay)."""
-    name = text(role)
-    ranks = [ROLE_ORDER.index(p) for p in name.split("+") if p in ROLE_ORDER]
-    return (min(ranks) if ranks else len(ROLE_ORDER), name)
 
 
 # ------------------------------------------------------------------ verdict and summary
@@ -204,11 +82,11 @@ def quality_notes(summary: dict[str, Any]) -> list[str]:
     """Everything that limits what the capture can prove: damage, reader warnings, notes."""
     notes: list[str] = []
     for cap in summary.get("captures") or []:
-        path = text(cap.get("path"))
+        path = fm.text(cap.get("path"))
         if cap.get("damaged"):
-            notes.append(f"{path} is damaged: {text(cap['damaged'])}")
-        notes.extend(f"{path}: {text(w)}" for w in cap.get("warnings") or [])
-    notes.extend(text(n) for n in (summary.get("quality") or {}).get("notes") or [])
+            notes.append(f"{path} is damaged: {fm.text(cap['damaged'])}")
+        notes.extend(f"{path}: {fm.text(w)}" for w in cap.get("warnings") or [])
+    notes.extend(fm.text(n) for n in (summary.get("quality") or {}).get("notes") or [])
     return notes
 
 
@@ -216,7 +94,7 @@ def quality_metrics(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """Labelled capture-quality numbers, in reading order."""
     q = summary.get("quality") or {}
     rows = [
-        ("TCP flows", fmt_count(q.get("tcp_flows"))),
+        ("TCP flows", fm.fmt_count(q.get("tcp_flows"))),
         (
             "TCP flows without a SYN (began before the capture)",
             _with_share(q.get("tcp_without_syn"), q.get("tcp_without_syn_share")),
@@ -225,37 +103,41 @@ def quality_metrics(summary: dict[str, Any]) -> list[tuple[str, str]]:
             "One-sided flows (only one direction seen)",
             _with_share(q.get("one_sided_flows"), q.get("one_sided_share")),
         ),
-        ("Frames cut short by the snap length", fmt_count(q.get("snaplen_cut_frames"))),
-        ("Frames that could not be decoded", fmt_count(q.get("undecodable_frames"))),
-        ("Capture length", fmt_duration(q.get("span_seconds"))),
+        ("Frames cut short by the snap length", fm.fmt_count(q.get("snaplen_cut_frames"))),
+        ("Frames that could not be decoded", fm.fmt_count(q.get("undecodable_frames"))),
+        ("Capture length", fm.fmt_duration(q.get("span_seconds"))),
     ]
     return [(label, value) for label, value in rows if value]
 
 
 def _with_share(count: object, share: object) -> str:
-    if is_missing(count):
+    if fm.is_missing(count):
         return ""
-    return f"{fmt_count(count)} ({fmt_share(share)})" if not is_missing(share) else fmt_count(count)
+    return (
+        f"{fm.fmt_count(count)} ({fm.fmt_share(share)})"
+        if not fm.is_missing(share)
+        else fm.fmt_count(count)
+    )
 
 
 def describe_captures(summary: dict[str, Any]) -> list[str]:
     """One line per capture file: path, format and packets."""
     lines = []
     for cap in summary.get("captures") or []:
-        extra = [text(cap.get("format")), f"{fmt_count(cap.get('packets'))} packets"]
+        extra = [fm.text(cap.get("format")), f"{fm.fmt_count(cap.get('packets'))} packets"]
         if cap.get("damaged"):
             extra.append("damaged")
-        lines.append(f"{text(cap.get('path'))} ({', '.join(e for e in extra if e)})")
+        lines.append(f"{fm.text(cap.get('path'))} ({', '.join(e for e in extra if e)})")
     return lines
 
 
 def describe_span(summary: dict[str, Any]) -> str:
     """``start – end UTC (duration)`` of the capture."""
     span = summary.get("time_span") or {}
-    start, end = fmt_time(span.get("start")), fmt_time(span.get("end"))
+    start, end = fm.fmt_time(span.get("start")), fm.fmt_time(span.get("end"))
     if not start:
         return "no packets"
-    length = fmt_duration(span.get("seconds"))
+    length = fm.fmt_duration(span.get("seconds"))
     return f"{start} – {end} UTC" + (f" ({length})" if length else "")
 
 
@@ -263,15 +145,15 @@ def describe_vantage(summary: dict[str, Any]) -> str:
     """Where the capture was taken, and how dsaudit knows."""
     v = summary.get("vantage") or {}
     if v.get("kind") == "host":
-        where = f"on host {text(v.get('host'))}" if v.get("host") else "on a host"
+        where = f"on host {fm.text(v.get('host'))}" if v.get("host") else "on a host"
     elif v.get("kind") == "span":
         where = "SPAN / mirror port"
     else:
         where = "unknown"
     how = {"detected": "detected", "option": "given on the command line"}.get(
-        text(v.get("source")), text(v.get("source"))
+        fm.text(v.get("source")), fm.text(v.get("source"))
     )
-    evidence = text(v.get("evidence"))
+    evidence = fm.text(v.get("evidence"))
     detail = "; ".join(x for x in (how, evidence) if x)
     return f"{where} ({detail})" if detail else where
 
@@ -281,7 +163,7 @@ def describe_deployment(summary: dict[str, Any]) -> str:
     d = summary.get("deployment") or {}
     parts = []
     if d.get("version"):
-        parts.append(f"Deep Security {text(d['version'])}")
+        parts.append(f"Deep Security {fm.text(d['version'])}")
     for key, fmt in (
         ("mode", "{}"),
         ("communication", "{} communication"),
@@ -289,9 +171,9 @@ def describe_deployment(summary: dict[str, Any]) -> str:
         ("updates", "updates via {}"),
     ):
         if d.get(key):
-            parts.append(fmt.format(text(d[key])))
-    if not is_missing(d.get("heartbeat_interval_s")) and d.get("heartbeat_interval_s"):
-        parts.append(f"heartbeat every {fmt_duration(d['heartbeat_interval_s'])}")
+            parts.append(fmt.format(fm.text(d[key])))
+    if not fm.is_missing(d.get("heartbeat_interval_s")) and d.get("heartbeat_interval_s"):
+        parts.append(f"heartbeat every {fm.fmt_duration(d['heartbeat_interval_s'])}")
     return ", ".join(parts) or "not stated"
 
 
@@ -299,32 +181,34 @@ def describe_flow_counts(result: AuditResult) -> str:
     """``14 flows: 7 explained, 6 unexplained, ...`` from the summary (or the flows)."""
     counts = result.summary.get("flow_counts")
     if not isinstance(counts, dict):
-        verdicts = result.flows["verdict"].astype(str).value_counts() if len(result.flows) else {}
+        tally = result.flows["verdict"].astype(str).value_counts()
+        verdicts = {str(k): int(v) for k, v in tally.items()}
         counts = {
             k: int(verdicts.get(k, 0)) for k in ("explained", "unexplained", "infrastructure")
         }
         counts["total"] = len(result.flows)
         counts["blocked_expected"] = int(result.flows["blocked"].sum()) if len(result.flows) else 0
     parts = [
-        f"{fmt_count(counts.get(k, 0))} {k}" for k in ("explained", "unexplained", "infrastructure")
+        f"{fm.fmt_count(counts.get(k, 0))} {k}"
+        for k in ("explained", "unexplained", "infrastructure")
     ]
-    text_ = f"{fmt_count(counts.get('total', 0))} flows: " + ", ".join(parts)
+    text_ = f"{fm.fmt_count(counts.get('total', 0))} flows: " + ", ".join(parts)
     blocked = int(counts.get("blocked_expected", 0))
     if blocked:
-        text_ += f"; {fmt_count(blocked)} expected {'flow' if blocked == 1 else 'flows'} blocked"
+        text_ += f"; {fm.fmt_count(blocked)} expected {'flow' if blocked == 1 else 'flows'} blocked"
     return text_
 
 
 def generated_by(summary: dict[str, Any]) -> str:
     """``dsaudit 0.1.0, 2024-05-06T10:15:00Z``: which build wrote the report, and when."""
-    tool = f"{text(summary.get('tool')) or 'dsaudit'} {text(summary.get('version'))}".strip()
-    when = text(summary.get("generated_at"))
+    tool = f"{fm.text(summary.get('tool')) or 'dsaudit'} {fm.text(summary.get('version'))}".strip()
+    when = fm.text(summary.get("generated_at"))
     return f"{tool}, {when}" if when else tool
 
 
 def describe_inventory(summary: dict[str, Any]) -> str:
     """The inventory file the roles came from, or that they were inferred."""
-    inv = text(summary.get("inventory"))
+    inv = fm.text(summary.get("inventory"))
     return "inferred from the traffic (no inventory file)" if inv in ("", "inferred") else inv
 
 
@@ -353,14 +237,14 @@ def compliance_rows(result: AuditResult, scope: str) -> list[dict[str, Any]]:
     """Compliance rows of one scope ("role" or "host"), managers first."""
     df = result.compliance
     rows = records(df[df["scope"].astype(str) == scope]) if not df.empty else []
-    return sorted(rows, key=lambda r: (role_key(r["role"]), text(r["host"])))
+    return sorted(rows, key=lambda r: (fm.role_key(r["role"]), fm.text(r["host"])))
 
 
 def heartbeat_rows(result: AuditResult) -> list[dict[str, Any]]:
     """Heartbeats per agent and direction, each with a plain-words ``status``."""
     rows = sorted(
         records(result.heartbeats),
-        key=lambda r: (text(r["agent"]), text(r["direction"]), int(r["port"])),
+        key=lambda r: (fm.text(r["agent"]), fm.text(r["direction"]), int(r["port"])),
     )
     for row in rows:
         attempts, failed = int(row["attempts"]), int(row["failed"])
@@ -389,15 +273,15 @@ def unexplained_destinations(flows: pd.DataFrame) -> list[dict[str, Any]]:
         best = sorted(tally.items(), key=lambda kv: (-kv[1], kv[0]))
         out.append(
             {
-                "server_ip": text(ip),
-                "server_port": int(port),
-                "proto": text(proto),
-                "destination": endpoint(ip, port),
+                "server_ip": fm.text(ip),
+                "server_port": int(grp["server_port"].iloc[0]),
+                "proto": fm.text(proto),
+                "destination": fm.endpoint(ip, port),
                 "name": best[0][0] if best else "",
                 "flows": len(grp),
                 "clients": int(grp["client_ip"].nunique()),
                 "bytes": int(grp["bytes_c2s"].sum() + grp["bytes_s2c"].sum()),
-                "role": text(grp["server_role"].iloc[0]),
+                "role": fm.text(grp["server_role"].iloc[0]),
             }
         )
     out.sort(key=lambda d: (-d["flows"], -d["bytes"], d["server_ip"], d["server_port"]))
@@ -411,17 +295,17 @@ def expectation_matrix(
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     roles: dict[str, str] = {}
     for row in records(result.expectations):
-        host, rule = text(row["host"]), text(row["rule"])
-        roles.setdefault(host, text(row["role"]))
+        host, rule = fm.text(row["host"]), fm.text(row["rule"])
+        roles.setdefault(host, fm.text(row["role"]))
         cells.setdefault((host, rule), []).append(row)
-    hosts = sorted(roles.items(), key=lambda hr: (role_key(hr[1]), hr[0]))
-    rules = sorted({rule for _, rule in cells}, key=lambda r: (role_key(r.split(".")[0]), r))
+    hosts = sorted(roles.items(), key=lambda hr: (fm.role_key(hr[1]), hr[0]))
+    rules = sorted({rule for _, rule in cells}, key=lambda r: (fm.role_key(r.split(".")[0]), r))
     return hosts, rules, cells
 
 
 def cell_status(rows: Sequence[dict[str, Any]]) -> str:
     """The status a matrix cell shows: the most alarming of its rows."""
-    found = {text(r["status"]) for r in rows}
+    found = {fm.text(r["status"]) for r in rows}
     return next((s for s in STATUS_PRIORITY if s in found), "not-visible")
 
 
@@ -434,10 +318,10 @@ class FlowIndex:
 
     def evidence(self, flow_ids: object, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Up to ``limit`` evidence rows (oldest first) and how many more there were."""
-        ids = [int(i) for i in as_list(flow_ids)]
+        ids = [int(i) for i in fm.as_list(flow_ids)]
         if not ids or self._flows.empty:
             return [], 0
-        pos = self._index.get_indexer(ids)
+        pos = self._index.get_indexer(pd.Index(ids))
         found = self._flows.iloc[[int(p) for p in pos if p >= 0]]
         found = found.sort_values(["start", "flow_id"], kind="stable")
         rows = []
@@ -445,24 +329,17 @@ class FlowIndex:
             rows.append(
                 {
                     "flow_id": int(row["flow_id"]),
-                    "time": fmt_time(row["start"]),
-                    "client": endpoint(row["client_ip"], row["client_port"]),
-                    "server": endpoint(row["server_ip"], row["server_port"]),
-                    "proto": text(row["proto"]),
-                    "name": text(row["server_name"]),
-                    "outcome": text(row["outcome"]),
-                    "verdict": text(row.get("verdict")),
-                    "blocked": not is_missing(row.get("blocked")) and bool(row.get("blocked")),
+                    "time": fm.fmt_time(row["start"]),
+                    "client": fm.endpoint(row["client_ip"], row["client_port"]),
+                    "server": fm.endpoint(row["server_ip"], row["server_port"]),
+                    "proto": fm.text(row["proto"]),
+                    "name": fm.text(row["server_name"]),
+                    "outcome": fm.text(row["outcome"]),
+                    "verdict": fm.text(row.get("verdict")),
+                    "blocked": not fm.is_missing(row.get("blocked")) and bool(row.get("blocked")),
                 }
             )
         return rows, max(0, len(found) - limit)
-
-
-def as_list(value: object) -> list[Any]:
-    """A list cell (list, tuple or the numpy array Parquet gives back) as a list."""
-    if isinstance(value, list | tuple | np.ndarray):
-        return list(value)
-    return []
 
 
 def ordered_flow_columns(df: pd.DataFrame) -> list[str]:

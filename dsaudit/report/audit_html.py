@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dsaudit.findings import SEVERITIES, AuditResult
+from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report import audit_tables as at
 from dsaudit.report.audit_html_sections import (
@@ -89,7 +90,7 @@ def _capture_section(result: AuditResult) -> str:
             [
                 f'<span class="mono text">{h(cap.get("path"))}</span>',
                 h(cap.get("format")),
-                esc(af.fmt_count(cap.get("packets"))),
+                esc(fm.fmt_count(cap.get("packets"))),
                 f'<span class="status-bad">{h(cap.get("damaged"))}</span>',
                 warnings,
             ]

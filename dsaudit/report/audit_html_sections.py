@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dsaudit.findings import SEVERITIES, AuditResult
+from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report.audit_charts import OUTCOME_FILL, bar_chart, heartbeat_timeline
 from dsaudit.report.safe_text import for_html, for_terminal
@@ -40,7 +41,7 @@ def esc(text: str) -> str:
 
 def h(value: object) -> str:
     """Any cell value as escaped HTML text."""
-    return esc(af.text(value))
+    return esc(fm.text(value))
 
 
 def table(headers: Sequence[tuple[str, bool]], rows: Sequence[Sequence[str]], cls: str = "") -> str:
@@ -66,7 +67,7 @@ def _more(shown: int, total: int, what: str) -> str:
 
 
 def _tone(score: object) -> str:
-    if af.is_missing(score):
+    if fm.is_missing(score):
         return ""
     value = float(score)  # type: ignore[arg-type]
     return "" if value >= 1 else "bad" if value < 0.5 else "warn"
@@ -77,17 +78,17 @@ def _tone(score: object) -> str:
 
 def _role_card(row: dict[str, Any]) -> str:
     score = row["score"]
-    width = 0.0 if af.is_missing(score) else max(0.0, min(float(score), 1.0)) * 100
+    width = 0.0 if fm.is_missing(score) else max(0.0, min(float(score), 1.0)) * 100
     counts = (
-        f"{af.fmt_count(row['observed'])} observed · {af.fmt_count(row['blocked'])} blocked · "
-        f"{af.fmt_count(row['missing'])} missing · {af.fmt_count(row['inconclusive'])} "
-        f"inconclusive · {af.fmt_count(row['unexplained'])} unexplained"
+        f"{fm.fmt_count(row['observed'])} observed · {fm.fmt_count(row['blocked'])} blocked · "
+        f"{fm.fmt_count(row['missing'])} missing · {fm.fmt_count(row['inconclusive'])} "
+        f"inconclusive · {fm.fmt_count(row['unexplained'])} unexplained"
     )
     return (
         f'<div class="card"><h3>{h(row["role"])}</h3>'
-        f'<div class="score">{esc(af.fmt_score(score))}</div>'
+        f'<div class="score">{esc(fm.fmt_score(score))}</div>'
         f'<div class="meter {_tone(score)}"><span style="width:{width:.0f}%"></span></div>'
-        f'<div class="counts">{af.fmt_count(row["expected"])} expected flows: '
+        f'<div class="counts">{fm.fmt_count(row["expected"])} expected flows: '
         f"{esc(counts)}</div></div>"
     )
 
@@ -96,12 +97,12 @@ def _cell_title(host: str, rule: str, rows: Sequence[dict[str, Any]]) -> str:
     parts = []
     for r in rows:
         part = (
-            f"{af.text(r['status'])} (peer {af.text(r['peer_role'])}, port {af.text(r['port'])}, "
-            f"{af.fmt_count(r['flows'])} flows, {af.fmt_count(r['established'])} established, "
-            f"{af.fmt_count(r['blocked_flows'])} blocked)"
+            f"{fm.text(r['status'])} (peer {fm.text(r['peer_role'])}, port {fm.text(r['port'])}, "
+            f"{fm.fmt_count(r['flows'])} flows, {fm.fmt_count(r['established'])} established, "
+            f"{fm.fmt_count(r['blocked_flows'])} blocked)"
         )
-        if af.text(r["detail"]):
-            part += f": {af.text(r['detail'])}"
+        if fm.text(r["detail"]):
+            part += f": {fm.text(r['detail'])}"
         parts.append(part)
     return f"{host} · {rule}: " + "; ".join(parts)
 
@@ -118,7 +119,7 @@ def _matrix(result: AuditResult) -> str:
     hosts, rules, cells = af.expectation_matrix(result)
     if not hosts:
         return '<p class="muted">No expected flows: the inventory names no Deep Security hosts.</p>'
-    scores = {af.text(r["host"]): r["score"] for r in af.compliance_rows(result, "host")}
+    scores = {fm.text(r["host"]): r["score"] for r in af.compliance_rows(result, "host")}
     head = "".join(f'<th class="rule" title="{h(r)}"><span>{h(r)}</span></th>' for r in rules)
     body = []
     for host, role in hosts:
@@ -136,7 +137,7 @@ def _matrix(result: AuditResult) -> str:
             )
         body.append(
             f'<tr><th class="host">{h(host)}</th><td class="muted">{h(role)}</td>'
-            f'<td class="num">{esc(af.fmt_score(score))}</td>{"".join(tds)}</tr>'
+            f'<td class="num">{esc(fm.fmt_score(score))}</td>{"".join(tds)}</tr>'
         )
     return (
         _legend() + '<div class="scroll"><table class="matrix"><thead><tr><th>host</th>'
@@ -188,24 +189,24 @@ def _outcome(outcome: str) -> str:
 
 
 def _finding(row: dict[str, Any], index: af.FlowIndex) -> str:
-    sev = af.text(row["severity"])
+    sev = fm.text(row["severity"])
     sev_cls = sev if sev in SEVERITIES else "info"
-    peer = af.endpoint(row["peer"], row["port"]) if af.text(row["peer"]) else af.text(row["port"])
+    peer = fm.endpoint(row["peer"], row["port"]) if fm.text(row["peer"]) else fm.text(row["port"])
     facts = [
-        ("host", af.text(row["host"])),
-        ("role", af.text(row["role"])),
-        ("rule", af.text(row["rule"])),
+        ("host", fm.text(row["host"])),
+        ("role", fm.text(row["role"])),
+        ("rule", fm.text(row["rule"])),
         ("peer", peer),
-        ("flows", af.fmt_count(row["count"]) if int(row["count"]) else ""),
-        ("first seen", af.fmt_time(row["first_seen"])),
-        ("last seen", af.fmt_time(row["last_seen"])),
+        ("flows", fm.fmt_count(row["count"]) if int(row["count"]) else ""),
+        ("first seen", fm.fmt_time(row["first_seen"])),
+        ("last seen", fm.fmt_time(row["last_seen"])),
     ]
     dl = "".join(f"<div><dt>{k}</dt><dd>{esc(v)}</dd></div>" for k, v in facts if v)
     return (
         f'<article class="finding {sev_cls}"><h4><span class="badge {sev_cls}">{esc(sev)}'
-        f"</span>{h(af.kind_title(row['kind']))}</h4>"
+        f"</span>{h(fm.kind_title(row['kind']))}</h4>"
         f'<p class="message">{h(row["message"])}</p>'
-        f'<p class="means">{h(af.kind_description(row["kind"]))}</p>'
+        f'<p class="means">{h(fm.kind_description(row["kind"]))}</p>'
         f"<dl>{dl}</dl>{_evidence(index, row['flow_ids'])}</article>"
     )
 
@@ -222,9 +223,9 @@ def findings_section(result: AuditResult) -> str:
             "they started, who opened them, where to, and how they ended.</p>"
         )
     for sev in SEVERITIES + [""]:
-        group = [r for r in rows if (af.text(r["severity"]) or "") == sev]
+        group = [r for r in rows if (fm.text(r["severity"]) or "") == sev]
         if sev == "":
-            group = [r for r in rows if af.text(r["severity"]) not in SEVERITIES]
+            group = [r for r in rows if fm.text(r["severity"]) not in SEVERITIES]
         if not group:
             continue
         title = sev.capitalize() if sev else "Other"
@@ -244,7 +245,7 @@ def heartbeat_section(result: AuditResult) -> str:
     span = result.summary.get("time_span") or {}
     interval = (result.summary.get("deployment") or {}).get("heartbeat_interval_s")
     lead = "Agents and the manager exchange heartbeats at a fixed interval"
-    lead += f" (configured: every {af.fmt_duration(interval)})" if interval else ""
+    lead += f" (configured: every {fm.fmt_duration(interval)})" if interval else ""
     lead += ". One mark per attempt, coloured by how it ended."
     legend = "".join(
         f'<li><span class="sw" style="background:{fill}"></span>{esc(name)}</li>'
@@ -255,12 +256,12 @@ def heartbeat_section(result: AuditResult) -> str:
             h(r["agent"]),
             h(r["direction"]),
             h(r["port"]),
-            af.fmt_count(r["attempts"]),
-            af.fmt_count(r["established"]),
-            af.fmt_count(r["failed"]),
-            esc(af.fmt_duration(r["median_interval_s"])),
-            esc(af.fmt_duration(r["max_interval_s"])),
-            esc(af.fmt_time(r["last_seen"])),
+            fm.fmt_count(r["attempts"]),
+            fm.fmt_count(r["established"]),
+            fm.fmt_count(r["failed"]),
+            esc(fm.fmt_duration(r["median_interval_s"])),
+            esc(fm.fmt_duration(r["max_interval_s"])),
+            esc(fm.fmt_time(r["last_seen"])),
             f'<span class="{_STATUS_CLASS.get(r["status"], "status-bad")}">'
             f"{esc(r['status'])}</span>",
         ]
@@ -294,7 +295,7 @@ def unexplained_section(result: AuditResult) -> str:
                 d["name"] or "(no name seen)",
                 float(d["flows"]),
                 f"{d['flows']} {'flow' if d['flows'] == 1 else 'flows'} · "
-                f"{af.fmt_bytes(d['bytes'])}",
+                f"{fm.fmt_bytes(d['bytes'])}",
             )
             for d in dests[:CHART_BARS]
         ]
@@ -304,9 +305,9 @@ def unexplained_section(result: AuditResult) -> str:
                 esc(d["proto"]),
                 f'<span class="text">{esc(d["name"])}</span>',
                 esc(d["role"]),
-                af.fmt_count(d["flows"]),
-                af.fmt_count(d["clients"]),
-                esc(af.fmt_bytes(d["bytes"])),
+                fm.fmt_count(d["flows"]),
+                fm.fmt_count(d["clients"]),
+                esc(fm.fmt_bytes(d["bytes"])),
             ]
             for d in dests[:TABLE_ROWS]
         ]

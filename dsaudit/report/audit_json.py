@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.findings import AuditResult
+from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report.flow_output import iter_json_lines
 
@@ -24,10 +25,10 @@ def json_value(value: Any) -> Any:
         return {str(k): json_value(value[k]) for k in sorted(value, key=str)}
     if isinstance(value, list | tuple | np.ndarray):
         return [json_value(v) for v in value]
-    if af.is_missing(value):
+    if fm.is_missing(value):
         return None
     if isinstance(value, pd.Timestamp | np.datetime64):
-        return af.iso_utc(value)
+        return fm.iso_utc(value)
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dsaudit.findings import SEVERITIES, AuditResult
+from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 
 
@@ -46,19 +47,19 @@ MARKDOWN_LIMITS = Limits(findings=500, destinations=50, hosts=500, heartbeats=50
 
 
 def _n(value: object) -> Cell:
-    return Cell(af.fmt_count(value))
+    return Cell(fm.fmt_count(value))
 
 
 def _counted(value: object, tone: str) -> Cell:
     """A count that is only alarming when it is not zero."""
-    return Cell(af.fmt_count(value), tone if int(value) else None)  # type: ignore[call-overload]
+    return Cell(fm.fmt_count(value), tone if int(value) else None)  # type: ignore[call-overload]
 
 
 def _score(value: object) -> Cell:
-    if af.is_missing(value):
+    if fm.is_missing(value):
         return Cell("–", "muted")
     score = float(value)  # type: ignore[arg-type]
-    return Cell(af.fmt_score(score), "good" if score >= 1 else "bad" if score < 0.5 else "warn")
+    return Cell(fm.fmt_score(score), "good" if score >= 1 else "bad" if score < 0.5 else "warn")
 
 
 def _cap(rows: list[list[Cell]], limit: int | None) -> tuple[list[list[Cell]], int]:
@@ -100,7 +101,7 @@ def quality_heading(verdict: af.Verdict) -> str:
 def compliance_by_role(result: AuditResult) -> TextTable:
     rows = [
         [
-            Cell(af.text(r["role"])),
+            Cell(fm.text(r["role"])),
             _n(r["expected"]),
             _n(r["observed"]),
             _counted(r["blocked"], "bad"),
@@ -125,11 +126,11 @@ def hosts_needing_attention(result: AuditResult, limit: int | None) -> TextTable
     """Host rows with a blocked, missing or unexplained flow, worst score first."""
     every = af.compliance_rows(result, "host")
     bad = [r for r in every if int(r["blocked"]) + int(r["missing"]) + int(r["unexplained"])]
-    bad.sort(key=lambda r: (_score_key(r["score"]), af.text(r["host"])))
+    bad.sort(key=lambda r: (_score_key(r["score"]), fm.text(r["host"])))
     rows = [
         [
-            Cell(af.text(r["host"])),
-            Cell(af.text(r["role"])),
+            Cell(fm.text(r["host"])),
+            Cell(fm.text(r["role"])),
             _n(r["expected"]),
             _n(r["observed"]),
             _counted(r["blocked"], "bad"),
@@ -153,23 +154,23 @@ def hosts_needing_attention(result: AuditResult, limit: int | None) -> TextTable
 
 
 def _score_key(score: object) -> float:
-    return 2.0 if af.is_missing(score) else float(score)  # type: ignore[arg-type]
+    return 2.0 if fm.is_missing(score) else float(score)  # type: ignore[arg-type]
 
 
 def findings(result: AuditResult, limit: int | None) -> TextTable:
     rows = []
     for f in af.finding_rows(result):
-        sev = af.text(f["severity"])
-        peer = af.endpoint(f["peer"], f["port"]) if af.text(f["peer"]) else af.text(f["port"])
+        sev = fm.text(f["severity"])
+        peer = fm.endpoint(f["peer"], f["port"]) if fm.text(f["peer"]) else fm.text(f["port"])
         rows.append(
             [
                 Cell(sev.upper(), sev),
-                Cell(af.kind_title(f["kind"])),
-                Cell(af.text(f["host"])),
-                Cell(af.text(f["rule"])),
+                Cell(fm.kind_title(f["kind"])),
+                Cell(fm.text(f["host"])),
+                Cell(fm.text(f["rule"])),
                 Cell(peer),
                 _n(f["count"]),
-                Cell(af.text(f["message"])),
+                Cell(fm.text(f["message"])),
             ]
         )
     rows, more = _cap(rows, limit)
@@ -195,7 +196,7 @@ def unexplained(result: AuditResult, limit: int | None) -> TextTable:
             Cell(d["role"]),
             _n(d["flows"]),
             _n(d["clients"]),
-            Cell(af.fmt_bytes(d["bytes"])),
+            Cell(fm.fmt_bytes(d["bytes"])),
         ]
         for d in dests
     ]
@@ -219,21 +220,21 @@ def heartbeats(result: AuditResult, limit: int | None) -> TextTable:
     interval = (result.summary.get("deployment") or {}).get("heartbeat_interval_s")
     rows = [
         [
-            Cell(af.text(h["agent"])),
-            Cell(af.text(h["direction"])),
-            Cell(af.text(h["port"])),
+            Cell(fm.text(h["agent"])),
+            Cell(fm.text(h["direction"])),
+            Cell(fm.text(h["port"])),
             _n(h["attempts"]),
             _n(h["established"]),
             _counted(h["failed"], "bad"),
-            Cell(af.fmt_duration(h["median_interval_s"])),
-            Cell(af.fmt_duration(h["max_interval_s"])),
-            Cell(af.fmt_time(h["last_seen"])),
+            Cell(fm.fmt_duration(h["median_interval_s"])),
+            Cell(fm.fmt_duration(h["max_interval_s"])),
+            Cell(fm.fmt_time(h["last_seen"])),
             Cell(h["status"], _STATUS_TONE.get(h["status"])),
         ]
         for h in af.heartbeat_rows(result)
     ]
     rows, more = _cap(rows, limit)
-    note = f"Configured heartbeat interval: {af.fmt_duration(interval)}." if interval else ""
+    note = f"Configured heartbeat interval: {fm.fmt_duration(interval)}." if interval else ""
     return TextTable(
         "Heartbeats per agent",
         ["agent", "direction", "port", "attempts", "ok", "failed", "median gap", "max gap"]

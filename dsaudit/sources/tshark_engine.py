@@ -89,7 +89,7 @@ PREFERENCES = {
 PROTOCOLS = "frame vlan ieee8021ad ip ipv6 tcp udp icmp icmpv6 _ws.short"
 
 BATCH_ROWS = 4096
-MAX_PENDING_FRAGMENTS = 1 << 16
+MAX_PENDING_DATAGRAMS = 4096  # as the fast engine's reassembler
 
 # Wiretap encapsulation (frame.encap_type) -> the LINKTYPE a pcap file would name.
 WTAP_LINKTYPES = {
@@ -323,18 +323,18 @@ class _Builder(FlowBuilder):
         self._feed(rec, k, buf)
 
 
-DatagramKey = tuple[int, tuple[int, int], tuple[int, int], int]
+# IP version, source, destination, protocol, identification, VLAN ids: the fast engine's key.
+DatagramKey = tuple[int, tuple[int, int], tuple[int, int], int, int, tuple[int, ...]]
 
 
 @dataclass
 class _FileState:
-    """What the reader tracks within one capture file (tshark numbers frames per file)."""
+    """What the reader tracks within one capture file."""
 
     linktypes: set[int] = field(default_factory=set)
     last_ts: int = 0
-    # Frame number -> (wire length, datagram) of fragments whose datagram is not complete.
-    fragments: dict[int, tuple[int, DatagramKey]] = field(default_factory=dict)
-    evicted: set[DatagramKey] = field(default_factory=set)
+    # Datagrams still missing fragments -> wire bytes of the fragments seen so far.
+    fragments: dict[DatagramKey, int] = field(default_factory=dict)
 
 
 class _Reader:
@@ -405,8 +405,7 @@ class _Reader:
 
     def _end_of_file(self) -> None:
         # Datagrams still missing fragments at the end of the file are dropped.
-        pending = {key for _, key in self.file.fragments.values()}
-        self.stats.fragments_dropped += len(pending | self.file.evicted)
+        self.stats.fragments_dropped += len(self.file.fragments)
 
     def finish(self, infos: list[CaptureInfo]) -> FlowResult:
         return self.builder.result(infos)
@@ -421,7 +420,6 @@ class _Reader:
         ts = _epoch_ns(stamp) if stamp else self.file.last_ts
         self.file.last_ts = ts
         wire = int(packet.length)
-        number = _int(frame, "frame.number") or 0
         caplen = _int(frame, "frame.cap_len")
         encap = _int(frame, "frame.encap_type")
         if encap in WTAP_LINKTYPES:
@@ -442,21 +440,22 @@ class _Reader:
         short = "_ws.short" in layers
         # A tunnel gives two packets, as tshark and the fast engine's VXLAN see it: the
         # outer one (the flow a firewall passes) and the innermost one.
-        self._hop(hops[0], number, ts, wire, short, tunnel=False)
+        self._hop(hops[0], ts, wire, short, tunnel=False)
         if len(hops) > 1:
             inner = hops[-1]
             inner_wire = inner.link_bytes + self._ip_length(inner)
-            self._hop(inner, number, ts, inner_wire, short, tunnel=True)
+            self._hop(inner, ts, inner_wire, short, tunnel=True)
         self.frame_in_batch += 1
         if len(self.rows) >= BATCH_ROWS:
             self._flush()
 
-    def _fragment(self, number: int, wire: int, key: DatagramKey) -> None:
+    def _fragment(self, key: DatagramKey, wire: int) -> None:
         pending = self.file.fragments
-        if len(pending) >= MAX_PENDING_FRAGMENTS:
-            # Bounded memory: the oldest waiting fragment gives up its datagram.
-            self.file.evicted.add(pending.pop(next(iter(pending)))[1])
-        pending[number] = (wire, key)
+        if key not in pending and len(pending) >= MAX_PENDING_DATAGRAMS:
+            # Bounded memory: the datagram waiting longest is given up.
+            del pending[next(iter(pending))]
+            self.stats.fragments_dropped += 1
+        pending[key] = pending.get(key, 0) + wire
 
     def _flush(self) -> None:
         if self.rows:
@@ -500,7 +499,7 @@ class _Reader:
             return _int(hop.layer, "ip.len") or 0
         return (_int(hop.layer, "ipv6.plen") or 0) + 40
 
-    def _hop(self, hop: _Hop, number: int, ts: int, wire: int, short: bool, tunnel: bool) -> None:
+    def _hop(self, hop: _Hop, ts: int, wire: int, short: bool, tunnel: bool) -> None:
         s = self.stats
         v6 = hop.l3 == L3_IPV6
         ip = hop.layer
@@ -533,16 +532,16 @@ class _Reader:
             ip_payload = (_int(ip, "ip.len") or 0) - (_int(ip, "ip.hdr_len") or 20)
         if fragment is not None:
             s.fragments += 1
-            if fragment.pieces is not None:
+            key = (hop.l3, src, dst, proto or 0, fragment.ident, tuple(hop.vlans))
+            if fragment.complete:
                 s.reassembled += 1
-                # As the fast engine: the datagram's bytes are those of all its fragments.
-                for n in fragment.pieces:
-                    if n != number:
-                        row[C_WIRE] += self.file.fragments.pop(n, (0, ()))[0]
+                # As the fast engine: the datagram's bytes are those of all its fragments,
+                # overlapping ones that tshark's reassembly left out included.
+                row[C_WIRE] += self.file.fragments.pop(key, 0)
             elif hop.transport is None:
                 # A piece of a datagram that tshark completes in a later frame (or never):
                 # counted as the fast engine counts fragments, not fed as a packet.
-                self._fragment(number, wire, (hop.l3, src, dst, fragment.ident))
+                self._fragment(key, wire)
                 self._count_ip(v6)
                 return
         if hop.transport is not None:
@@ -666,27 +665,20 @@ class _Fragment:
     """What an IP layer says about fragmentation."""
 
     ident: int
-    # Frame numbers of the fragments of the datagram this frame completed, if it did.
-    pieces: list[int] | None
-
-
-def _numbers(value: Any) -> list[int]:
-    items = value if isinstance(value, list) else [value]
-    return [int(v) for v in items if isinstance(v, str) and v.isdigit()]
+    complete: bool  # tshark reassembled the datagram in this frame
 
 
 def _ipv4_fragment(ip: Any) -> _Fragment | None:
     """The fragment facts of an IPv4 layer, or None when it is not a fragment."""
     ident = _int(ip, "ip.id") or 0
-    tree = _field(ip, "ip.fragments_tree")
-    if _field(ip, "ip.fragments") is not None and tree is not None:
-        return _Fragment(ident, _numbers(_field(tree, "ip.fragment")))
+    if _field(ip, "ip.fragments") is not None:
+        return _Fragment(ident, True)
     flags = _field(ip, "ip.flags_tree")
     mf = _int(flags, "ip.flags.mf") if flags is not None else None
     if mf is None:
         mf = (_int(ip, "ip.flags") or 0) & 1
     if mf or _int(ip, "ip.frag_offset"):
-        return _Fragment(ident, None)
+        return _Fragment(ident, False)
     return None
 
 
@@ -696,11 +688,10 @@ def _ipv6_fragment(ip: Any) -> _Fragment | None:
     if header is None or isinstance(header, str | list):
         return None
     ident = _int(header, "ipv6.fraghdr.ident") or 0
-    pieces = _field(ip, "ipv6.fragments")
-    if pieces is not None and not isinstance(pieces, str | list):
-        return _Fragment(ident, _numbers(_field(pieces, "ipv6.fragment")))
+    if _field(ip, "ipv6.fragments") is not None:
+        return _Fragment(ident, True)
     if _int(header, "ipv6.fraghdr.more") or _int(header, "ipv6.fraghdr.offset"):
-        return _Fragment(ident, None)
+        return _Fragment(ident, False)
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,12 +40,13 @@ def conv(cport: int = 40000, sport: int = 4120, **kw: object) -> TcpConversation
     return TcpConversation(C, S, cport, sport, **kw)  # type: ignore[arg-type]
 
 
-def only(df: pd.DataFrame) -> pd.Series:
+def only(df: pd.DataFrame) -> dict[str, Any]:
+    """The one flow of ``df`` as a dict, missing values as None."""
     assert len(df) == 1, df[["client_ip", "client_port", "server_ip", "server_port"]]
-    return df.iloc[0]
+    return {k: None if v is pd.NA else v for k, v in df.iloc[0].to_dict().items()}
 
 
-def endpoints(row: pd.Series) -> tuple[str, int, str, int]:
+def endpoints(row: dict[str, Any]) -> tuple[str, int, str, int]:
     return (row["client_ip"], int(row["client_port"]), row["server_ip"], int(row["server_port"]))
 
 

@@ -23,11 +23,14 @@ from dsaudit.findings import (
 )
 from dsaudit.flows.records import FLOW_DTYPES
 
-# Strings an attacker can put in a capture (SNI, Host header, DNS answers).
-SCRIPT_NAME = '<script>document.getElementById("dsaudit-canary").textContent="pwned"</script>'
+# Strings an attacker can put in a capture (SNI, Host header, DNS answers).  The script would
+# turn the red verdict heading into a green-sounding one; the attribute breakout would add an
+# image whose error handler renames the page.
+SCRIPT_NAME = '<script>document.querySelector("h1").textContent="Compliant"</script>'
+ATTR_NAME = '"><img src=x onerror="document.title=\'pwned\'">'
 ANSI_NAME = "\x1b[2J\x1b[31mevil.example\x1b[0m"
 FORMULA_NAME = "=cmd|' /C calc'!A0"
-PIPE_NAME = "a|b|c.example\nsecond line"
+PIPE_NAME = "a|b|c.example\n| forged | row |\u202emoc.evil"
 
 MANAGER, RELAY = "10.20.0.10", "10.20.0.20"
 WEB, DB, APP = "10.20.1.11", "10.20.1.12", "10.20.1.13"
@@ -151,7 +154,10 @@ def flows() -> pd.DataFrame:
               reason="localhost_only", match=None,
               reason_text="Port 4123 only belongs on the loopback interface."),
         _flow(14, 13, (MANAGER, 53001, "manager"), ("10.20.0.2", 53, "dns"), proto="udp",
-              verdict="infrastructure", rule="manager.out.dns-53", name=PIPE_NAME),
+              verdict="infrastructure", rule="manager.out.dns-53", name="dns01.corp.example"),
+        _flow(15, 14, (APP, 50404, "agent"), ("10.20.0.98", 9000, "unknown"),
+              verdict="unexplained", reason="no_rule", match=None, name=PIPE_NAME,
+              reason_text="No rule of the port table covers TCP 9000."),
     ]
     return typed_frame(rows, AUDIT_DTYPES)
 
@@ -193,6 +199,8 @@ def findings() -> pd.DataFrame:
                  f"db01 reached {ANSI_NAME}.", [12], 9, 9),
         _finding(8, "capture_quality", "info", None, None, None, None, None,
                  "18% of TCP flows began before the capture.", [], None, None),
+        _finding(9, "unexplained_flow", "medium", "app01", "agent", None, "10.20.0.98", 9000,
+                 f"app01 talks to 10.20.0.98:9000 ({PIPE_NAME}){ATTR_NAME}.", [15], 14, 14),
     ]
     return typed_frame(rows, FINDING_DTYPES)
 
@@ -227,7 +235,8 @@ def expectations() -> pd.DataFrame:
         _expect("db01", "agent", hb_in, "manager", "4120", "blocked", 2, 0, 2, 12,
                 detail="rejected once, unanswered once"),
         _expect("db01", "agent", "agent.in.heartbeat-4118", "manager", "4118", "missing"),
-        _expect("db01", "agent", "agent.out.updates-80-443", "relay", "4122", "not-visible"),
+        _expect("db01", "agent", "agent.out.updates-80-443", "relay", "4122", "not-visible",
+                detail=ATTR_NAME),
         _expect("app01", "agent", hb_in, "manager", "4120", "missing",
                 detail=f"peer name {SCRIPT_NAME}"),
         _expect("app01", "agent", "agent.in.heartbeat-4118", "manager", "4118", "missing"),
@@ -308,14 +317,14 @@ def summary() -> dict[str, Any]:
                       "seconds": 1800.0},
         "vantage": {"kind": "span", "host": None, "source": "detected",
                     "evidence": "conversations between 7 other hosts seen"},
-        "quality": {"tcp_flows": 13, "tcp_without_syn": 2, "tcp_without_syn_share": 0.18,
+        "quality": {"tcp_flows": 14, "tcp_without_syn": 2, "tcp_without_syn_share": 0.18,
                     "one_sided_flows": 1, "one_sided_share": 0.07, "snaplen_cut_frames": 40,
                     "undecodable_frames": 0, "span_seconds": 1800.0,
                     "notes": ["18% of TCP flows began before the capture: their direction "
                               "is inferred from ports."]},
-        "flow_counts": {"total": 14, "explained": 7, "unexplained": 6, "infrastructure": 1,
+        "flow_counts": {"total": 15, "explained": 7, "unexplained": 7, "infrastructure": 1,
                         "blocked_expected": 2},
-        "finding_counts": {"critical": 1, "high": 2, "medium": 4, "low": 0, "info": 1},
+        "finding_counts": {"critical": 1, "high": 2, "medium": 5, "low": 0, "info": 1},
         "compliant": False,
         "fail_on": "high",
         "exit_code": 1,

@@ -219,7 +219,7 @@ def _findings(
                     "peer": r["peer_role"],
                     # The first port the rule lists ("80, 443" -> 80; "any" -> none).
                     "port": int(ports.split(",")[0].split("-")[0]) if ports[:1].isdigit() else None,
-                    "message": f"{r['role']} {r['host']}: no {r['rule']} flow ({r['detail']})",
+                    "message": f"{r['role']} {r['host']}: no {r['rule']} flow: {r['detail']}",
                     "flow_ids": [],
                     "count": 0,
                     "first_seen": pd.NaT,

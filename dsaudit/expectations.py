@@ -77,6 +77,15 @@ def detect_vantage(flows: pd.DataFrame, option: str | None = None) -> Vantage:
     )
 
 
+def human_duration(seconds: float) -> str:
+    """1800 -> "30 min", 45 -> "45 s", 7200 -> "2 h"."""
+    if seconds >= 7200 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
 def _applicable(rule: Rule, inventory: Inventory) -> bool:
     if rule.expectation == "optional" or rule.localhost_only or rule.ports.any:
         return False
@@ -179,12 +188,15 @@ def build_expectations(
                 elif span_s < every:
                     status = "inconclusive"
                     detail = (
-                        f"capture spans {span_s:.0f} s, less than the {every:.0f} s "
-                        "in which this flow recurs"
+                        f"the capture spans {human_duration(span_s)}, less than the "
+                        f"{human_duration(every)} in which this flow recurs"
                     )
                 else:
                     status = "missing"
-                    detail = f"no attempt in {span_s:.0f} s (expected every {every:.0f} s)"
+                    detail = (
+                        f"no attempt in {human_duration(span_s)}, expected every "
+                        f"{human_duration(every)}"
+                    )
                 last = starts.iloc[mine].max() if mine else pd.NaT
                 rows.append(
                     {

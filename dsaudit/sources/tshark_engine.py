@@ -523,8 +523,8 @@ class _Reader:
         row[C_L3_LEN] = self._ip_length(hop)
         if v6:
             fragment = _ipv6_fragment(ip)
-            proto = _ipv6_protocol(ip)
-            ip_payload = _int(ip, "ipv6.plen") or 0
+            proto, extensions = _ipv6_chain(ip)
+            ip_payload = (_int(ip, "ipv6.plen") or 0) - extensions
         else:
             fragment = _ipv4_fragment(ip)
             proto = _int(ip, "ip.proto")
@@ -695,19 +695,20 @@ def _ipv6_fragment(ip: Any) -> _Fragment | None:
     return None
 
 
-def _ipv6_protocol(ip: Any) -> int | None:
-    """The next header after the last extension header tshark shows."""
+def _ipv6_chain(ip: Any) -> tuple[int | None, int]:
+    """(next header after the last extension header, bytes of extension headers)."""
     proto = _int(ip, "ipv6.nxt")
+    size = 0
     for ext in IPV6_EXTENSIONS:
-        header = _field(ip, f"ipv6.{ext}")
-        if header is None or isinstance(header, str):
+        found = _field(ip, f"ipv6.{ext}")
+        if found is None or isinstance(found, str):
             continue
-        if isinstance(header, list):
-            header = header[-1]
-        nxt = _int(header, f"ipv6.{ext}.nxt")
-        if nxt is not None:
-            proto = nxt
-    return proto
+        for header in found if isinstance(found, list) else [found]:
+            nxt = _int(header, f"ipv6.{ext}.nxt")
+            if nxt is not None:
+                proto = nxt
+            size += 8 if ext == "fraghdr" else (_int(header, f"ipv6.{ext}.len_oct") or 0)
+    return proto, size
 
 
 def _quoted_packet(icmp: Any) -> bytes:

@@ -20,6 +20,10 @@ COMMANDS: dict[str, str] = {
     "firewall": "dsaudit.commands.firewall:firewall",
     "audit": "dsaudit.commands.audit:audit",
     "inventory": "dsaudit.commands.inventory:inventory",
+    "live": "dsaudit.commands.live:live",
+    "interfaces": "dsaudit.commands.interfaces:interfaces",
+    "report": "dsaudit.commands.report:report",
+    "history": "dsaudit.commands.history:history",
 }
 
 

@@ -175,6 +175,13 @@ class DnsMap:
         return name
 
 
+def _lowest_seq(segs: list[tuple[int, bytes]]) -> int:
+    """The lowest sequence number among segments (modulo 2**32, relative to the first)."""
+    base = segs[0][0]
+    rel = min(((s - base + 0x80000000) & 0xFFFFFFFF) - 0x80000000 for s, _ in segs)
+    return (base + rel) & 0xFFFFFFFF
+
+
 def _assemble(segs: list[tuple[int, bytes]], start: int | None = None) -> bytes:
     """Contiguous bytes of a TCP direction from ``start`` (or its lowest sequence number)."""
     if not segs:
@@ -262,9 +269,13 @@ class Namer:
                 except DecodeError:
                     p.connect_status = -1
             return
-        if p.hello_seq is None and tls_dec.looks_like_client_hello(data):
-            p.hello_seq = seq
-            p.starttls = len(segs) > 1
+        if p.hello_seq is None:
+            first = _lowest_seq(segs)
+            if tls_dec.looks_like_client_hello(_assemble(segs)[:6]):
+                p.hello_seq = first  # at the stream's start, even if it came in pieces
+            elif tls_dec.looks_like_client_hello(data):
+                p.hello_seq = seq  # after a STARTTLS exchange
+                p.starttls = True
         if p.hello_seq is not None:
             try:
                 hello = tls_dec.parse_client_hello(_assemble(segs, p.hello_seq))

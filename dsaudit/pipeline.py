@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dsaudit.decode.ip_fragments import FragmentReassembler
+from dsaudit.decode.ip_fragments import FragmentReassembler, Reassembled
 from dsaudit.decode.packet_kernel import (
     C_ERR,
+    C_FRAG,
     C_L3,
+    C_L3_OFF,
+    C_PAY_OFF,
     C_TRUNC,
     C_TS,
     C_TUNNEL,
@@ -30,7 +33,6 @@ from dsaudit.flows.addresses import addr_key, key_to_text
 from dsaudit.flows.records import PROTO_NAMES, build_flow_frame
 from dsaudit.flows.table import FlowTable, Timeouts
 from dsaudit.flows.table_kernel import (
-    EV_FRAGMENT,
     F_A_HI,
     F_A_LO,
     F_A_PORT,
@@ -213,42 +215,59 @@ class FlowBuilder:
         if not self.options.vlan_key:
             rec[:k, C_VLAN0] = -1
             rec[:k, C_VLAN1] = -1
-        if self.table.nflows + k > self.options.max_flows and k:
-            self._evict(int(rec[0, C_TS]), room=k)
-        events = self.table.feed(rec, k, buf)
-        frag = events[:, 3] == EV_FRAGMENT
-        if frag.any():
-            self._fragments(events[frag], rec, buf)
-            events = events[~frag]
+        if k and rec[:k, C_FRAG].any():
+            rec, k, buf = self._with_reassembled(rec, k, buf)
+        events = self.table.feed(
+            rec, k, buf, max_flows=self.options.max_flows, on_limit=self._evict
+        )
+        events = events[events[:, 0] >= 0]
         self.namer.handle(events, rec, buf, self.table.fs)
 
-    def _evict(self, now: int, room: int) -> None:
+    def _evict(self, now: int) -> np.ndarray:
         """Keep the flow table within max_flows: summarise and drop the least recent flows."""
-        keep = max(self.options.max_flows * 3 // 4 - room, 0)
+        keep = self.options.max_flows * 3 // 4
         mapping, evicted = self.table.evict_oldest(keep, now)
         self.namer.remap(mapping)
         self.evictions.add(evicted)
         self.stats.flows_evicted = self.table.evicted
+        return mapping
 
-    def _fragments(self, events: np.ndarray, rec: np.ndarray, buf: np.ndarray) -> None:
-        whole = []
-        self.stats.fragments += len(events)
-        for r in events[:, 2].tolist():
+    def _with_reassembled(
+        self, rec: np.ndarray, k: int, buf: np.ndarray
+    ) -> tuple[np.ndarray, int, np.ndarray]:
+        """Reassemble fragments and put each whole datagram right after its last fragment.
+
+        The datagram then meets the flow table in capture order, so a fragmented first
+        packet still decides who the client is. Its bytes are appended to the buffer.
+        """
+        rows = np.flatnonzero(rec[:k, C_FRAG]).tolist()
+        self.stats.fragments += len(rows)
+        whole: list[tuple[int, Reassembled]] = []
+        for r in rows:
             done = self.fragments.add(rec, r, buf)
             if done is not None:
-                whole.append(done)
+                whole.append((r, done))
         self.stats.reassembled = self.fragments.reassembled
         self.stats.fragments_dropped = self.fragments.dropped
         if not whole:
-            return
-        batch = PacketBatch.from_frames([(d.ts_ns, d.packet) for d in whole], LINKTYPE_RAW)
-        rec2, k = decode_batch(batch)
-        # The rebuilt packets are raw IP: restore what the fragments' link layer said.
-        frame = rec2[:k, 0]
-        rec2[:k, C_VLAN0] = np.array([d.vlan0 for d in whole], dtype=np.int64)[frame]
-        rec2[:k, C_VLAN1] = np.array([d.vlan1 for d in whole], dtype=np.int64)[frame]
-        rec2[:k, C_WIRE] = np.array([d.wire for d in whole], dtype=np.int64)[frame]
-        self._feed(rec2, k, batch.buf)
+            return rec, k, buf
+        extra = PacketBatch.from_frames([(d.ts_ns, d.packet) for _, d in whole], LINKTYPE_RAW)
+        rec2, k2 = decode_batch(extra)
+        rec2 = rec2[:k2].copy()
+        # The rebuilt packets are raw IP: restore what the fragments' link layer said, and
+        # point their payload into the combined buffer.
+        frame = rec2[:, 0]
+        rec2[:, C_VLAN0] = np.array([d.vlan0 for _, d in whole], dtype=np.int64)[frame]
+        rec2[:, C_VLAN1] = np.array([d.vlan1 for _, d in whole], dtype=np.int64)[frame]
+        rec2[:, C_WIRE] = np.array([d.wire for _, d in whole], dtype=np.int64)[frame]
+        for col in (C_PAY_OFF, C_L3_OFF):
+            rec2[:, col] += len(buf)
+        if not self.options.vlan_key:
+            rec2[:, C_VLAN0] = -1
+            rec2[:, C_VLAN1] = -1
+        after = np.array([r for r, _ in whole], dtype=np.int64)[frame]
+        merged = np.insert(rec[:k], after + 1, rec2, axis=0)
+        return merged, len(merged), np.concatenate([buf, extra.buf])
 
     def _account(self, batch: PacketBatch, rec: np.ndarray) -> None:
         s = self.stats

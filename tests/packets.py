@@ -6,6 +6,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -39,7 +40,7 @@ Frame = tuple[int, bytes]  # (timestamp in ns, frame bytes)
 # ----------------------------------------------------------------------------- frames
 
 
-def ip_layer(src: str, dst: str, **kw: object) -> Packet:
+def ip_layer(src: str, dst: str, **kw: Any) -> Packet:
     """IPv4 or IPv6 header by the form of ``src``."""
     if ":" in src:
         return IPv6(src=src, dst=dst, **kw)
@@ -85,7 +86,7 @@ def tcp_packet(
     seq: int = 0,
     ack: int = 0,
     payload: bytes = b"",
-    **tcp_kw: object,
+    **tcp_kw: Any,
 ) -> Packet:
     """An IP/TCP packet (scapy object)."""
     pkt = ip_layer(src, dst) / TCP(

@@ -297,6 +297,22 @@ def test_jobs_do_not_change_the_output(capsys: pytest.CaptureFixture[str], tmp_p
     assert sum(1 for r in records if r["server_name"] == TLS_NAME) == repeats
 
 
+def test_max_flows_above_the_flow_count_changes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    capture = tmp_path / "busy.pcap"
+    _busy_capture(capture)
+    outputs = {}
+    for limit in ("2000000", "10000"):
+        target = tmp_path / f"limit{limit}.jsonl"
+        args = ("--format", "jsonl", "-o", str(target), "--max-flows", limit)
+        code, _, _ = run(capsys, str(capture), *args)
+        assert code == 0
+        outputs[limit] = target.read_bytes()
+    assert len(outputs["2000000"].splitlines()) < 10000  # fewer flows than either limit
+    assert outputs["10000"] == outputs["2000000"]
+
+
 # ----------------------------------------------------------------------------- hostile names
 
 

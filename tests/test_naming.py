@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from dsaudit.naming import DnsMap
+from dsaudit.pipeline import FlowBuilder
 from tests.factories import (
     client_hello,
     dns_query,
@@ -23,6 +24,7 @@ from tests.packets import (
     NS,
     Frame,
     TcpConversation,
+    batch_of,
     flows_of,
     tcp_frame,
     udp_frame,
@@ -37,7 +39,7 @@ def tcp_flow(df: pd.DataFrame, server_port: int, client: str = C) -> dict[str, A
     rows = df[(df["proto"] == "tcp") & (df["server_port"] == server_port)]
     rows = rows[rows["client_ip"] == client]
     assert len(rows) == 1, df[["client_ip", "server_ip", "server_port"]]
-    return {k: None if v is pd.NA else v for k, v in rows.iloc[0].to_dict().items()}
+    return {str(k): None if v is pd.NA else v for k, v in rows.iloc[0].to_dict().items()}
 
 
 def tls_conversation(hello: bytes, pieces: int, order: list[int] | None = None) -> list[Frame]:
@@ -342,3 +344,49 @@ def test_dns_map_directly() -> None:
     assert m.lookup(3, 99, 150) == "a"
     assert m.lookup(3, 99, 250) == "b"
     assert m.lookup(3, 98, 250) is None
+
+
+def test_sni_across_the_sequence_number_wrap() -> None:
+    name = "wrap.example.com"
+    hello = client_hello(name)
+    c = TcpConversation(C, S, 40000, 443, client_isn=0xFFFF_FFFF - 40)
+    c.handshake()
+    for start in range(0, len(hello), 60):
+        c.send(True, "PA", hello[start : start + 60])
+    row = tcp_flow(flows_of(c.frames).flows, 443)
+    assert row["sni"] == name
+
+
+def test_sni_from_a_client_hello_split_across_two_batches() -> None:
+    name = "batches.example.com"
+    frames = tls_conversation(client_hello(name), 2)
+    builder = FlowBuilder()
+    builder.add_batch(batch_of(frames[:4]))
+    builder.add_batch(batch_of(frames[4:]))
+    row = tcp_flow(builder.result([]).flows, 443)
+    assert row["sni"] == name
+
+
+def test_http_request_split_over_three_segments() -> None:
+    request = http_request("split.example.com")
+    c = TcpConversation(C, S, 40007, 80)
+    c.handshake()
+    for piece in (request[:7], request[7:25], request[25:]):
+        c.send(True, "PA", piece)
+    row = tcp_flow(flows_of(c.frames).flows, 80)
+    assert (row["http_host"], row["name_source"]) == ("split.example.com", "http_host")
+
+
+def test_socks5_with_username_and_password() -> None:
+    request = socks5_request("auth.example.com", 443, auth=(b"user", b"secret"))
+    greeting_end = 2 + request[1]
+    auth_end = greeting_end + 3 + len(b"user") + len(b"secret")
+    c = TcpConversation(C, S, 40008, 1080)
+    c.handshake()
+    c.send(True, "PA", request[:greeting_end])
+    c.send(False, "PA", b"\x05\x02")
+    c.send(True, "PA", request[greeting_end:auth_end])
+    c.send(False, "PA", b"\x01\x00")
+    c.send(True, "PA", request[auth_end:])
+    row = tcp_flow(flows_of(c.frames).flows, 1080)
+    assert (row["socks_target"], row["server_name"]) == ("auth.example.com:443", "auth.example.com")

@@ -77,6 +77,11 @@ class FragmentReassembler:
         )
         ts = int(row[C_TS])
         entry = self._pending.get(key)
+        if entry is not None and ts - entry.first_ts > self.timeout_ns:
+            # Too old to belong with this fragment: the id has been reused since.
+            del self._pending[key]
+            self.dropped += 1
+            entry = None
         if entry is None:
             if len(self._pending) >= self.max_pending:
                 self._expire(ts, force=True)

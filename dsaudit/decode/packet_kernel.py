@@ -169,10 +169,9 @@ def _l4(
         want = claimed - 8
         if want < 0:
             want = 0
-        have = end - p - 8
-        if have < 0:
-            have = 0
-        rec[k, C_PAY_OFF] = p + 8
+        pay = p + 8 if p + 8 <= end else end
+        have = end - pay
+        rec[k, C_PAY_OFF] = pay
         rec[k, C_L4_LEN] = want
         rec[k, C_PAY_LEN] = want if want < have else have
         return -1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ from dsaudit.decode.packet_kernel import C_TS
 from dsaudit.flows.table_kernel import (
     F_LAST_TS,
     FLOWS_FULL,
+    FLOWS_LIMIT,
     HASH_FULL,
     N_FCOLS,
     process_records,
@@ -73,8 +75,20 @@ class FlowTable:
         """The flow store rows filled so far (a view)."""
         return self.fs[: self.nflows]
 
-    def feed(self, rec: np.ndarray, nrec: int, buf: np.ndarray) -> np.ndarray:
-        """Account records ``rec[:nrec]``; return the naming events they raised."""
+    def feed(
+        self,
+        rec: np.ndarray,
+        nrec: int,
+        buf: np.ndarray,
+        max_flows: int = 1 << 62,
+        on_limit: Callable[[int], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Account records ``rec[:nrec]``; return the naming events they raised.
+
+        When ``max_flows`` flows exist, ``on_limit(now)`` must make room (through
+        :meth:`evict_oldest`) and return its index map; events already raised are moved
+        along with their flows (those of evicted flows get flow -1).
+        """
         ev = np.empty((max(nrec, 1), 4), dtype=np.int64)
         nev = 0
         start = 0
@@ -92,8 +106,15 @@ class FlowTable:
                 self._tmo,
                 ev,
                 nev,
+                max_flows if on_limit is not None else 1 << 62,
             )
-            if status == FLOWS_FULL:
+            if status == FLOWS_LIMIT and on_limit is not None:
+                mapping = on_limit(int(rec[start, C_TS]))
+                flows = ev[:nev, 0]
+                ev[:nev, 0] = np.where(flows >= 0, mapping[np.maximum(flows, 0)], -1)
+                if self.nflows >= max_flows:
+                    raise RuntimeError("on_limit made no room in the flow table")
+            elif status == FLOWS_FULL:
                 grown = np.zeros((2 * self.fs.shape[0], N_FCOLS), dtype=np.int64)
                 grown[: self.nflows] = self.fs[: self.nflows]
                 self.fs = grown

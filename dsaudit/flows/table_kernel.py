@@ -101,14 +101,16 @@ TEXT_CONNECT = 3  # a proxy CONNECT: the proxy's answer and a ClientHello follow
 # Event kinds handed to the naming stage.
 EV_PAYLOAD = 1
 EV_ICMP_ERROR = 2
-EV_FRAGMENT = 3
 
 # Kernel outcomes.
 OK = 0
 FLOWS_FULL = 1
 HASH_FULL = 2
+FLOWS_LIMIT = 3  # the configured maximum: the caller evicts before going on
 
 TEXT_CLIENT_PACKETS = 12
+TLS_PACKETS = 64
+REORDER_PACKETS = 3
 TEXT_SERVER_PACKETS = 2
 DNS_PACKETS = 512
 QUIC_PACKETS = 4
@@ -231,6 +233,7 @@ def process_records(
     timeouts: np.ndarray,
     ev: np.ndarray,
     nev: int,
+    max_flows: int,
 ) -> tuple[int, int, int, int, int]:
     """Feed records ``start..nrec`` into the table; return (next, nflows, nused, nev, outcome)."""
     mask = htab.shape[0] - 1
@@ -242,14 +245,11 @@ def process_records(
         if l3 != L3_IPV4 and l3 != L3_IPV6:
             continue
         if rec[r, C_FRAG] == 1:
-            ev[nev, 0] = -1
-            ev[nev, 1] = 0
-            ev[nev, 2] = r
-            ev[nev, 3] = EV_FRAGMENT
-            nev += 1
-            continue
+            continue  # reassembled beforehand; the whole datagram follows as its own row
         if nflows >= fcap:
             return r, nflows, nused, nev, FLOWS_FULL
+        if nflows >= max_flows:
+            return r, nflows, nused, nev, FLOWS_LIMIT
         if 2 * (nused + 1) > htab.shape[0]:
             return r, nflows, nused, nev, HASH_FULL
         proto = rec[r, C_PROTO]
@@ -435,7 +435,9 @@ def process_records(
                 _add_letter(fs, f, H_F + off)
             if flags & TCP_RST:
                 _add_letter(fs, f, H_R + off)
-            if caplen > 0 and not retrans:
+            # Retransmitted or reordered segments are still handed over: reassembly in the
+            # naming stage drops duplicates, and a reordered ClientHello needs them.
+            if caplen > 0:
                 mode = fs[f, F_MODE]
                 emit = False
                 p = rec[r, C_PAY_OFF]
@@ -448,9 +450,17 @@ def process_records(
                             fs[f, F_NEED] = _hello_need(buf, p, caplen) - paylen
                             emit = True
                         elif mode == M_UNDECIDED:
-                            if caplen < 6 or _looks_texty(buf[p]):
+                            if buf[p] == 0x16:
+                                # A ClientHello whose first segment is too short to size it.
+                                fs[f, F_MODE] = M_TLS
+                                fs[f, F_NEED] = MAX_HELLO
+                                emit = True
+                            elif caplen < 6 or _looks_texty(buf[p]):
                                 fs[f, F_MODE] = M_TEXT
                                 fs[f, F_TEXT] = _text_kind(buf, p, caplen)
+                                emit = True
+                            elif fs[f, F_NPAY_C] < REORDER_PACKETS:
+                                # Perhaps a later segment overtook the stream's first one.
                                 emit = True
                             else:
                                 fs[f, F_MODE] = M_DONE
@@ -467,8 +477,9 @@ def process_records(
                         ):
                             fs[f, F_MODE] = M_DONE
                     elif mode == M_TLS:
-                        emit = True
-                        fs[f, F_NEED] -= paylen
+                        emit = fs[f, F_NPAY_C] < TLS_PACKETS
+                        if not retrans:
+                            fs[f, F_NEED] -= paylen
                     if fs[f, F_MODE] == M_TLS and fs[f, F_NEED] <= 0:
                         fs[f, F_MODE] = M_DONE
                 elif mode == M_TEXT and fs[f, F_TEXT] == TEXT_CONNECT:

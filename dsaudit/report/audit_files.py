@@ -72,13 +72,16 @@ LIST_TYPES: dict[str, dict[str, pa.DataType]] = {
 
 
 def csv_text(text: str) -> str:
-    """A text cell: control characters shown as \\xNN (a CSV gets `cat` to terminals too),
-    then a leading formula character neutralised."""
-    return for_csv(for_terminal(text))
+    """A text cell: control and bidi characters shown as \\xNN (a CSV gets `cat` to terminals
+    too), then a leading formula character neutralised."""
+    # Both kinds are non-printable, so most cells skip the regular expressions.
+    return for_csv(text if text.isprintable() else for_terminal(text))
 
 
 def _csv_cell(value: Any) -> Any:
     """A cell for csv.writer: text neutralised against formulas, numbers left as numbers."""
+    if isinstance(value, str):
+        return csv_text(value)
     if isinstance(value, list | tuple | np.ndarray):
         # Lists become one ";"-separated cell; objects in them as compact JSON.
         parts = (v if isinstance(v, str) else json.dumps(json_value(v)) for v in value)
@@ -89,20 +92,35 @@ def _csv_cell(value: Any) -> Any:
         return ""
     if isinstance(value, pd.Timestamp | np.datetime64):
         return fm.iso_utc(value) or ""
-    if isinstance(value, bool | np.bool_ | int | np.integer | float | np.floating):
-        return value.item() if isinstance(value, np.generic) else value
-    return csv_text(str(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if isinstance(value, bool | int | float) else csv_text(str(value))
 
 
-def iter_csv(df: pd.DataFrame, columns: list[str], chunk: int = 4096) -> Iterator[str]:
+def _csv_column(col: pd.Series) -> list[Any]:
+    """One column's cells; times and numbers converted for the whole column at once."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype) or col.dtype.kind == "M":
+        utc = col.dt.tz_convert("UTC") if isinstance(col.dtype, pd.DatetimeTZDtype) else col
+        stamps = utc.to_numpy(dtype="datetime64[us]")
+        text = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z").tolist()
+        return ["" if missing else t for t, missing in zip(text, col.isna(), strict=True)]
+    if col.dtype.kind in "biuf" or pd.api.types.is_bool_dtype(col.dtype):
+        # tolist() gives Python numbers; nullable integers give pd.NA and floats NaN.
+        return ["" if fm.is_missing(v) else v for v in col.tolist()]
+    if isinstance(col.dtype, pd.StringDtype | pd.CategoricalDtype):
+        # Text vocabularies: every value is a string or missing.
+        return [csv_text(v) if isinstance(v, str) else "" for v in col.tolist()]
+    return [_csv_cell(v) for v in col.tolist()]
+
+
+def iter_csv(df: pd.DataFrame, columns: list[str], chunk: int = 8192) -> Iterator[str]:
     """CSV text of ``df[columns]`` with a header, a chunk of rows at a time."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([csv_text(c) for c in columns])
-    view = df[columns]
-    for lo in range(0, len(view), chunk):
-        for row in view.iloc[lo : lo + chunk].itertuples(index=False, name=None):
-            writer.writerow([_csv_cell(v) for v in row])
+    for lo in range(0, len(df), chunk):
+        part = df.iloc[lo : lo + chunk]
+        writer.writerows(zip(*(_csv_column(part[c]) for c in columns), strict=True))
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()

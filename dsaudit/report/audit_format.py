@@ -111,10 +111,15 @@ def endpoint(ip: object, port: object) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
+_ACRONYMS = {"mtu": "MTU", "dns": "DNS", "tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}
+
+
 def kind_title(kind: object) -> str:
-    """``blocked_expected_flow`` -> ``Blocked expected flow``."""
-    words = text(kind).replace("_", " ").strip()
-    return words[:1].upper() + words[1:]
+    """``blocked_expected_flow`` -> ``Blocked expected flow``; ``path_mtu_problem`` -> ``Path MTU
+    problem``."""
+    words = [_ACRONYMS.get(w, w) for w in text(kind).split("_") if w]
+    title = " ".join(words)
+    return title[:1].upper() + title[1:]
 
 
 def kind_description(kind: object) -> str:

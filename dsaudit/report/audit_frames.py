@@ -241,11 +241,17 @@ def compliance_rows(result: AuditResult, scope: str) -> list[dict[str, Any]]:
 
 
 def heartbeat_rows(result: AuditResult) -> list[dict[str, Any]]:
-    """Heartbeats per agent and direction, each with a plain-words ``status``."""
-    rows = sorted(
-        records(result.heartbeats),
-        key=lambda r: (fm.text(r["agent"]), fm.text(r["direction"]), int(r["port"])),
-    )
+    """Heartbeats per agent and direction, each with a plain-words ``status``.
+
+    An agent whose heartbeat never appeared may have no row in ``heartbeats`` at all; its
+    heartbeat expectation then adds a row with no attempts, so the reports show the agent
+    that is silent instead of leaving it out.
+    """
+    rows = records(result.heartbeats)
+    have = {(fm.text(r["agent"]), fm.text(r["direction"]), int(r["port"])) for r in rows}
+    for key in _expected_heartbeats(result) - have:
+        rows.append(_no_heartbeat(*key))
+    rows.sort(key=lambda r: (fm.text(r["agent"]), fm.text(r["direction"]), int(r["port"])))
     for row in rows:
         attempts, failed = int(row["attempts"]), int(row["failed"])
         if attempts == 0:
@@ -257,6 +263,42 @@ def heartbeat_rows(result: AuditResult) -> list[dict[str, Any]]:
         else:
             row["status"] = "some failed"
     return rows
+
+
+def _expected_heartbeats(result: AuditResult) -> set[tuple[str, str, int]]:
+    """(agent, direction, port) of every heartbeat the expectations hold an agent to."""
+    out = set()
+    for row in records(result.expectations):
+        rule, port = fm.text(row["rule"]), fm.text(row["port"])
+        side, _, service = rule.partition(".")[2].partition(".")
+        if "agent" not in fm.text(row["role"]).split("+") or not service.startswith("heartbeat"):
+            continue
+        if not port.isdigit():
+            continue
+        # The rule's owner and direction say who opens the connection.
+        towards_agent = (rule.startswith("agent.") and side == "in") or (
+            rule.startswith("manager.") and side == "out"
+        )
+        direction = "manager->agent" if towards_agent else "agent->manager"
+        out.add((fm.text(row["host"]), direction, int(port)))
+    return out
+
+
+def _no_heartbeat(agent: str, direction: str, port: int) -> dict[str, Any]:
+    return {
+        "agent": agent,
+        "direction": direction,
+        "port": port,
+        "attempts": 0,
+        "established": 0,
+        "failed": 0,
+        "first_seen": None,
+        "last_seen": None,
+        "median_interval_s": None,
+        "max_interval_s": None,
+        "times": [],
+        "outcomes": [],
+    }
 
 
 def unexplained_destinations(flows: pd.DataFrame) -> list[dict[str, Any]]:

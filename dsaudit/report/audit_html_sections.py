@@ -207,7 +207,8 @@ def _finding(row: dict[str, Any], index: af.FlowIndex) -> str:
         f"</span>{h(fm.kind_title(row['kind']))}</h4>"
         f'<p class="message">{h(row["message"])}</p>'
         f'<p class="means">{h(fm.kind_description(row["kind"]))}</p>'
-        f"<dl>{dl}</dl>{_evidence(index, row['flow_ids'])}</article>"
+        + (f"<dl>{dl}</dl>" if dl else "")
+        + f"{_evidence(index, row['flow_ids'])}</article>"
     )
 
 

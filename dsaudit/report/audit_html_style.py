@@ -93,7 +93,7 @@ table.matrix td.st { width: 30px; min-width: 30px; height: 28px; text-align: cen
   padding: 0; border: 2px solid #fff; font-weight: 700; print-color-adjust: exact;
   -webkit-print-color-adjust: exact; }
 table.matrix th.host { white-space: nowrap; font-weight: 600; }
-.st.observed { background: #d3f8df; color: #0e6027; }
+.st.observed { background: #a6e9bd; color: #0b4f21; }
 .st.blocked { background: #fda29b; color: #7a0916; }
 .st.missing { background: #fec84b; color: #7a2e0e; }
 .st.inconclusive { background: #d0d5dd; color: #344054; }

@@ -17,10 +17,14 @@ from dsaudit.report.flow_output import iter_json_lines
 # Top-level keys in document order; every table is a list of records in a fixed row order.
 TABLES = ("findings", "compliance", "expectations", "heartbeats")
 DOCUMENT_KEYS = ("summary", "flows") + TABLES
+_PLAIN = (str, int, bool)
 
 
 def json_value(value: Any) -> Any:
     """A JSON-ready copy: times as ISO-8601 UTC, missing as null, dict keys sorted."""
+    # Exact types: most values are plain already (numpy scalars are not int/bool subclasses).
+    if value is None or type(value) in _PLAIN:
+        return value
     if isinstance(value, dict):
         return {str(k): json_value(value[k]) for k in sorted(value, key=str)}
     if isinstance(value, list | tuple | np.ndarray):
@@ -62,17 +66,31 @@ def table_records(name: str, df: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: json_value(v) for k, v in row.items()} for row in af.records(_sorted(name, df))]
 
 
-def flow_records(flows: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """Flows by flow_id, serialised exactly as `dsaudit flows --format json` does, plus verdicts."""
+def flow_lines(flows: pd.DataFrame) -> Iterator[str]:
+    """Each flow by flow_id as one compact JSON text, serialised as `dsaudit flows` does."""
     if flows.empty:
         return
     ordered = flows.sort_values("flow_id", kind="stable")[af.ordered_flow_columns(flows)]
+    nested = [c for c in ordered.columns if ordered[c].dtype == object]
     for text in iter_json_lines(ordered):
         # "\n" is always escaped inside JSON strings, unlike the separators splitlines() knows.
         for line in text.split("\n"):
-            if line:
-                # Records keep the column order; only objects nested in cells get sorted keys.
-                yield {k: json_value(v) for k, v in json.loads(line).items()}
+            if not line:
+                continue
+            if line.count("{") == 1:
+                yield line  # no object inside a cell: nothing to sort, pass it through
+                continue
+            # Objects inside cells (DNS answers, ICMP errors) get sorted keys; json.loads keeps
+            # the record's column order.
+            record = json.loads(line)
+            for col in nested:
+                record[col] = json_value(record[col])
+            yield _dump(record)
+
+
+def flow_records(flows: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """Flows by flow_id as dicts: every flow column plus the verdict columns."""
+    return (json.loads(line) for line in flow_lines(flows))
 
 
 def audit_to_dict(result: AuditResult) -> dict[str, Any]:
@@ -87,20 +105,21 @@ def audit_to_dict(result: AuditResult) -> dict[str, Any]:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    # Compact, like the flow lines pandas writes, so every record looks alike.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def iter_audit_json(result: AuditResult) -> Iterator[str]:
     """The JSON document in pieces, one record per line, flows streamed a chunk at a time."""
     summary = json.dumps(json_value(result.summary), ensure_ascii=False, indent=2)
     yield "{\n" + f'"summary": {summary}'
-    sources: list[tuple[str, Any]] = [("flows", flow_records(result.flows))]
-    sources += [(n, table_records(n, getattr(result, n))) for n in TABLES]
-    for name, rows in sources:
+    sources: list[tuple[str, Iterator[str]]] = [("flows", flow_lines(result.flows))]
+    sources += [(n, map(_dump, table_records(n, getattr(result, n)))) for n in TABLES]
+    for name, lines in sources:
         yield f',\n"{name}": ['
         first = True
-        for row in rows:
-            yield ("\n" if first else ",\n") + _dump(row)
+        for line in lines:
+            yield ("\n" if first else ",\n") + line
             first = False
         yield "]" if first else "\n]"
     yield "\n}\n"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -83,10 +83,12 @@ class _Interfaces:
     link: np.ndarray
     mul: np.ndarray
     div: np.ndarray
+    shift: np.ndarray
     off: np.ndarray
+    snap: np.ndarray
 
 
-def _open(path: str) -> tuple[io.BufferedIOBase, bool]:
+def _open(path: str) -> tuple[io.RawIOBase | io.BufferedReader, bool]:
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the reader
     except FileNotFoundError:
@@ -98,8 +100,74 @@ def _open(path: str) -> tuple[io.BufferedIOBase, bool]:
     head = raw.read(2)
     raw.seek(0)
     if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), True
+        return GzipStream(raw), True
     return raw, False
+
+
+class GzipStream(io.RawIOBase):
+    """Decompress a gzip file (all its members) as a stream that never loses what came before.
+
+    The standard library's GzipFile raises on a cut or corrupt stream and discards what
+    that read had already decompressed; rotated captures are often cut mid-write, so this
+    stops at the damage instead and says where (``error``). Output per step is capped,
+    so a decompression bomb cannot balloon memory.
+    """
+
+    STEP_IN = 1 << 20
+    STEP_OUT = 4 << 20
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self._d = zlib.decompressobj(31)
+        self._member_started = False
+        self._pending = bytearray()
+        self._done = False
+        self.error: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        while not self._pending and not self._done:
+            self._step()
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        del self._pending[:n]
+        return n
+
+    def _step(self) -> None:
+        d = self._d
+        data = d.unconsumed_tail
+        if not data:
+            data = self.raw.read(self.STEP_IN)
+            if not data:
+                if self._member_started and not d.eof:
+                    self.error = "the compressed stream ends early (file cut short)"
+                self._done = True
+                return
+        try:
+            self._pending += d.decompress(data, self.STEP_OUT)
+        except zlib.error as exc:
+            self.error = f"the compressed data is corrupt ({exc})"
+            self._done = True
+            return
+        self._member_started = True
+        if d.eof:
+            rest = d.unused_data
+            self._d = zlib.decompressobj(31)
+            self._member_started = False
+            if rest.strip(b"\x00"):
+                try:
+                    self._pending += self._d.decompress(rest, self.STEP_OUT)
+                    self._member_started = True
+                except zlib.error:
+                    self.error = "data after the last gzip member is not gzip"
+                    self._done = True
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 class CaptureReader:
@@ -116,11 +184,12 @@ class CaptureReader:
         self.info = CaptureInfo(path=path)
         self._buffer_bytes = buffer_bytes
         self._batch = batch_packets
-        self._fh: io.BufferedIOBase | None = None
+        self._fh: io.RawIOBase | io.BufferedReader | None = None
         self._buf = np.empty(0, dtype=np.uint8)
         self._filled = 0
         self._base = 0  # file offset of self._buf[0]
         self._eof = False
+        self._stream_error: str | None = None
 
     # -- buffer management -------------------------------------------------
     def _refill(self, pos: int, need: int = 0) -> int:
@@ -140,15 +209,23 @@ class CaptureReader:
                     self._eof = True
                     break
                 filled += got
-        except (OSError, EOFError, zlib.error) as exc:
-            # A gzip stream cut short or corrupt: keep what decompressed cleanly.
+        except OSError as exc:
             self._eof = True
-            self._damage(self._base + filled, f"compressed data is damaged ({exc})")
+            self._stream_error = f"read error ({exc.strerror or exc})"
+        if isinstance(self._fh, GzipStream) and self._fh.error and self._eof:
+            self._stream_error = self._fh.error
         self._buf = new
         self._filled = filled
         return 0
 
     def _damage(self, offset: int, message: str) -> None:
+        if self._stream_error is not None:
+            # The decompressor's complaint explains the damage better than a cut record.
+            message, self._stream_error = self._stream_error, None
+            offset = self._base + self._filled
+        if self.info.packets == 0:
+            # Nothing readable before the damage: the file is unreadable, not damaged.
+            raise CaptureError(self.path, offset, message)
         if self.info.damaged is None:
             self.info.damaged = message
             self.info.damage_offset = offset
@@ -259,6 +336,8 @@ class CaptureReader:
                         self._base + pos,
                         f"file ends inside record {info.packets + 1}: cut short in {what}",
                     )
+                elif self._stream_error:
+                    self._damage(self._base + pos, self._stream_error)
                 return
             if k:
                 yield self._emit(arrays, k)
@@ -270,11 +349,8 @@ class CaptureReader:
         info = self.info
         info.format = "pcapng"
         big = False
-        if_link: list[int] = []
-        if_mul: list[int] = []
-        if_div: list[int] = []
-        if_off: list[int] = []
-        tables = self._if_tables(if_link, if_mul, if_div, if_off)
+        ifaces: list[tuple[int, int, int, int, int, int]] = []
+        tables = self._if_tables(ifaces)
         last_ts = 0
         pos = 0
         arrays = self._arrays()
@@ -289,7 +365,9 @@ class CaptureReader:
                 t.link,
                 t.mul,
                 t.div,
+                t.shift,
                 t.off,
+                t.snap,
                 last_ts,
                 self._base,
                 a.off,
@@ -313,7 +391,7 @@ class CaptureReader:
                     pos = self._refill(pos, need)
                     continue
                 try:
-                    pos, big = self._python_block(pos, big, if_link, if_mul, if_div, if_off)
+                    pos, big = self._python_block(pos, big, ifaces)
                 except CaptureError as exc:
                     if info.packets + k == 0 and info.sections <= 1:
                         raise
@@ -321,7 +399,7 @@ class CaptureReader:
                         yield self._emit(arrays, k)
                     self._damage(exc.offset or 0, exc.message)
                     return
-                tables = self._if_tables(if_link, if_mul, if_div, if_off)
+                tables = self._if_tables(ifaces)
                 continue
             if status == BAD_RECORD:
                 if k:
@@ -337,10 +415,13 @@ class CaptureReader:
                 if k:
                     yield self._emit(arrays, k)
                 left = self._filled - pos
-                if left:
+                if left or self.info.sections == 0:
                     self._damage(
-                        self._base + pos, f"file ends inside a pcapng block ({left} bytes present)"
+                        self._base + pos,
+                        f"file ends inside a pcapng block ({left} bytes present)",
                     )
+                elif self._stream_error:
+                    self._damage(self._base + pos, self._stream_error)
                 return
             if k:
                 yield self._emit(arrays, k)
@@ -348,12 +429,15 @@ class CaptureReader:
             pos = self._refill(pos)
 
     @staticmethod
-    def _if_tables(link: list[int], mul: list[int], div: list[int], off: list[int]) -> _Interfaces:
+    def _if_tables(ifaces: list[tuple[int, int, int, int, int, int]]) -> _Interfaces:
+        cols: list[tuple[int, ...]] = list(zip(*ifaces, strict=True)) if ifaces else [()] * 6
         return _Interfaces(
-            np.asarray(link, dtype=np.int32),
-            np.asarray(mul, dtype=np.int64),
-            np.asarray(div, dtype=np.int64),
-            np.asarray(off, dtype=np.int64),
+            np.asarray(cols[0], dtype=np.int32),
+            np.asarray(cols[1], dtype=np.int64),
+            np.asarray(cols[2], dtype=np.int64),
+            np.asarray(cols[3], dtype=np.int64),
+            np.asarray(cols[4], dtype=np.int64),
+            np.asarray(cols[5], dtype=np.int64),
         )
 
     def _block_needs(self, pos: int, big: bool) -> int | None:
@@ -371,10 +455,7 @@ class CaptureReader:
         self,
         pos: int,
         big: bool,
-        if_link: list[int],
-        if_mul: list[int],
-        if_div: list[int],
-        if_off: list[int],
+        ifaces: list[tuple[int, int, int, int, int, int]],
     ) -> tuple[int, bool]:
         """Parse an SHB or IDB at ``pos``; return the next position and byte order."""
         buf = self._buf
@@ -402,10 +483,7 @@ class CaptureReader:
                     self.path, where + 12, f"pcapng version {major} is not supported"
                 )
             self._options(pos + 24, pos + blen - 4, big, where)
-            if_link.clear()
-            if_mul.clear()
-            if_div.clear()
-            if_off.clear()
+            ifaces.clear()
             self.info.sections += 1
             self.info.byte_order = "big" if big else "little"
             return pos + blen, big
@@ -414,31 +492,34 @@ class CaptureReader:
         self._check_block(pos, blen, big, min_len=20)
         linktype, _, snaplen = struct.unpack_from(e + "HHI", buf.data, pos + 8)
         opts = self._options(pos + 16, pos + blen - 4, big, where)
-        mul, div = 1000, 1  # default resolution: microseconds
+        mul, div, shift = 1000, 1, -1  # default resolution: microseconds
         tsres = opts.get(9)
         if tsres:
             r = tsres[0]
+            exp = r & 0x7F
+            if (r & 0x80 and exp > 62) or (not r & 0x80 and exp > 18):
+                raise CaptureError(
+                    self.path,
+                    where,
+                    f"interface timestamp resolution {'2' if r & 0x80 else '10'}^-{exp} is "
+                    "finer than any capture can have",
+                )
             if r & 0x80:
-                mul, div = 1_000_000_000, 1 << (r & 0x7F)
+                mul, div, shift = 1, 1, exp
+            elif exp <= 9:
+                mul, div = 10 ** (9 - exp), 1
             else:
-                exp = r & 0x7F
-                if exp <= 9:
-                    mul, div = 10 ** (9 - exp), 1
-                else:
-                    mul, div = 1, 10 ** (exp - 9)
+                mul, div = 1, 10 ** (exp - 9)
         tsoff = 0
         raw_off = opts.get(14)
         if raw_off and len(raw_off) >= 8:
             tsoff = struct.unpack_from(e + "q", raw_off)[0]
-        if_link.append(linktype)
-        if_mul.append(mul)
-        if_div.append(div)
-        if_off.append(tsoff)
+        ifaces.append((linktype, mul, div, shift, tsoff, snaplen))
         self.info.linktypes.add(linktype)
         self.info.interfaces += 1
         self.info.snaplen = max(self.info.snaplen, snaplen)
         if not self.info.ts_resolution:
-            self.info.ts_resolution = "nsec" if mul == 1 or div > 1 else "usec"
+            self.info.ts_resolution = "usec" if (mul, div, shift) == (1000, 1, -1) else "nsec"
         return pos + blen, big
 
     def _check_block(self, pos: int, blen: int, big: bool, min_len: int) -> None:

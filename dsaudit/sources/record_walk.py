@@ -94,7 +94,9 @@ def walk_pcapng(
     if_link: np.ndarray,
     if_mul: np.ndarray,
     if_div: np.ndarray,
+    if_shift: np.ndarray,
     if_tsoff: np.ndarray,
+    if_snap: np.ndarray,
     last_ts: int,
     base: int,
     off: np.ndarray,
@@ -133,10 +135,16 @@ def walk_pcapng(
                 if blen < 16:
                     return k, pos, BAD_RECORD, last_ts
                 iface = 0
+                if nif == 0:
+                    return k, pos, BAD_RECORD, last_ts
                 wl = _u32(buf, pos + 8, big)
+                # The data field is padded to 32 bits: the captured length is the packet
+                # length cut to the interface's snap length, not the field's size.
                 cl = blen - 16
                 if wl < cl:
                     cl = wl
+                if if_snap[0] > 0 and if_snap[0] < cl:
+                    cl = if_snap[0]
                 data = pos + 12
                 t = last_ts
             else:
@@ -156,14 +164,19 @@ def walk_pcapng(
                 if iface >= nif:
                     return k, pos, BAD_RECORD, last_ts
                 ticks = (hi << 32) | lo
-                mul = if_mul[iface]
-                div = if_div[iface]
-                if div == 1:
-                    t = ticks * mul
-                elif mul == 1:
-                    t = ticks // div
+                shift = if_shift[iface]
+                if shift >= 0:
+                    # Binary resolution 2**-shift, in integers so nanoseconds stay exact.
+                    frac = ticks & ((np.int64(1) << shift) - 1)
+                    s = shift
+                    if s > 33:
+                        frac >>= s - 33
+                        s = 33
+                    t = (ticks >> shift) * 1_000_000_000 + ((frac * 1_000_000_000) >> s)
+                elif if_div[iface] == 1:
+                    t = ticks * if_mul[iface]
                 else:
-                    t = np.int64(ticks * (mul / div))
+                    t = ticks // if_div[iface]
                 t += if_tsoff[iface] * 1_000_000_000
                 last_ts = t
             if iface >= nif:

@@ -12,6 +12,7 @@ datagram reaches the flow table once, in the frame that completed it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import json
@@ -77,15 +78,17 @@ PREFERENCES = {
     # Every TCP segment keeps its own payload in tcp.payload; the naming stage reassembles
     # only the stream starts it needs, exactly as with the fast engine.
     "tcp.desegment_tcp_streams": "FALSE",
-    # The flow table tells a retry from a new connection by the raw initial sequence number.
+    # The flow table tells a retry from a new connection by the raw initial sequence number,
+    # and finds retransmissions itself: tshark's sequence analysis would only cost time.
     "tcp.relative_sequence_numbers": "FALSE",
     "tcp.analyze_sequence_numbers": "FALSE",
     # tshark's own reassembly of IP fragments replaces dsaudit's.
     "ip.defragment": "TRUE",
     "ipv6.defragment": "TRUE",
 }
-# Only these protocols (with their subtrees) go into tshark's JSON: the application layers
-# would triple the text pyshark has to parse, and naming reads payload bytes, not them.
+# Only these protocols (with their subtrees) go into tshark's JSON: naming reads payload
+# bytes, so the application layers' trees (TLS, HTTP, DNS, ...) would only be more text
+# for pyshark to parse.
 PROTOCOLS = "frame vlan ieee8021ad ip ipv6 tcp udp icmp icmpv6 _ws.short"
 
 BATCH_ROWS = 4096
@@ -178,14 +181,13 @@ def _capture_class() -> type[Any]:
                     try:
                         await asyncio.wait_for(process.wait(), 30)
                     except TimeoutError:
-                        process.kill()
+                        with contextlib.suppress(ProcessLookupError):
+                            process.kill()
                         await process.wait()
                 else:
                     # Stopped early on purpose (an error on our side): nothing more to read.
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         process.kill()
-                    except ProcessLookupError:
-                        pass
                     await process.wait()
             if self.exit_status is None:
                 self.exit_status = process.returncode

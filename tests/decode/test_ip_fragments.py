@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
+from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
 from dsaudit.decode.ip_fragments import FragmentReassembler
-from dsaudit.pipeline import FlowBuilder, FlowResult
-from tests.factories import dns_query, dns_response
+from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
+from tests.factories import client_hello, dns_query, dns_response
 from tests.packets import (
     BASE_TS,
+    MAC_A,
+    MAC_B,
     NS,
     Frame,
     batch_of,
@@ -52,11 +57,11 @@ def timed(packets: list[Packet], start: int = BASE_TS + NS) -> list[Frame]:
     return [(start + i * 1000, scapy_ether(p)) for i, p in enumerate(packets)]
 
 
-def dns_flow(result: FlowResult, client: str) -> dict[str, object]:
+def dns_flow(result: FlowResult, client: str) -> dict[str, Any]:
     df = result.flows
     rows = df[(df["server_port"] == 53) & (df["client_ip"] == client)]
     assert len(rows) == 1, df
-    return rows.iloc[0].to_dict()
+    return {str(k): v for k, v in rows.iloc[0].to_dict().items()}
 
 
 ORDERS = {
@@ -158,3 +163,33 @@ def test_a_fragmented_first_datagram_still_names_the_client() -> None:
     assert (row["client_ip"], row["client_port"]) == (CLIENT4, 40000)
     assert row["initiator_evidence"] == "first-packet"
     assert (row["packets_c2s"], row["packets_s2c"]) == (1, 1)
+
+
+def test_eviction_while_reassembling_keeps_names_on_the_right_flow() -> None:
+    # The table is one flow short of its limit when a reassembled VXLAN datagram (two
+    # decoded rows) arrives in the same batch as a ClientHello: the eviction this
+    # triggers must not leave the ClientHello's name pointing at a stale flow index.
+    limit = 1000
+    old = [
+        (BASE_TS + i, udp_frame("10.1.0.1", "10.2.0.1", 10000 + i, 5000, b""))
+        for i in range(limit - 2)
+    ]
+    inner = Ether(src=MAC_A, dst=MAC_B) / IP(src="172.16.0.1", dst="172.16.0.2")
+    inner = inner / UDP(sport=1, dport=2) / Raw(bytes(600))
+    datagram = IP(src="10.9.0.1", dst="10.9.0.2", id=5) / UDP(sport=40000, dport=4789)
+    first, second = fragment(datagram / VXLAN(vni=3) / inner, fragsize=400)
+    hello = tcp_frame("10.3.0.1", "10.3.0.2", 40000, 443, "PA", 1, 1, client_hello("tls.test"))
+    later = [
+        (BASE_TS + 20 * NS + i, udp_frame("10.4.0.1", "10.5.0.1", 20000 + i, 5000, b""))
+        for i in range(300)
+    ]
+    builder = FlowBuilder(FlowOptions(max_flows=limit))
+    builder.add_batch(batch_of([*old, (BASE_TS + 5 * NS, scapy_ether(first))]))
+    builder.add_batch(
+        batch_of([(BASE_TS + 10 * NS, hello), (BASE_TS + 10 * NS + 1, scapy_ether(second))])
+    )
+    builder.add_batch(batch_of(later))
+    df = builder.result([]).flows
+    assert builder.stats.flows_evicted > 0
+    named = df[df["sni"].notna()]
+    assert named[["client_ip", "sni"]].values.tolist() == [["10.3.0.1", "tls.test"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,7 +121,7 @@ def payload_of(batch: PacketBatch, row: np.ndarray) -> bytes:
     return bytes(batch.buf[start : start + int(row[C_PAY_LEN])])
 
 
-def tcp_ip(src: str = V4A, dst: str = V4B, payload: bytes = b"", **kw: object) -> Packet:
+def tcp_ip(src: str = V4A, dst: str = V4B, payload: bytes = b"", **kw: Any) -> Packet:
     layer = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst, id=0x4242)
     pkt = layer / TCP(sport=40001, dport=443, **kw)
     return pkt / Raw(payload) if payload else pkt

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6PacketTooBig,
+    IPv6,
+)
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
@@ -150,3 +156,17 @@ def test_icmpv6_port_unreachable_rejects_a_udp_flow() -> None:
     assert [(e["type"], e["code"], e["from"]) for e in udp["icmp_errors"]] == [
         (1, 4, "2001:db8::2")
     ]
+
+
+def test_icmpv6_packet_too_big_attaches_its_mtu() -> None:
+    probe = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=40000, dport=5000))
+    router = "2001:db8::fe"
+    error = IPv6(src=router, dst="2001:db8::1") / ICMPv6PacketTooBig(mtu=1280) / probe
+    frames = [
+        (BASE_TS, udp_frame("2001:db8::1", "2001:db8::2", 40000, 5000, bytes(1400))),
+        (BASE_TS + 1, scapy_ether(error)),
+    ]
+    df = flows_of(frames).flows
+    udp = df[df["proto"] == "udp"].iloc[0]
+    assert udp["outcome"] == "one-way"
+    assert [(e["type"], e["from"], e["mtu"]) for e in udp["icmp_errors"]] == [(2, router, 1280)]

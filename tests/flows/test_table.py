@@ -36,14 +36,14 @@ from tests.packets import (
 C, S = "10.20.0.10", "10.20.0.20"
 
 
-def conv(cport: int = 40000, sport: int = 4120, **kw: object) -> TcpConversation:
-    return TcpConversation(C, S, cport, sport, **kw)  # type: ignore[arg-type]
+def conv(cport: int = 40000, sport: int = 4120, **kw: Any) -> TcpConversation:
+    return TcpConversation(C, S, cport, sport, **kw)
 
 
 def only(df: pd.DataFrame) -> dict[str, Any]:
     """The one flow of ``df`` as a dict, missing values as None."""
     assert len(df) == 1, df[["client_ip", "client_port", "server_ip", "server_port"]]
-    return {k: None if v is pd.NA else v for k, v in df.iloc[0].to_dict().items()}
+    return {str(k): None if v is pd.NA else v for k, v in df.iloc[0].to_dict().items()}
 
 
 def endpoints(row: dict[str, Any]) -> tuple[str, int, str, int]:
@@ -444,3 +444,48 @@ def test_flow_table_small_capacity_grows() -> None:
     ports = table.flows[:, F_A_PORT].tolist() + table.flows[:, F_B_PORT].tolist()
     assert ports.count(5000) == 50
     assert np.all(table.flows[:, F_PKTS_C] == 1)
+
+
+def test_sequence_numbers_wrapping_are_not_retransmissions() -> None:
+    c = conv(client_isn=0xFFFF_FF00)
+    c.handshake()
+    for _ in range(4):
+        c.send(True, "PA", bytes(200))
+    c.send(False, "A")
+    row = only(flows_of(c.frames).flows)
+    assert row["history"] == "ShADa"
+    assert row["payload_bytes_c2s"] == 800
+
+
+# ----------------------------------------------------------------------------- memory bound
+
+
+def test_max_flows_evicts_nothing_below_the_limit() -> None:
+    # Ten long UDP conversations, read in three batches, with room for a thousand flows.
+    flows, per_flow = 10, 300
+    frames = [
+        (BASE_TS + (i * flows + f) * 1000, udp_frame(C, S, 40000 + f, 5000, b"u"))
+        for i in range(per_flow)
+        for f in range(flows)
+    ]
+    builder = FlowBuilder(FlowOptions(max_flows=1000))
+    for start in range(0, len(frames), 1000):
+        builder.add_batch(batch_of(frames[start : start + 1000]))
+    result = builder.result([])
+    assert result.stats.flows_evicted == 0
+    assert result.flows["packets_c2s"].tolist() == [per_flow] * flows
+
+
+def test_max_flows_evicts_the_least_recent_flows_above_the_limit() -> None:
+    total = 3000
+    frames = [(BASE_TS + i * NS, udp_frame(C, S, 20000 + i, 5000, b"u")) for i in range(total)]
+    builder = FlowBuilder(FlowOptions(max_flows=1000))
+    for start in range(0, total, 100):
+        builder.add_batch(batch_of(frames[start : start + 100]))
+    result = builder.result([])
+    df = result.flows
+    assert 0 < len(df) <= 1000
+    assert result.stats.flows_evicted == total - len(df)
+    assert df["client_port"].min() == 20000 + total - len(df)  # the newest ones stay
+    top = result.stats.evicted_top
+    assert [(t["server"], t["port"], t["flows"]) for t in top] == [(S, 5000, total - len(df))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,7 @@ from dsaudit.report.audit_files import (
     read_parquet_summary,
     read_parquet_table,
 )
+from dsaudit.report.audit_format import as_list
 from dsaudit.report.audit_output import write_audit
 from dsaudit.report.safe_text import CSV_FORMULA_PREFIXES
 from tests.report.audit_data import AUDIT_DTYPES, FORMULA_NAME, build_result, empty_result
@@ -119,9 +121,10 @@ def test_parquet_layouts(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("make", [build_result, empty_result], ids=["full", "empty"])
-def test_parquet_round_trip_keeps_dtypes_and_values(tmp_path: Path, make: object) -> None:
-    assert callable(make)
-    result: AuditResult = make()
+def test_parquet_round_trip_keeps_dtypes_and_values(
+    tmp_path: Path, make: Callable[[], AuditResult]
+) -> None:
+    result = make()
     written = write_audit(result, "parquet", str(tmp_path / "new") + "/")
     assert sorted(Path(p).name for p in written) == sorted(
         [f"{n}.parquet" for n in PARQUET_TABLES] + ["summary.json"]
@@ -146,16 +149,16 @@ def test_parquet_lists_and_dicts_survive(tmp_path: Path) -> None:
     result = build_result()
     write_audit(result, "parquet", str(tmp_path / "run"))
     flows = read_parquet_table(str(tmp_path / "run.flows.parquet")).set_index("flow_id")
-    assert [dict(a) for a in flows.loc[7, "dns_answers"]] == [
+    # Parquet gives list cells back as numpy arrays, dict items as dicts.
+    assert as_list(flows.at[7, "dns_answers"]) == [
         {"name": "iaus.trendmicro.com", "type": "A", "data": "104.18.20.7", "ttl": 300}
     ]
-    assert list(flows.loc[1, "dns_answers"]) == []
-    assert list(flows.loc[7, "dns_queries"]) == ["iaus.trendmicro.com"]
+    assert as_list(flows.at[1, "dns_answers"]) == []
+    assert as_list(flows.at[7, "dns_queries"]) == ["iaus.trendmicro.com"]
     findings = read_parquet_table(str(tmp_path / "run.findings.parquet")).set_index("finding_id")
-    assert list(findings.loc[1, "flow_ids"]) == [4, 5]
-    assert list(findings.loc[2, "flow_ids"]) == []
-    beats = read_parquet_table(str(tmp_path / "run.heartbeats.parquet"))
-    db01 = beats[beats["agent"] == "db01"].iloc[0]
-    assert list(db01["outcomes"]) == ["rejected", "unanswered", "rejected"]
-    assert list(db01["times"])[0] == "2024-05-06T09:02:00.000000Z"
+    assert as_list(findings.at[1, "flow_ids"]) == [4, 5]
+    assert as_list(findings.at[2, "flow_ids"]) == []
+    beats = read_parquet_table(str(tmp_path / "run.heartbeats.parquet")).set_index("agent")
+    assert as_list(beats.at["db01", "outcomes"]) == ["rejected", "unanswered", "rejected"]
+    assert as_list(beats.at["db01", "times"])[0] == "2024-05-06T09:02:00.000000Z"
     assert read_parquet_summary(str(tmp_path / "run.findings.parquet"))["exit_code"] == 1

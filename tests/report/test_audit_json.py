@@ -52,9 +52,20 @@ def test_document_shape() -> None:
         "explained", True, "manager.in.heartbeat-4120", None,
     )  # fmt: skip
     assert flow["vlan"] is None and flow["dns_answers"] == []
-    assert list(doc["findings"][0])[:6] == ["finding_id", "kind", "severity", "host", "role", "rule"]
+    assert list(doc["findings"][0])[:6] == [
+        "finding_id",
+        "kind",
+        "severity",
+        "host",
+        "role",
+        "rule",
+    ]
     first = doc["findings"][0]
-    assert (first["kind"], first["flow_ids"], first["port"]) == ("blocked_expected_flow", [4, 5], 4120)
+    assert (first["kind"], first["flow_ids"], first["port"]) == (
+        "blocked_expected_flow",
+        [4, 5],
+        4120,
+    )
     missing = next(f for f in doc["findings"] if f["kind"] == "missing_expected_flow")
     assert missing["first_seen"] is None and missing["flow_ids"] == []
     assert [c["scope"] for c in doc["compliance"]] == ["role"] * 3 + ["host"] * 5
@@ -91,6 +102,15 @@ def test_written_file_is_exactly_audit_to_dict(tmp_path: Path) -> None:
         text = target.read_text(encoding="utf-8")
         assert "NaN" not in text and "\x1b" not in text
         assert _canonical(json.loads(text)) == _canonical(audit_to_dict(make()))
+
+
+def test_objects_inside_cells_have_sorted_keys_in_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "audit.json"
+    write_audit(build_result(), "json", str(target))
+    line = next(x for x in target.read_text(encoding="utf-8").splitlines() if '"flow_id":7,' in x)
+    assert '"dns_answers":[{"data":"104.18.20.7","name":"iaus.trendmicro.com","ttl":300,' in line
+    # The record itself keeps the table's column order.
+    assert line.index('"flow_id"') < line.index('"proto"') < line.index('"verdict"')
 
 
 def test_hostile_strings_are_kept_exactly() -> None:

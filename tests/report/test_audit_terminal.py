@@ -88,6 +88,10 @@ def test_heartbeats_per_agent_with_status() -> None:
     assert by_agent[("db01", "agent->manager")].rstrip().endswith("failing")
     assert by_agent[("dsr01", "agent->manager")].rstrip().endswith("some failed")
     assert by_agent[("web01", "manager->agent")].rstrip().endswith("ok")
+    # db01's 4118 heartbeat has no row in the heartbeats table; its missing expectation adds one.
+    assert by_agent[("db01", "manager->agent")].split()[2:6] == ["4118", "0", "0", "0"]
+    assert by_agent[("db01", "manager->agent")].rstrip().endswith("none seen")
+    assert len(by_agent) == 7
 
 
 def test_hostile_names_cannot_drive_the_terminal() -> None:

@@ -122,9 +122,10 @@ def test_pcap_record_above_default_max_needs_a_large_snaplen(tmp_path: Path) -> 
 
     bad = tmp_path / "small-snaplen.pcap"
     bad.write_bytes(pcap_header(snaplen=65535) + pcap_record(BASE_TS, big))
-    batches, info = read(bad)
-    assert packets(batches) == []
-    assert info.damage_offset == 24
+    # Damage before the first packet leaves nothing readable: the file is refused.
+    with pytest.raises(CaptureError) as err:
+        read(bad)
+    assert err.value.offset == 24
 
 
 def test_pcap_version_other_than_2_is_refused(tmp_path: Path) -> None:
@@ -176,6 +177,12 @@ def test_bogus_record_length_after_good_records(tmp_path: Path, good: int) -> No
         + pcap_record(BASE_TS, bytes(60), nsec=True, caplen=0x7FFF0000)
         + pcap_bytes(sample_frames(3), nsec=True)[24:]
     )
+    if good == 0:
+        # Nothing readable precedes the damage: the file is refused with the offset.
+        with pytest.raises(CaptureError) as err:
+            read(path)
+        assert err.value.offset == bad_at
+        return
     batches, info = read(path)
     assert packets(batches) == [(ts, d, LINK_ETHERNET) for ts, d in frames]
     assert info.damage_offset == bad_at
@@ -577,3 +584,27 @@ def test_raw_ip_link_types_are_reported(tmp_path: Path) -> None:
     assert info.linktypes == {LINK_RAW}
     assert info.linktype_names() == ["raw"]
     assert packets(batches) == [(BASE_TS - BASE_TS % 1000, pkt, LINK_RAW)]
+
+
+def test_pcapng_interface_declared_after_packets_and_block_offsets(tmp_path: Path) -> None:
+    a = udp_frame("10.0.0.1", "10.0.0.2", 1, 2, b"first")
+    b = bytes(udp_packet("10.0.0.3", "10.0.0.4", 3, 4, b"second"))
+    blocks = [
+        ng_shb(),
+        ng_idb(tsresol=9),
+        ng_epb(0, BASE_TS + 1, a),
+        ng_idb(LINK_RAW, tsresol=9),
+        ng_epb(1, BASE_TS + 2, b),
+        ng_epb(0, BASE_TS + 3, a),
+    ]
+    starts = [sum(len(x) for x in blocks[:i]) for i in range(len(blocks))]
+    path = tmp_path / "late-idb.pcapng"
+    path.write_bytes(b"".join(blocks))
+    batches, info = read(path)
+    assert packets(batches) == [
+        (BASE_TS + 1, a, LINK_ETHERNET),
+        (BASE_TS + 2, b, LINK_RAW),
+        (BASE_TS + 3, a, LINK_ETHERNET),
+    ]
+    assert [int(o) for x in batches for o in x.file_off] == [starts[2], starts[4], starts[5]]
+    assert info.interfaces == 2

@@ -1,0 +1,144 @@
+"""`dsaudit report`: audit a period of captures or flow logs, store the run, report trends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+
+import click
+
+from dsaudit.findings import SEVERITIES
+from dsaudit.report.safe_text import for_terminal
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--inventory",
+    "-i",
+    "inventory_path",
+    type=click.Path(dir_okay=False),
+    help="The deployment's inventory (YAML). Without it, roles are inferred.",
+)
+@click.option("--rules", "rule_files", multiple=True, type=click.Path(dir_okay=False))
+@click.option("--since", metavar="TIME", help="Period start: ISO-8601 or 24h, 7d ago.")
+@click.option("--until", metavar="TIME", help="Period end: ISO-8601 or 1h ago.")
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "pcap", "zeek", "vpc", "suricata"]),
+    default="auto",
+    show_default=True,
+    help="What the files are (auto: detected from their content).",
+)
+@click.option(
+    "--vpc-format",
+    metavar="FIELDS",
+    help="Fields of header-less VPC flow logs (AWS ${field} syntax or names).",
+)
+@click.option(
+    "--history",
+    "history_path",
+    type=click.Path(dir_okay=False),
+    help="History store (SQLite). Default: $DSAUDIT_HISTORY or "
+    "~/.local/share/dsaudit/history.sqlite.",
+)
+@click.option("--no-history", is_flag=True, help="Neither store this run nor show trends.")
+@click.option("--trend-runs", type=click.IntRange(2, 1000), default=10, show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "json", "html"]),
+    help="Default: from the --output extension (.html, .md, .json), else table.",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True)
+@click.option("--strict", is_flag=True, help="Count traffic the port table does not speak of.")
+@click.option("--vantage", metavar="HOST|span", help="Where the captures were taken.")
+@click.option("--vlan-key/--no-vlan-key", default=True, show_default=True)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=lambda: os.cpu_count() or 1,
+    show_default="all cores",
+    help="Worker processes that read captures.",
+)
+@click.option("--dask", "dask_address", metavar="ADDRESS", help="Read on this Dask scheduler.")
+@click.option("--progress/--no-progress", default=None)
+def report(
+    paths: tuple[str, ...],
+    inventory_path: str | None,
+    rule_files: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    source: str,
+    vpc_format: str | None,
+    history_path: str | None,
+    no_history: bool,
+    trend_runs: int,
+    fmt: str | None,
+    output: str | None,
+    fail_on: str,
+    strict: bool,
+    vantage: str | None,
+    vlan_key: bool,
+    jobs: int,
+    dask_address: str | None,
+    progress: bool | None,
+) -> None:
+    """Audit PATHS (files, globs, directories) as one period and report with trends.
+
+    Exit code 0: compliant; 1: findings at or above --fail-on; 2: usage or input error.
+    """
+    from dsaudit.audit import AuditOptions, run_audit
+    from dsaudit.catalog import load_catalog
+    from dsaudit.history import History, default_path
+    from dsaudit.inference import infer
+    from dsaudit.inventory import load_inventory
+    from dsaudit.periodic import parse_when, read_period
+    from dsaudit.pipeline import FlowOptions
+    from dsaudit.report.report_output import format_for, write_report
+    from dsaudit.report.trends import build_trends
+    from dsaudit.sources.flowlogs.vpc import parse_format
+
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = dt.datetime.now(dt.UTC)
+    since_ns = parse_when(since, now) if since else None
+    until_ns = parse_when(until, now) if until else None
+    catalog = load_catalog(extra_paths=rule_files)
+    inventory = load_inventory(inventory_path) if inventory_path else None
+    read = read_period(
+        paths,
+        source=source,
+        since=since_ns,
+        until=until_ns,
+        jobs=jobs,
+        dask=dask_address,
+        options=FlowOptions(vlan_key=vlan_key),
+        progress=sys.stderr.isatty() if progress is None else progress,
+        vpc_fields=parse_format(vpc_format) if vpc_format else None,
+    )
+    for warning in read.result.warnings:
+        click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
+    label = os.path.abspath(inventory_path) if inventory_path else "inferred"
+    note = None
+    if inventory is None:
+        inventory = infer(read.result.flows).inventory()
+        note = "inferred from the traffic (dsaudit inventory infer)"
+        click.echo("dsaudit: note: no --inventory given; roles were inferred", err=True)
+    result = run_audit(
+        read.result,
+        catalog,
+        inventory,
+        AuditOptions(strict=strict, vantage=vantage, fail_on=fail_on, inventory_label=note),
+    )
+    period = read.period()
+    trends = None
+    if not no_history:
+        with History(history_path or default_path()) as store:
+            run = store.run(store.record(result, period, label, started))
+            trends = build_trends(store, run, trend_runs)
+        period["run_id"] = run.id
+    write_report(result, period, trends, format_for(fmt, output), output)
+    sys.exit(result.exit_code(fail_on))

@@ -1,0 +1,449 @@
+"""Join the flows of captures read one file at a time into the flows of one continuous capture."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dsaudit.flows.addresses import key_from_text, key_to_text
+from dsaudit.flows.records import FLOW_DTYPES, empty_flows, tcp_states
+from dsaudit.flows.table import Timeouts
+from dsaudit.flows.table_kernel import HISTORY_LETTERS
+from dsaudit.naming import DnsMap
+from dsaudit.pipeline import CaptureStats, FlowResult
+from dsaudit.sources.capture_file import CaptureInfo
+
+NS = 1_000_000_000
+PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+# Echo request and reply share a flow; the flow records keep the first packet's type only.
+ECHO_TYPES = {"icmp": (0, 8), "icmpv6": (128, 129)}
+# Payload names outrank DNS names in this order, as dsaudit.flows.records decides them.
+PAYLOAD_SOURCES = ("connect", "socks", "sni", "http_host")
+MAX_DNS_QUERIES = 64  # dsaudit.naming keeps at most this many per flow
+MAX_DNS_ANSWERS = 256
+_SUMMED = (
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "payload_bytes_c2s",
+    "payload_bytes_s2c",
+)
+
+DnsEntry = tuple[int, int, int, str]  # (client key, answered address key, ts ns, name)
+IcmpError = tuple[int, tuple[int, ...], dict[str, object]]  # as dsaudit.naming.Namer keeps them
+
+
+@dataclass
+class PartResult:
+    """The flows of one file plus what joining them with the neighbouring files needs.
+
+    ``flows`` carry no ICMP errors and their DNS-derived names are provisional: both are
+    decided again over all files, so a DNS answer or an ICMP error in one file reaches a flow
+    in another exactly as it would in one continuous capture.
+    """
+
+    flows: pd.DataFrame
+    captures: list[CaptureInfo]
+    stats: CaptureStats
+    dns: list[DnsEntry] = field(default_factory=list)
+    icmp_errors: list[IcmpError] = field(default_factory=list)
+
+    @property
+    def first_ts(self) -> int:
+        """First packet time (ns); files without packets sort last."""
+        first = self.stats.first_ts_ns
+        return first if first is not None else np.iinfo(np.int64).max
+
+
+class RecordingDnsMap(DnsMap):
+    """A DnsMap that also keeps every answer it was told, in order, for the merge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[DnsEntry] = []
+
+    def add(self, client: int, addr: int, ts: int, name: str) -> None:
+        """Remember the answer and record it."""
+        self.entries.append((client, addr, ts, name))
+        super().add(client, addr, ts, name)
+
+
+def merge_stats(stats: Iterable[CaptureStats]) -> CaptureStats:
+    """Counters of several files added up; the time span covers them all."""
+    out = CaptureStats()
+    for s in stats:
+        for name in CaptureStats.__dataclass_fields__:
+            value = getattr(s, name)
+            if name == "undecodable":
+                for k, v in value.items():
+                    out.undecodable[k] = out.undecodable.get(k, 0) + v
+            elif name in ("first_ts_ns", "last_ts_ns"):
+                if value is None:
+                    continue
+                cur = getattr(out, name)
+                pick = min if name == "first_ts_ns" else max
+                setattr(out, name, value if cur is None else pick(cur, value))
+            else:
+                setattr(out, name, getattr(out, name) + value)
+    return out
+
+
+# ----------------------------------------------------------------------------- history
+
+
+def seen_bits(history: str) -> int:
+    """The kernel's seen-letter bits of a history string."""
+    bits = 0
+    for letter in history:
+        i = HISTORY_LETTERS.find(letter)
+        if i > 0:
+            bits |= 1 << i
+    return bits
+
+
+def join_history(first: str, second: str) -> str:
+    """Letters in order of first occurrence across both parts."""
+    return first + "".join(c for c in dict.fromkeys(second) if c not in first)
+
+
+def _closed(history: str) -> bool:
+    return ("F" in history and "f" in history) or "R" in history or "r" in history
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def _vlan(value: Any) -> int:
+    return -1 if value is pd.NA or pd.isna(value) else int(value)
+
+
+def flow_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Direction-free identity of a flow, as the flow table keys it (VLANs, protocol, ends)."""
+    proto = str(row["proto"])
+    a = (str(row["client_ip"]), int(row["client_port"]))
+    b = (str(row["server_ip"]), int(row["server_port"]))
+    if proto in ECHO_TYPES:
+        echo = ECHO_TYPES[proto]
+        family = "echo" if a[1] in echo else f"{a[1]}/{b[1]}"
+        a, b = (a[0], 0), (b[0], 0)
+        return (proto, family, *sorted([a, b]), _vlan(row["vlan"]), _vlan(row["inner_vlan"]))
+    return (proto, *sorted([a, b]), _vlan(row["vlan"]), _vlan(row["inner_vlan"]))
+
+
+def _timeout_ns(proto: str, timeouts: Timeouts) -> int:
+    seconds = {"tcp": timeouts.tcp, "udp": timeouts.udp}.get(proto, timeouts.other)
+    return int(min(seconds * NS, np.iinfo(np.int64).max // 2))
+
+
+def continues(earlier: dict[str, Any], later: dict[str, Any], timeouts: Timeouts) -> bool:
+    """Whether the flow table, reading both files as one, would have kept one flow.
+
+    ``later`` is the first flow of its key in the later file and ``earlier`` the newest flow
+    of that key before it. The idle timeout decides first. For TCP, a later part that opens
+    with a bare SYN is a new connection when the earlier one had closed (FIN both ways or a
+    RST), or when its originator SYNs again after the connection got going (SYN-ACK or data
+    seen): the table compares initial sequence numbers there, which the records do not keep,
+    and a repeated SYN after an answer is in practice always a new connection. A SYN that
+    repeats an unanswered attempt continues it, as does every packet that is not a bare SYN.
+    """
+    proto = str(earlier["proto"])
+    gap = _ns(later["start"]) - _ns(earlier["end"])
+    if gap > _timeout_ns(proto, timeouts):
+        return False
+    if proto != "tcp" or str(later["initiator_evidence"]) != "syn":
+        return True
+    hist = str(earlier["history"])
+    if _closed(hist):
+        return False
+    same_side = (later["client_ip"], later["client_port"]) == (
+        earlier["client_ip"],
+        earlier["client_port"],
+    )
+    progressed = "h" in hist or "D" in hist
+    return not (same_side and "S" in hist and progressed)
+
+
+def _ns(value: Any) -> int:
+    return int(pd.Timestamp(value).value)
+
+
+# ----------------------------------------------------------------------------- joining
+
+
+def _oriented(row: dict[str, Any], like: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its directions swapped when its client is ``like``'s server."""
+    if str(row["proto"]) in ECHO_TYPES:
+        swap = row["client_ip"] != like["client_ip"]
+    else:
+        swap = (row["client_ip"], row["client_port"]) != (like["client_ip"], like["client_port"])
+    if not swap:
+        return row
+    out = dict(row)
+    for a, b in (("client_ip", "server_ip"), ("client_port", "server_port")):
+        out[a], out[b] = row[b], row[a]
+    for col in _SUMMED:
+        if col.endswith("_c2s"):
+            other = col[:-4] + "_s2c"
+            out[col], out[other] = row[other], row[col]
+    out["history"] = str(row["history"]).swapcase()
+    return out
+
+
+def _payload_name(rows: Sequence[dict[str, Any]]) -> tuple[Any, str]:
+    """The best payload-derived name of the parts, by the records' order of sources."""
+    best: tuple[Any, str] = (None, "none")
+    rank = len(PAYLOAD_SOURCES)
+    for row in rows:
+        src = str(row["name_source"])
+        if src in PAYLOAD_SOURCES and PAYLOAD_SOURCES.index(src) < rank:
+            rank = PAYLOAD_SOURCES.index(src)
+            best = (row["server_name"], src)
+    return best
+
+
+def _first(rows: Sequence[dict[str, Any]], col: str) -> str | None:
+    for row in rows:
+        value = row[col]
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def join_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One flow from the pieces of a connection, earliest first, oriented as the first."""
+    head = parts[0]
+    rows = [head] + [_oriented(r, head) for r in parts[1:]]
+    out = dict(head)
+    for col in _SUMMED + ("truncated_packets",):
+        out[col] = sum(int(r[col]) for r in rows)
+    out["start"] = min(r["start"] for r in rows)
+    out["end"] = max(r["end"] for r in rows)
+    out["duration"] = (_ns(out["end"]) - _ns(out["start"])) / 1e9
+    history = ""
+    for r in rows:
+        history = join_history(history, str(r["history"]))
+    out["history"] = history
+    for col in ("sni", "http_host", "connect_target", "socks_target"):
+        out[col] = _first(rows, col)
+    out["server_name"], out["name_source"] = _payload_name(rows)
+    queries: list[str] = []
+    for r in rows:
+        for q in r["dns_queries"]:
+            if q not in queries and len(queries) < MAX_DNS_QUERIES:
+                queries.append(q)
+    out["dns_queries"] = queries
+    out["dns_answers"] = [a for r in rows for a in r["dns_answers"]][:MAX_DNS_ANSWERS]
+    out["tunnel"] = any(bool(r["tunnel"]) for r in rows)
+    return out
+
+
+def _states(frame: pd.DataFrame) -> None:
+    """State and outcome again from history and counts (dsaudit.flows.records' rules)."""
+    proto = frame["proto"].astype(str).to_numpy()
+    pkts_c = frame["packets_c2s"].to_numpy()
+    pkts_s = frame["packets_s2c"].to_numpy()
+    seen = np.array([seen_bits(h) for h in frame["history"].astype(str)], dtype=np.int64)
+    state = np.where(proto == "tcp", tcp_states(seen, pkts_s), np.where(pkts_s > 0, "SF", "S0"))
+    tcp = proto == "tcp"
+    outcome = np.select(
+        [
+            tcp & (state == "REJ"),
+            tcp & np.isin(state, ["S0", "RSTOS0", "SH"]),
+            tcp & np.isin(state, ["S1", "SF", "S2", "S3", "RSTO", "RSTR"]),
+            tcp,
+            (pkts_c > 0) & (pkts_s > 0),
+        ],
+        ["rejected", "unanswered", "established", "partial", "established"],
+        default="one-way",
+    )
+    frame["state"] = state
+    frame["outcome"] = outcome
+
+
+def _keys(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    cols = ["proto", "client_ip", "client_port", "server_ip", "server_port", "vlan", "inner_vlan"]
+    lists = [frame[c].astype(object).tolist() for c in cols]
+    return [flow_key(dict(zip(cols, values, strict=True))) for values in zip(*lists, strict=True)]
+
+
+def _rows(frame: pd.DataFrame, index: Sequence[int]) -> list[dict[str, Any]]:
+    if not len(index):
+        return []
+    return [{str(k): v for k, v in r.items()} for r in frame.iloc[list(index)].to_dict("records")]
+
+
+def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
+    """All parts' flows in one frame with every boundary-crossing connection joined.
+
+    Only a key's first flow in a file can continue a flow of an earlier file, and only the
+    key's newest flow there can be continued, so just those rows leave the DataFrames.
+    """
+    raw: dict[tuple[int, int], dict[str, Any]] = {}
+    chains: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    merged: dict[tuple[int, int], dict[str, Any]] = {}  # chain root -> joined so far
+    newest: dict[tuple[Any, ...], tuple[int, int]] = {}  # key -> its newest flow or chain root
+    absorbed: list[set[int]] = []
+    for k, part in enumerate(parts):
+        keys = _keys(part.flows)
+        first: dict[tuple[Any, ...], int] = {}
+        last: dict[tuple[Any, ...], int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+            last[key] = i
+        cands = [(key, i) for key, i in first.items() if key in newest]
+        wanted: dict[int, list[int]] = {}
+        for key, _ in cands:
+            root = newest[key]
+            if root not in merged and root not in raw:
+                wanted.setdefault(root[0], []).append(root[1])
+        for j, idx in wanted.items():
+            raw.update(((j, i), r) for i, r in zip(idx, _rows(parts[j].flows, idx), strict=True))
+        gone: set[int] = set()
+        later_rows = _rows(part.flows, [i for _, i in cands])
+        for (key, i), later in zip(cands, later_rows, strict=True):
+            root = newest[key]
+            earlier = merged.get(root) or raw[root]
+            if continues(earlier, later, timeouts):
+                chain = chains.setdefault(root, [raw[root]])
+                chain.append(later)
+                merged[root] = join_rows(chain)
+                gone.add(i)
+        absorbed.append(gone)
+        for key, i in last.items():
+            newest[key] = newest[key] if i in gone else (k, i)
+    frames = []
+    for k, part in enumerate(parts):
+        drop = absorbed[k] | {i for (j, i) in merged if j == k}
+        keep = np.setdiff1d(np.arange(len(part.flows)), np.fromiter(drop, dtype=np.int64))
+        frames.append(part.flows.iloc[keep].assign(_k=k, _i=keep))
+    if merged:
+        joined = pd.DataFrame(list(merged.values()), columns=list(FLOW_DTYPES))
+        joined = joined.astype(FLOW_DTYPES).assign(
+            _k=[k for k, _ in merged], _i=[i for _, i in merged]
+        )
+        frames.append(joined)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty_flows()
+    frame = pd.concat(frames, ignore_index=True)
+    # The flow table numbers flows by first packet, then by creation: file, then row.
+    frame = frame.sort_values(["start", "_k", "_i"], kind="stable").reset_index(drop=True)
+    frame = frame.drop(columns=["_k", "_i"])
+    frame["flow_id"] = np.arange(len(frame), dtype=np.int64)
+    return frame
+
+
+# ----------------------------------------------------------------------------- names, ICMP
+
+
+def _rename(frame: pd.DataFrame, entries: Iterable[DnsEntry]) -> None:
+    """DNS names for every flow without a payload name, from the answers of all files."""
+    dns = DnsMap()
+    for entry in entries:
+        dns.add(*entry)
+    source = frame["name_source"].astype(str).to_numpy()
+    todo = np.flatnonzero(~np.isin(source, PAYLOAD_SOURCES))
+    if not len(todo):
+        return
+    names: list[Any] = []
+    keys: dict[str, int | None] = {}
+
+    def key(text: str) -> int | None:
+        if text not in keys:
+            keys[text] = key_from_text(text)
+        return keys[text]
+
+    clients = frame["client_ip"].to_numpy()[todo]
+    servers = frame["server_ip"].to_numpy()[todo]
+    starts = epoch_ns(frame["start"])[todo]
+    for c, s, ts in zip(clients.tolist(), servers.tolist(), starts.tolist(), strict=True):
+        ck, sk = key(c), key(s)
+        names.append(None if ck is None or sk is None else dns.lookup(ck, sk, ts))
+    col = frame["server_name"].astype(object).to_numpy().copy()
+    src = source.astype(object).copy()
+    col[todo] = names
+    src[todo] = ["dns" if n is not None else "none" for n in names]
+    frame["server_name"] = col
+    frame["name_source"] = src
+
+
+def _iso(ns: int) -> str:
+    return str(np.datetime_as_string(np.datetime64(ns, "ns"), unit="us")) + "Z"
+
+
+def epoch_ns(times: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch of a UTC datetime column."""
+    return np.asarray(pd.DatetimeIndex(times).as_unit("ns").asi8, dtype=np.int64)
+
+
+def attach_icmp(frame: pd.DataFrame, errors: Sequence[IcmpError]) -> None:
+    """Attach each ICMP error to the flow whose packet it quotes, as the records do."""
+    frame["icmp_errors"] = [[] for _ in range(len(frame))]
+    if not errors or frame.empty:
+        return
+    wanted = {(q[0], q[1], q[2], *sorted([(q[3], q[4]), (q[5], q[6])])) for _, q, _ in errors}
+    index: dict[tuple[Any, ...], list[int]] = {}
+    starts = epoch_ns(frame["start"])
+    cols = [
+        frame[c].astype(object).tolist()
+        for c in ("proto", "client_ip", "client_port", "server_ip", "server_port")
+    ]
+    vlans = [[_vlan(v) for v in frame[c].astype(object)] for c in ("vlan", "inner_vlan")]
+    for f, (proto_name, cip, cport, sip, sport) in enumerate(zip(*cols, strict=True)):
+        proto = PROTO_NUMBERS.get(str(proto_name))
+        ca, sa = key_from_text(str(cip)), key_from_text(str(sip))
+        if proto is None or ca is None or sa is None:
+            continue
+        ends = sorted([(ca, int(cport)), (sa, int(sport))])
+        k = (vlans[0][f], vlans[1][f], proto, *ends)
+        if k in wanted:
+            index.setdefault(k, []).append(f)
+    out = frame["icmp_errors"].tolist()
+    rejected = np.zeros(len(frame), dtype=bool)
+    for ts, quoted, info in errors:
+        v0, v1, proto, src, sport, dst, dport = quoted
+        cands = index.get((v0, v1, proto, *sorted([(src, sport), (dst, dport)])))
+        if not cands:
+            continue
+        best = cands[0]
+        for f in cands:
+            if starts[f] <= ts:
+                best = f
+        entry = dict(info)
+        sender = info["from"]
+        entry["from"] = key_to_text(sender) if isinstance(sender, int) else sender
+        stamp = info["ts"]
+        entry["ts"] = _iso(stamp) if isinstance(stamp, int) else stamp
+        out[best].append(entry)
+        v4 = info["family"] == 4
+        if (v4 and info["type"] == 3 and info["code"] != 4) or (not v4 and info["type"] == 1):
+            rejected[best] = True
+    frame["icmp_errors"] = out
+    no_answer = frame["packets_s2c"].to_numpy() == 0
+    outcome = frame["outcome"].astype(str).to_numpy()
+    frame["outcome"] = np.where(rejected & no_answer, "rejected", outcome)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def merge_parts(parts: Sequence[PartResult], timeouts: Timeouts | None = None) -> FlowResult:
+    """The flows of ``parts``, in capture order, as if their files had been read as one.
+
+    The caller orders the parts (dsaudit.periodic sorts rotated files by first packet time).
+    """
+    timeouts = timeouts or Timeouts()
+    ordered = list(parts)
+    frame = _join(ordered, timeouts)
+    if not frame.empty:
+        _states(frame)
+        _rename(frame, (e for p in ordered for e in p.dns))
+        attach_icmp(frame, [e for p in ordered for e in p.icmp_errors])
+        frame = frame.astype(FLOW_DTYPES)
+    captures = [c for p in ordered for c in p.captures]
+    return FlowResult(flows=frame, captures=captures, stats=merge_stats(p.stats for p in ordered))

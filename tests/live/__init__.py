@@ -1,0 +1,1 @@
+"""Tests of live capture: backends, the pcap writer, the live loop and `dsaudit live` on loopback."""

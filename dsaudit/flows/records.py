@@ -307,8 +307,9 @@ def _host_part(target: str) -> str:
     if target.startswith("["):
         end = target.find("]")
         return target[1:end] if end > 0 else target
-    if target.count(":") == 1:
-        return target.rsplit(":", 1)[0]
+    host, sep, port = target.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host
     return target
 
 

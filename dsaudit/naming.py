@@ -99,23 +99,24 @@ class DnsDigest:
         queries = tuple(q.name for q in msg.questions)
         if not msg.is_response:
             return cls(queries, -1, (), ())
-        alias_of: dict[str, str] = {}
-        for rr in msg.answers:
-            if rr.rtype == DNS_CNAME and rr.data:
-                alias_of[rr.data.lower()] = rr.name
+        alias_of: dict[str, str] = {
+            rr.data.lower(): rr.name for rr in msg.answers if rr.rtype == DNS_CNAME and rr.data
+        }
         addresses: list[tuple[int, str]] = []
         for rr in msg.answers:
-            if rr.rtype in DNS_TYPES_ADDR and rr.data:
-                name = rr.name
+            if rr.rtype not in DNS_TYPES_ADDR or not rr.data:
+                continue
+            name = rr.name
+            if alias_of:
                 seen = {name.lower()}
                 while name.lower() in alias_of:
                     name = alias_of[name.lower()]
                     if name.lower() in seen:
                         break
                     seen.add(name.lower())
-                addr = key_from_text(rr.data)
-                if addr is not None:
-                    addresses.append((addr, name))
+            addr = key_from_text(rr.data)
+            if addr is not None:
+                addresses.append((addr, name))
         answers = tuple((rr.name, rr.rtype, rr.data, rr.ttl) for rr in msg.answers)
         return cls(queries, msg.rcode, answers, tuple(addresses))
 

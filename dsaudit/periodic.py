@@ -274,7 +274,8 @@ def read_period(
     paths = expand(patterns)
     kind = source_of(paths, source)
     if kind == "pcap":
-        keep, skipped = select_files(paths, since, until)
+        # Without a period every file is needed: no need to open each one first.
+        keep, skipped = select_files(paths, since, until) if since or until else (list(paths), [])
         parts = read_parts(keep, options, jobs=jobs, dask=dask, progress=progress)
         order = sorted(range(len(parts)), key=lambda i: (parts[i].first_ts, i))
         merged = merge_parts([parts[i] for i in order], options.timeouts)

@@ -211,6 +211,14 @@ class FlowBuilder:
         self._account(batch, rec[:k])
         self._feed(rec, k, batch.buf)
 
+    def feed_records(self, rec: np.ndarray, k: int, buf: np.ndarray) -> None:
+        """Feed ``rec[:k]``, records decoded by another engine, to the flow table and naming.
+
+        The caller accounts its frames in :attr:`stats` itself; ``buf`` holds the payload
+        bytes the rows point into.
+        """
+        self._feed(rec, k, buf)
+
     def _feed(self, rec: np.ndarray, k: int, buf: np.ndarray) -> None:
         if not self.options.vlan_key:
             rec[:k, C_VLAN0] = -1
@@ -297,6 +305,10 @@ class FlowBuilder:
         """The finished flow records."""
         self.stats.payload_decode_failures = self.namer.decode_failures
         self.stats.dns_entries_evicted = self.namer.dns.evicted
+        frags = self.fragments
+        if frags.reassembled or frags.dropped or frags.pending():
+            # Datagrams still waiting for fragments when the capture ends never completed.
+            self.stats.fragments_dropped = frags.dropped + frags.pending()
         self.stats.evicted_top = self.evictions.top()
         frame = build_flow_frame(self.table.flows, self.namer)
         return FlowResult(flows=frame, captures=captures, stats=self.stats)

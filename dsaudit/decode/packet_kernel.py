@@ -144,6 +144,9 @@ def _l4(
             return -1
         rec[k, C_SPORT] = _be16(buf, p)
         rec[k, C_DPORT] = _be16(buf, p + 2)
+        ulen = _be16(buf, p + 4)
+        if 8 <= ulen <= claimed:
+            claimed = ulen  # bytes past the UDP length are not its payload
         want = claimed - 8
         if want < 0:
             want = 0

@@ -122,17 +122,28 @@ def _vlan(value: Any) -> int:
     return -1 if value is pd.NA or pd.isna(value) else int(value)
 
 
+def _key(
+    proto: str, cip: str, cport: int, sip: str, sport: int, v0: int, v1: int
+) -> tuple[Any, ...]:
+    a, b = (cip, cport), (sip, sport)
+    if proto in ECHO_TYPES:
+        family = "echo" if cport in ECHO_TYPES[proto] else f"{cport}/{sport}"
+        a, b = (cip, 0), (sip, 0)
+        return (proto, family, *((a, b) if a <= b else (b, a)), v0, v1)
+    return (proto, *((a, b) if a <= b else (b, a)), v0, v1)
+
+
 def flow_key(row: dict[str, Any]) -> tuple[Any, ...]:
     """Direction-free identity of a flow, as the flow table keys it (VLANs, protocol, ends)."""
-    proto = str(row["proto"])
-    a = (str(row["client_ip"]), int(row["client_port"]))
-    b = (str(row["server_ip"]), int(row["server_port"]))
-    if proto in ECHO_TYPES:
-        echo = ECHO_TYPES[proto]
-        family = "echo" if a[1] in echo else f"{a[1]}/{b[1]}"
-        a, b = (a[0], 0), (b[0], 0)
-        return (proto, family, *sorted([a, b]), _vlan(row["vlan"]), _vlan(row["inner_vlan"]))
-    return (proto, *sorted([a, b]), _vlan(row["vlan"]), _vlan(row["inner_vlan"]))
+    return _key(
+        str(row["proto"]),
+        str(row["client_ip"]),
+        int(row["client_port"]),
+        str(row["server_ip"]),
+        int(row["server_port"]),
+        _vlan(row["vlan"]),
+        _vlan(row["inner_vlan"]),
+    )
 
 
 def _timeout_ns(proto: str, timeouts: Timeouts) -> int:
@@ -266,9 +277,13 @@ def _states(frame: pd.DataFrame) -> None:
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    cols = ["proto", "client_ip", "client_port", "server_ip", "server_port", "vlan", "inner_vlan"]
-    lists = [frame[c].astype(object).tolist() for c in cols]
-    return [flow_key(dict(zip(cols, values, strict=True))) for values in zip(*lists, strict=True)]
+    cols = [frame[c].astype(object).tolist() for c in ("proto", "client_ip", "server_ip")]
+    ports = [frame[c].astype(int).tolist() for c in ("client_port", "server_port")]
+    vlans = [frame[c].fillna(-1).astype(int).tolist() for c in ("vlan", "inner_vlan")]
+    return [
+        _key(p, c, cp, s, sp, v0, v1)
+        for p, c, s, cp, sp, v0, v1 in zip(*cols, *ports, *vlans, strict=True)
+    ]
 
 
 def _rows(frame: pd.DataFrame, index: Sequence[int]) -> list[dict[str, Any]]:
@@ -287,15 +302,24 @@ def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
     chains: dict[tuple[int, int], list[dict[str, Any]]] = {}
     merged: dict[tuple[int, int], dict[str, Any]] = {}  # chain root -> joined so far
     newest: dict[tuple[Any, ...], tuple[int, int]] = {}  # key -> its newest flow or chain root
+    ends: dict[tuple[Any, ...], int] = {}  # key -> end (ns) of that newest flow
+    tmo = {p: _timeout_ns(p, timeouts) for p in ("tcp", "udp", "icmp")}
     absorbed: list[set[int]] = []
     for k, part in enumerate(parts):
         keys = _keys(part.flows)
+        starts = epoch_ns(part.flows["start"]).tolist()
+        stops = epoch_ns(part.flows["end"]).tolist()
         first: dict[tuple[Any, ...], int] = {}
         last: dict[tuple[Any, ...], int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
             last[key] = i
-        cands = [(key, i) for key, i in first.items() if key in newest]
+        # The idle timeout rules most keys out before any row leaves its DataFrame.
+        cands = [
+            (key, i)
+            for key, i in first.items()
+            if key in ends and starts[i] - ends[key] <= tmo.get(key[0], tmo["icmp"])
+        ]
         wanted: dict[int, list[int]] = {}
         for key, _ in cands:
             root = newest[key]
@@ -315,7 +339,10 @@ def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
                 gone.add(i)
         absorbed.append(gone)
         for key, i in last.items():
-            newest[key] = newest[key] if i in gone else (k, i)
+            if i in gone:
+                ends[key] = _ns(merged[newest[key]]["end"])
+            else:
+                newest[key], ends[key] = (k, i), stops[i]
     frames = []
     for k, part in enumerate(parts):
         drop = absorbed[k] | {i for (j, i) in merged if j == k}

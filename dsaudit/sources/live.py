@@ -107,7 +107,7 @@ class UnknownInterfaceError(DsauditError):
     def __init__(self, iface: str, known: list[InterfaceInfo]) -> None:
         listed = "; ".join(i.describe() for i in known) or "none found"
         super().__init__(
-            f"there is no interface named {for_terminal(iface)!r}; the interfaces here are: "
+            f"there is no interface named '{for_terminal(iface)}'; the interfaces here are: "
             f"{listed}"
         )
 
@@ -596,6 +596,21 @@ _DUMPCAP_DROPS = re.compile(
 )
 
 
+def parse_dumpcap_drops(text: str) -> tuple[int, int] | None:
+    """(kernel, engine) drops from dumpcap's last statistics line, if it printed one.
+
+    libpcap's own and the interface's drops are the kernel's; dumpcap's and "flushed" are
+    the capture engine's. Older dumpcaps print only the total, counted as the kernel's.
+    """
+    found = list(_DUMPCAP_DROPS.finditer(text))
+    if not found:
+        return None
+    m = found[-1]
+    if m.group(3) is None:
+        return int(m.group(2)), 0
+    return int(m.group(3)) + int(m.group(6)), int(m.group(4)) + int(m.group(5))
+
+
 class DumpcapSource:
     """Capture with ``dumpcap`` and read the pcap it streams to its stdout."""
 
@@ -745,14 +760,9 @@ class DumpcapSource:
 
     def stats(self) -> SourceStats:
         """Counters so far; drops once dumpcap has reported them (at its end)."""
-        found = list(_DUMPCAP_DROPS.finditer(self._stderr_text()))
-        if found:
-            m = found[-1]
-            if m.group(3) is not None:
-                self._stats.kernel_drops = int(m.group(3)) + int(m.group(6))
-                self._stats.engine_drops = int(m.group(4)) + int(m.group(5))
-            else:
-                self._stats.kernel_drops = int(m.group(2))
+        drops = parse_dumpcap_drops(self._stderr_text())
+        if drops is not None:
+            self._stats.kernel_drops, self._stats.engine_drops = drops
         return self._stats
 
     def error(self) -> str | None:

@@ -317,14 +317,6 @@ def _hops(protocols: str, layers: dict[str, list[Any]]) -> tuple[list[_Hop], boo
     return hops, arp
 
 
-class _Builder(FlowBuilder):
-    """FlowBuilder fed with records decoded elsewhere (see feed_records)."""
-
-    def feed_records(self, rec: np.ndarray, k: int, buf: np.ndarray) -> None:
-        """Feed ``rec[:k]`` to the flow table and naming; ``buf`` holds the payloads."""
-        self._feed(rec, k, buf)
-
-
 # IP version, source, destination, protocol, identification, VLAN ids: the fast engine's key.
 DatagramKey = tuple[int, tuple[int, int], tuple[int, int], int, int, tuple[int, ...]]
 
@@ -343,7 +335,7 @@ class _Reader:
     """Turns tshark's packets into record rows and feeds them in batches."""
 
     def __init__(self, options: FlowOptions) -> None:
-        self.builder = _Builder(options)
+        self.builder = FlowBuilder(options)
         self.stats: CaptureStats = self.builder.stats
         self.rows: list[list[int]] = []
         self.payload = bytearray()

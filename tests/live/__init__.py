@@ -1,1 +1,1 @@
-"""Tests of live capture: backends, the pcap writer, the live loop and `dsaudit live` on loopback."""
+"""Tests of live capture: backends, pcap writer, live loop, `dsaudit live` on loopback."""

@@ -156,8 +156,6 @@ def read_event(stream: TextIO, kind: str, limit: int = 200) -> dict[str, Any]:
 
 def flow_of(report: dict[str, Any], server: str, port: int) -> dict[str, Any]:
     """The one flow of the report to ``server:port``."""
-    found = [
-        f for f in report["flows"] if f["server_ip"] == server and f["server_port"] == port
-    ]
+    found = [f for f in report["flows"] if f["server_ip"] == server and f["server_port"] == port]
     assert len(found) == 1, (server, port, found)
     return found[0]

@@ -85,9 +85,8 @@ def read_captures(
             task = live.add_task(path, total=file_size(path)) if live is not None else None
             for batch, rec, k in _decoded(reader, jobs):
                 builder.consume(batch, rec, k)
-                if live is not None and task is not None and len(batch):
-                    done = reader.info.bytes_read or int(batch.file_off[-1])
-                    live.update(task, completed=min(done, file_size(path)))
+                if live is not None and task is not None:
+                    live.update(task, completed=reader.position())
     return builder.result(infos)
 
 

@@ -220,7 +220,7 @@ def evict_flows(builder: FlowBuilder, keep: np.ndarray) -> None:
     table.fs, table.nflows, table.htab, table.nused = fs, m, htab, nused
     namer = builder.namer
     old = namer.flows
-    namer.flows = old
+    namer.flows = {new: old[f] for new, f in enumerate(keep.tolist()) if f in old}
     if m:
         oldest = int(fs[:m, F_FIRST_TS].min())
         namer.icmp_errors = [e for e in namer.icmp_errors if e[0] >= oldest]

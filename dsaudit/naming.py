@@ -40,13 +40,8 @@ from dsaudit.flows.addresses import addr_key, key_from_packed, key_from_text
 from dsaudit.flows.table_kernel import (
     EV_ICMP_ERROR,
     EV_PAYLOAD,
-    F_A_HI,
-    F_A_LO,
     F_A_PORT,
-    F_B_HI,
-    F_B_LO,
     F_B_PORT,
-    F_ORIG_IS_A,
     F_PROTO,
 )
 
@@ -461,12 +456,3 @@ def _quoted_key(quoted: bytes, v4: bool) -> tuple[int, ...] | None:
     else:
         sport = dport = 0
     return (proto, src, sport, dst, dport)
-
-
-def flow_endpoints(fs: np.ndarray, f: int) -> tuple[int, int, int, int]:
-    """(client, client_port, server, server_port) of flow ``f`` as address keys."""
-    a = addr_key(int(fs[f, F_A_HI]), int(fs[f, F_A_LO]))
-    b = addr_key(int(fs[f, F_B_HI]), int(fs[f, F_B_LO]))
-    if fs[f, F_ORIG_IS_A]:
-        return a, int(fs[f, F_A_PORT]), b, int(fs[f, F_B_PORT])
-    return b, int(fs[f, F_B_PORT]), a, int(fs[f, F_A_PORT])

@@ -33,11 +33,6 @@ def key_from_text(text: str) -> int | None:
         return None
 
 
-def is_v4(key: int) -> bool:
-    """True for a v4-mapped key."""
-    return key >> 32 == 0xFFFF
-
-
 @lru_cache(maxsize=1 << 16)
 def key_to_text(key: int) -> str:
     """Canonical text: dotted quad for IPv4, RFC 5952 for IPv6."""

@@ -158,8 +158,3 @@ def write_text(parts: Iterable[str], output: str | None) -> None:
                 fh.write(part)
     except OSError as exc:
         raise DsauditError(f"cannot write {output}: {exc.strerror or exc}") from None
-
-
-def describe(value: Any) -> str:
-    """Short text of a cell for terminals."""
-    return for_terminal(str(value))

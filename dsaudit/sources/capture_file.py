@@ -234,6 +234,17 @@ class CaptureReader:
                 f"kept the {self.info.packets} packets read before it"
             )
 
+    def position(self) -> int:
+        """How far into the file on disk reading has got (compressed bytes for .gz)."""
+        fh = self._fh
+        if fh is None or fh.closed:
+            return 0
+        raw = fh.raw if isinstance(fh, GzipStream) else fh
+        try:
+            return int(raw.tell())
+        except (OSError, ValueError):
+            return 0
+
     def _arrays(self) -> _Columns:
         return _Columns(self._batch)
 

@@ -66,8 +66,9 @@ def _flags(value: Any) -> int:
 
 def _history(ts: int, tc: int) -> str:
     letters = [
-        ("S", ts & TCP_SYN and not ts & TCP_ACK),
-        ("h", tc & TCP_SYN and tc & TCP_ACK),
+        # Flags are OR-ed over the flow: a SYN from the client side is its opening SYN.
+        ("S", ts & TCP_SYN),
+        ("h", tc & TCP_SYN),
         ("A", ts & TCP_ACK),
         ("D", ts & TCP_PSH),
         ("a", tc & TCP_ACK),

@@ -99,22 +99,28 @@ def _group_findings(
     sub = flows[mask]
     if sub.empty:
         return rows
-    for _, group in sub.groupby(keys, sort=True, dropna=False):
-        first = group.iloc[0]
+    # Positions per group, then plain Python rows: building a DataFrame per group costs
+    # milliseconds each, and a large capture has thousands of groups.
+    groups = sub.groupby(keys, sort=True, dropna=False).indices
+    records = sub.to_dict("records")
+    for positions in groups.values():
+        members = [records[i] for i in positions]
+        first = members[0]
+        rule = first["rule"]
         rows.append(
             {
                 "kind": kind,
                 "severity": FINDING_KINDS[kind].severity,
                 "host": str(first["client_ip"]),
                 "role": str(first["client_role"]),
-                "rule": None if pd.isna(first["rule"]) else str(first["rule"]),
+                "rule": None if rule is None or pd.isna(rule) else str(rule),
                 "peer": f"{first['server_ip']}",
                 "port": int(first["server_port"]),
-                "message": message(first, group),
-                "flow_ids": [int(x) for x in group["flow_id"]],
-                "count": len(group),
-                "first_seen": group["start"].min(),
-                "last_seen": group["end"].max(),
+                "message": message(first, members),
+                "flow_ids": [int(m["flow_id"]) for m in members],
+                "count": len(members),
+                "first_seen": min(m["start"] for m in members),
+                "last_seen": max(m["end"] for m in members),
             }
         )
     return rows
@@ -141,7 +147,7 @@ def _findings(
         lambda r, g: (
             f"{r['client_role']} {r['client_ip']} -> {r['server_role']} {r['server_ip']}:"
             f"{r['server_port']}{_name(r)} ({r['rule']}): {len(g)} attempt(s) "
-            f"{'rejected' if (g['outcome'] == 'rejected').any() else 'never answered'}"
+            f"{'rejected' if any(m['outcome'] == 'rejected' for m in g) else 'never answered'}"
         ),
     )
     rows += _group_findings(
@@ -196,8 +202,8 @@ def _findings(
             f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']} ({r['rule']}): "
             + "; ".join(
                 f"{e['from']} reports next-hop MTU {e['mtu']}"
-                for es in g["icmp_errors"]
-                for e in es
+                for m in g
+                for e in m["icmp_errors"]
                 if "mtu" in e
             )
         ),

@@ -351,9 +351,10 @@ def find_scans(flows: pd.DataFrame, scanners: Collection[str]) -> np.ndarray:
     if flows.empty or not scanners:
         return mask
     cand = flows[flows["client_ip"].isin(list(scanners)) & flows["proto"].isin(["tcp", "udp"])]
+    # Only pairs that reach enough distinct ports at all can hold a scan.
+    wide = cand.groupby(["client_ip", "server_ip"], sort=False)["server_port"].transform("nunique")
+    cand = cand[wide.to_numpy() >= SCAN_MIN_PORTS]
     for _, group in cand.groupby(["client_ip", "server_ip"], sort=False):
-        if group["server_port"].nunique() < SCAN_MIN_PORTS:
-            continue
         starts = group["start"].astype("int64").to_numpy() / 1e9
         order = np.argsort(starts, kind="stable")
         starts = starts[order]

@@ -21,6 +21,10 @@ class CaptureError(DsauditError):
         where = f"{path}" if offset is None else f"{path}: byte {offset}"
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self) -> tuple[type[CaptureError], tuple[str, int | None, str]]:
+        # Pickle by constructor arguments so the error crosses process boundaries.
+        return (type(self), (self.path, self.offset, self.message))
+
 
 class Location:
     """A place in a data file, kept so every catalog or inventory error names file:line."""
@@ -47,6 +51,9 @@ class DataFileError(DsauditError):
     def __init__(self, problems: list[tuple[Location, str]]) -> None:
         self.problems = problems
         super().__init__("\n".join(f"{loc}: {msg}" for loc, msg in problems))
+
+    def __reduce__(self) -> tuple[type[DataFileError], tuple[list[tuple[Location, str]]]]:
+        return (type(self), (self.problems,))
 
 
 class CatalogError(DataFileError):

@@ -163,9 +163,17 @@ def infer(flows: pd.DataFrame) -> InferredInventory:
         "heartbeat_interval": "10m",
         "updates": "relay" if roles.get("relay") else "direct",
     }
+    notes = []
     if database:
         deployment["database"] = database
-    notes = [
+    elif deployment["mode"] == "on-premises":
+        # The manager's database connection was not in the capture: say so rather than guess.
+        deployment["database"] = "postgresql"
+        notes.append(
+            "no manager-to-database connection was seen: postgresql is a placeholder, set the "
+            "real database (mssql, oracle, azure-sql) before trusting database findings"
+        )
+    notes += [
         "version cannot be read from traffic; 11.0 is assumed",
         "heartbeat_interval is the vendor default; set it to your policy's value",
     ]

@@ -74,6 +74,30 @@ class Inventory:
     _cache: dict[str, frozenset[str]] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
+    # Indexes built on first use: single addresses by value, networks by prefix length
+    # (an inferred inventory can list thousands of hosts; a linear scan per flow is too slow).
+    _index: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def _build_index(self) -> dict[str, Any]:
+        exact: dict[IPAddress, set[str]] = {}
+        nets: dict[tuple[int, int], dict[int, set[str]]] = {}
+        names: dict[str, set[str]] = {}
+        for role, entries in self.hosts.items():
+            for entry in entries:
+                net = entry.network
+                if net is not None:
+                    if net.num_addresses == 1:
+                        exact.setdefault(net.network_address, set()).add(role)
+                    else:
+                        table = nets.setdefault((net.version, net.prefixlen), {})
+                        table.setdefault(int(net.network_address), set()).add(role)
+                if entry.hostname:
+                    names.setdefault(entry.hostname, set()).add(role)
+        for role, listed in self.names.items():
+            for name in listed:
+                names.setdefault(name, set()).add(role)
+        self._index.update(exact=exact, nets=nets, names=names)
+        return self._index
 
     def hosts_for(self, role: str, *, implied: bool = True) -> tuple[HostEntry, ...]:
         """Entries of a role; with implied, also of roles that play it (agent: relays too)."""
@@ -91,11 +115,14 @@ class Inventory:
         if cached is not None:
             return cached
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-        found = {
-            role
-            for role, entries in self.hosts.items()
-            if any(entry.contains(ip) for entry in entries)
-        }
+        index = self._index or self._build_index()
+        found = set(index["exact"].get(ip, ()))
+        value = int(ip)
+        width = 32 if ip.version == 4 else 128
+        for (version, prefix), table in index["nets"].items():
+            if version == ip.version:
+                base = (value >> (width - prefix)) << (width - prefix)
+                found |= table.get(base, set())
         result = V.with_implied(found)
         self._cache[key] = result
         return result
@@ -103,9 +130,8 @@ class Inventory:
     def roles_of_name(self, hostname: str) -> frozenset[str]:
         """Roles of a host name, from `hosts` entries and the `names` section."""
         name = hostname.rstrip(".").lower()
-        found = {r for r, entries in self.hosts.items() if any(e.hostname == name for e in entries)}
-        found |= {r for r, names in self.names.items() if name in names}
-        return V.with_implied(found)
+        index = self._index or self._build_index()
+        return V.with_implied(frozenset(index["names"].get(name, ())))
 
     def facts(self) -> dict[str, str | tuple[str, ...]]:
         """The deployment as the facts a rule's `when` tests (see Conditions.matches)."""
@@ -268,6 +294,7 @@ def _hosts(top: MapReader, problems: Problems) -> dict[str, tuple[HostEntry, ...
         if role not in V.HOST_ROLES:
             continue  # reported by MapReader
         entries: list[HostEntry] = []
+        seen: set[HostEntry] = set()
         for item, loc in r.seq(role, allow_scalar=True):
             if not isinstance(item, str):
                 r.error(loc, f"hosts.{role}: {item!r} must be quoted text, not {type_name(item)}")
@@ -277,9 +304,10 @@ def _hosts(top: MapReader, problems: Problems) -> dict[str, tuple[HostEntry, ...
             except ValueError as exc:
                 r.error(loc, f"hosts.{role}: {exc}")
                 continue
-            if entry in entries:
+            if entry in seen:
                 r.error(loc, f"hosts.{role}: {item!r} is listed twice")
                 continue
+            seen.add(entry)
             entries.append(HostEntry(entry.text, entry.network, entry.hostname, entry.port, loc))
         out[role] = tuple(entries)
     return out

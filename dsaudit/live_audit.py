@@ -207,25 +207,42 @@ def evict_flows(builder: FlowBuilder, keep: np.ndarray) -> None:
     """Keep only flow-table rows ``keep`` (ascending indices), renumbered from 0.
 
     The flow store shrinks to fit, the hash is rebuilt over the kept rows, and the naming
-    state follows the rows' new numbers; everything else (DNS answers, fragment
-    reassembly, counters) stays as it is. ICMP errors older than every kept flow are
-    dropped: they can only belong to flows that left.
+    state follows the rows' new numbers (:meth:`Namer.remap`); everything else (DNS
+    answers, fragment reassembly, counters) stays as it is. ICMP errors older than every
+    kept flow are dropped: they can only belong to flows that left.
     """
     table = builder.table
-    m = int(len(keep))
+    n, m = table.nflows, int(len(keep))
+    mapping = np.full(n, -1, dtype=np.int64)
+    mapping[keep] = np.arange(m, dtype=np.int64)
     fs = np.zeros((_pow2(2 * m, 1 << 14), N_FCOLS), dtype=np.int64)
     fs[:m] = table.fs[keep]
     htab = np.zeros(_pow2(4 * (m + 1), 1 << 15), dtype=np.int64)
     nused = int(rehash(fs, m, htab, np.iinfo(np.int64).min))
     table.fs, table.nflows, table.htab, table.nused = fs, m, htab, nused
-    namer = builder.namer
-    old = namer.flows
-    namer.flows = {new: old[f] for new, f in enumerate(keep.tolist()) if f in old}
-    if m:
-        oldest = int(fs[:m, F_FIRST_TS].min())
-        namer.icmp_errors = [e for e in namer.icmp_errors if e[0] >= oldest]
-    else:
-        namer.icmp_errors = []
+    builder.namer.remap(mapping)
+    oldest = int(fs[:m, F_FIRST_TS].min()) if m else None
+    builder.namer.icmp_errors = [
+        e for e in builder.namer.icmp_errors if oldest is not None and e[0] >= oldest
+    ]
+
+
+class LiveFlowBuilder(FlowBuilder):
+    """A FlowBuilder that tells the live loop when it evicts flows on its own.
+
+    Past ``FlowOptions.max_flows`` open flows (a flood between two expiry sweeps) the
+    builder drops the least recently active ones and renumbers the rest; the loop's
+    per-row state must follow the same map.
+    """
+
+    def __init__(self, options: FlowOptions, on_remap: Callable[[np.ndarray], None]) -> None:
+        super().__init__(options)
+        self._on_remap = on_remap
+
+    def _evict(self, now: int) -> np.ndarray:
+        mapping = super()._evict(now)
+        self._on_remap(mapping)
+        return mapping
 
 
 def flow_frame(builder: FlowBuilder, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -432,7 +449,7 @@ class LiveAudit:
         self.writer = writer
         self.clock = clock
         self.local_addresses = set(local_addresses)
-        self.builder = FlowBuilder(options.flow)
+        self.builder: FlowBuilder = LiveFlowBuilder(options.flow, self._follow_eviction)
         self.info = CaptureInfo(
             path=f"iface:{source.iface}",
             format="live",
@@ -497,6 +514,18 @@ class LiveAudit:
         self.builder.add_batch(batch)
         self.info.packets += len(batch)
         self.info.bytes_read += int(batch.caplen.sum())
+
+    def _follow_eviction(self, mapping: np.ndarray) -> None:
+        # The builder dropped open flows to stay within max_flows (counted in its stats as
+        # flows_evicted): keep the judging state of the flows that stayed.
+        n = len(mapping)
+        old = np.zeros(n, dtype=np.int8)
+        k = min(n, len(self.status))
+        old[:k] = self.status[:k]
+        kept = mapping >= 0
+        status = np.zeros(max(int(kept.sum()), 1024), dtype=np.int8)
+        status[mapping[kept]] = old[kept]
+        self.status = status
 
     def _grow(self) -> int:
         n = self.builder.table.nflows

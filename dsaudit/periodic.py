@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.errors import DsauditError
-from dsaudit.flows.merge import PartResult, epoch_ns, merge_parts
+from dsaudit.flows.merge import merge_parts
 from dsaudit.pipeline import FlowOptions, FlowResult
 from dsaudit.sources.flowlogs import SOURCES, detect, read_logs
-from dsaudit.sources.flowlogs.pcap import first_packet_ns, read_part
+from dsaudit.sources.flowlogs.pcap import PartResult, epoch_ns, first_packet_ns, read_part
 
 NS = 1_000_000_000
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)

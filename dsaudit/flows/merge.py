@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dsaudit.flows.addresses import key_from_text, key_to_text
-from dsaudit.flows.records import FLOW_DTYPES, empty_flows, tcp_states
+from dsaudit.flows.records import FLOW_DTYPES, empty_flows
 from dsaudit.flows.table import Timeouts
-from dsaudit.flows.table_kernel import HISTORY_LETTERS
-from dsaudit.naming import DnsMap
 from dsaudit.pipeline import CaptureStats, FlowResult
-from dsaudit.sources.capture_file import CaptureInfo
+from dsaudit.sources.flowlogs.common import outcomes, states_from_history
+from dsaudit.sources.flowlogs.pcap import (
+    PAYLOAD_SOURCES,
+    PartResult,
+    attach_icmp,
+    epoch_ns,
+    name_by_dns,
+)
 
 NS = 1_000_000_000
-PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 # Echo request and reply share a flow; the flow records keep the first packet's type only.
 ECHO_TYPES = {"icmp": (0, 8), "icmpv6": (128, 129)}
-# Payload names outrank DNS names in this order, as dsaudit.flows.records decides them.
-PAYLOAD_SOURCES = ("connect", "socks", "sni", "http_host")
 MAX_DNS_QUERIES = 64  # dsaudit.naming keeps at most this many per flow
 MAX_DNS_ANSWERS = 256
 _SUMMED = (
@@ -33,44 +33,6 @@ _SUMMED = (
     "payload_bytes_c2s",
     "payload_bytes_s2c",
 )
-
-DnsEntry = tuple[int, int, int, str]  # (client key, answered address key, ts ns, name)
-IcmpError = tuple[int, tuple[int, ...], dict[str, object]]  # as dsaudit.naming.Namer keeps them
-
-
-@dataclass
-class PartResult:
-    """The flows of one file plus what joining them with the neighbouring files needs.
-
-    ``flows`` carry no ICMP errors and their DNS-derived names are provisional: both are
-    decided again over all files, so a DNS answer or an ICMP error in one file reaches a flow
-    in another exactly as it would in one continuous capture.
-    """
-
-    flows: pd.DataFrame
-    captures: list[CaptureInfo]
-    stats: CaptureStats
-    dns: list[DnsEntry] = field(default_factory=list)
-    icmp_errors: list[IcmpError] = field(default_factory=list)
-
-    @property
-    def first_ts(self) -> int:
-        """First packet time (ns); files without packets sort last."""
-        first = self.stats.first_ts_ns
-        return first if first is not None else np.iinfo(np.int64).max
-
-
-class RecordingDnsMap(DnsMap):
-    """A DnsMap that also keeps every answer it was told, in order, for the merge."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: list[DnsEntry] = []
-
-    def add(self, client: int, addr: int, ts: int, name: str) -> None:
-        """Remember the answer and record it."""
-        self.entries.append((client, addr, ts, name))
-        super().add(client, addr, ts, name)
 
 
 def merge_stats(stats: Iterable[CaptureStats]) -> CaptureStats:
@@ -94,16 +56,6 @@ def merge_stats(stats: Iterable[CaptureStats]) -> CaptureStats:
 
 
 # ----------------------------------------------------------------------------- history
-
-
-def seen_bits(history: str) -> int:
-    """The kernel's seen-letter bits of a history string."""
-    bits = 0
-    for letter in history:
-        i = HISTORY_LETTERS.find(letter)
-        if i > 0:
-            bits |= 1 << i
-    return bits
 
 
 def join_history(first: str, second: str) -> str:
@@ -256,24 +208,10 @@ def join_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _states(frame: pd.DataFrame) -> None:
     """State and outcome again from history and counts (dsaudit.flows.records' rules)."""
     proto = frame["proto"].astype(str).to_numpy()
-    pkts_c = frame["packets_c2s"].to_numpy()
     pkts_s = frame["packets_s2c"].to_numpy()
-    seen = np.array([seen_bits(h) for h in frame["history"].astype(str)], dtype=np.int64)
-    state = np.where(proto == "tcp", tcp_states(seen, pkts_s), np.where(pkts_s > 0, "SF", "S0"))
-    tcp = proto == "tcp"
-    outcome = np.select(
-        [
-            tcp & (state == "REJ"),
-            tcp & np.isin(state, ["S0", "RSTOS0", "SH"]),
-            tcp & np.isin(state, ["S1", "SF", "S2", "S3", "RSTO", "RSTR"]),
-            tcp,
-            (pkts_c > 0) & (pkts_s > 0),
-        ],
-        ["rejected", "unanswered", "established", "partial", "established"],
-        default="one-way",
-    )
+    state = states_from_history(frame["history"].astype(str), proto, pkts_s)
     frame["state"] = state
-    frame["outcome"] = outcome
+    frame["outcome"] = outcomes(proto, state, frame["packets_c2s"].to_numpy(), pkts_s)
 
 
 def _keys(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
@@ -365,97 +303,6 @@ def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
     return frame
 
 
-# ----------------------------------------------------------------------------- names, ICMP
-
-
-def _rename(frame: pd.DataFrame, entries: Iterable[DnsEntry]) -> None:
-    """DNS names for every flow without a payload name, from the answers of all files."""
-    dns = DnsMap()
-    for entry in entries:
-        dns.add(*entry)
-    source = frame["name_source"].astype(str).to_numpy()
-    todo = np.flatnonzero(~np.isin(source, PAYLOAD_SOURCES))
-    if not len(todo):
-        return
-    names: list[Any] = []
-    keys: dict[str, int | None] = {}
-
-    def key(text: str) -> int | None:
-        if text not in keys:
-            keys[text] = key_from_text(text)
-        return keys[text]
-
-    clients = frame["client_ip"].to_numpy()[todo]
-    servers = frame["server_ip"].to_numpy()[todo]
-    starts = epoch_ns(frame["start"])[todo]
-    for c, s, ts in zip(clients.tolist(), servers.tolist(), starts.tolist(), strict=True):
-        ck, sk = key(c), key(s)
-        names.append(None if ck is None or sk is None else dns.lookup(ck, sk, ts))
-    col = frame["server_name"].astype(object).to_numpy().copy()
-    src = source.astype(object).copy()
-    col[todo] = names
-    src[todo] = ["dns" if n is not None else "none" for n in names]
-    frame["server_name"] = col
-    frame["name_source"] = src
-
-
-def _iso(ns: int) -> str:
-    return str(np.datetime_as_string(np.datetime64(ns, "ns"), unit="us")) + "Z"
-
-
-def epoch_ns(times: pd.Series) -> np.ndarray:
-    """Nanoseconds since the epoch of a UTC datetime column."""
-    return np.asarray(pd.DatetimeIndex(times).as_unit("ns").asi8, dtype=np.int64)
-
-
-def attach_icmp(frame: pd.DataFrame, errors: Sequence[IcmpError]) -> None:
-    """Attach each ICMP error to the flow whose packet it quotes, as the records do."""
-    frame["icmp_errors"] = [[] for _ in range(len(frame))]
-    if not errors or frame.empty:
-        return
-    wanted = {(q[0], q[1], q[2], *sorted([(q[3], q[4]), (q[5], q[6])])) for _, q, _ in errors}
-    index: dict[tuple[Any, ...], list[int]] = {}
-    starts = epoch_ns(frame["start"])
-    cols = [
-        frame[c].astype(object).tolist()
-        for c in ("proto", "client_ip", "client_port", "server_ip", "server_port")
-    ]
-    vlans = [[_vlan(v) for v in frame[c].astype(object)] for c in ("vlan", "inner_vlan")]
-    for f, (proto_name, cip, cport, sip, sport) in enumerate(zip(*cols, strict=True)):
-        proto = PROTO_NUMBERS.get(str(proto_name))
-        ca, sa = key_from_text(str(cip)), key_from_text(str(sip))
-        if proto is None or ca is None or sa is None:
-            continue
-        ends = sorted([(ca, int(cport)), (sa, int(sport))])
-        k = (vlans[0][f], vlans[1][f], proto, *ends)
-        if k in wanted:
-            index.setdefault(k, []).append(f)
-    out = frame["icmp_errors"].tolist()
-    rejected = np.zeros(len(frame), dtype=bool)
-    for ts, quoted, info in errors:
-        v0, v1, proto, src, sport, dst, dport = quoted
-        cands = index.get((v0, v1, proto, *sorted([(src, sport), (dst, dport)])))
-        if not cands:
-            continue
-        best = cands[0]
-        for f in cands:
-            if starts[f] <= ts:
-                best = f
-        entry = dict(info)
-        sender = info["from"]
-        entry["from"] = key_to_text(sender) if isinstance(sender, int) else sender
-        stamp = info["ts"]
-        entry["ts"] = _iso(stamp) if isinstance(stamp, int) else stamp
-        out[best].append(entry)
-        v4 = info["family"] == 4
-        if (v4 and info["type"] == 3 and info["code"] != 4) or (not v4 and info["type"] == 1):
-            rejected[best] = True
-    frame["icmp_errors"] = out
-    no_answer = frame["packets_s2c"].to_numpy() == 0
-    outcome = frame["outcome"].astype(str).to_numpy()
-    frame["outcome"] = np.where(rejected & no_answer, "rejected", outcome)
-
-
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -469,7 +316,7 @@ def merge_parts(parts: Sequence[PartResult], timeouts: Timeouts | None = None) -
     frame = _join(ordered, timeouts)
     if not frame.empty:
         _states(frame)
-        _rename(frame, (e for p in ordered for e in p.dns))
+        name_by_dns(frame, (e for p in ordered for e in p.dns))
         attach_icmp(frame, [e for p in ordered for e in p.icmp_errors])
         frame = frame.astype(FLOW_DTYPES)
     captures = [c for p in ordered for c in p.captures]

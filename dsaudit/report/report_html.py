@@ -11,7 +11,7 @@ from dsaudit.report.audit_html_sections import esc, h, table
 from dsaudit.report.trends import Trends, run_label
 
 WIDTH, HEIGHT = 960, 280
-LEFT, RIGHT, TOP, BOTTOM = 56, 24, 16, 56
+LEFT, RIGHT, TOP, BOTTOM = 56, 24, 16, 36
 PALETTE = ("#2f5bd3", "#b42318", "#1a7f37", "#b54708", "#7a5af8", "#0e9384", "#c11574", "#475467")
 SPARK_W, SPARK_H = 140, 26
 TREND_STYLE = (
@@ -56,9 +56,11 @@ def line_chart(
     step = max(1, n // 10)
     for i, label in enumerate(labels):
         if i % step == 0 or i == n - 1:
+            # The outermost labels hang inwards so the chart's edges do not cut them.
+            anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 else "middle"
             parts.append(
                 f'<text x="{_num(_x(i, n))}" y="{HEIGHT - BOTTOM + 20}" '
-                f'text-anchor="middle">{esc(label)}</text>'
+                f'text-anchor="{anchor}">{esc(label)}</text>'
             )
     for k, (name, values) in enumerate(series):
         colour = PALETTE[k % len(PALETTE)]

@@ -13,10 +13,10 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 import pytest
 
@@ -39,6 +39,7 @@ CONVERSATIONS = [
     (MANAGER, (AGENT, 4118)),  # a documented heartbeat, rejected: a blocked expected flow
 ]
 BPF = "net 127.0.0.0/24"
+WATCHDOG_S = 60.0
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0,
@@ -131,8 +132,11 @@ def run_clients(rounds: int = 1) -> None:
 
 
 def dsaudit(*args: str, **kw: Any) -> subprocess.Popen[str]:
-    """`python -m dsaudit ARGS` from the repository, stdout and stderr as text pipes."""
-    return subprocess.Popen(
+    """`python -m dsaudit ARGS` from the repository, stdout and stderr as text pipes.
+
+    Killed after WATCHDOG_S whatever happens, so a test waiting on its output cannot hang.
+    """
+    proc = subprocess.Popen(
         [sys.executable, "-m", "dsaudit", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -140,9 +144,13 @@ def dsaudit(*args: str, **kw: Any) -> subprocess.Popen[str]:
         text=True,
         **kw,
     )
+    guard = threading.Timer(WATCHDOG_S, proc.kill)
+    guard.daemon = True
+    guard.start()
+    return proc
 
 
-def read_event(stream: TextIO, kind: str, limit: int = 200) -> dict[str, Any]:
+def read_event(stream: IO[str], kind: str, limit: int = 200) -> dict[str, Any]:
     """Read JSON Lines from ``stream`` until an event of ``kind``; fail if none comes."""
     for _ in range(limit):
         line = stream.readline()
@@ -152,6 +160,21 @@ def read_event(stream: TextIO, kind: str, limit: int = 200) -> dict[str, Any]:
         if event["event"] == kind:
             return event
     raise AssertionError(f"no {kind} event in the stream")
+
+
+def read_until(
+    stream: IO[str], done: Callable[[list[dict[str, Any]]], bool], limit: int = 500
+) -> list[dict[str, Any]]:
+    """Read JSON Lines from ``stream`` until ``done(events so far)``; fail if it never is."""
+    events: list[dict[str, Any]] = []
+    for _ in range(limit):
+        line = stream.readline()
+        if not line:
+            break
+        events.append(json.loads(line))
+        if done(events):
+            return events
+    raise AssertionError(f"the stream ended first: {[e['event'] for e in events]}")
 
 
 def flow_of(report: dict[str, Any], server: str, port: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from rich.console import Console
 from dsaudit.catalog import Catalog, load_catalog
 from dsaudit.inventory import Inventory, load_inventory
 from dsaudit.live_audit import LiveAudit, LiveEvent, LiveOptions, LiveSnapshot, RoleRow
-from dsaudit.pipeline import FlowBuilder
+from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.report.live_view import JsonLinesSink, render
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.live import SourceStats
@@ -197,6 +197,30 @@ def test_findings_wait_until_the_flow_has_settled(catalog: Catalog) -> None:
     assert audit.verdicts == Counter(explained=2, unexplained=1, blocked=1)
 
 
+def test_a_flow_is_judged_only_once_its_proxy_target_could_be_known(catalog: Catalog) -> None:
+    # Through a proxy a flow is judged by its CONNECT target, which arrives after the
+    # handshake: judged at once, agent -> proxy:3128 would be a false "unexplained".
+    inventory = load_inventory("p.yaml", inventory_text() + '  proxy: ["127.0.0.60:3128"]\n')
+    audit, _, sink = _audit(catalog, inventory)
+    t0 = BASE_TS
+    c, s = (AGENT, "127.0.0.60", 46000, 3128), ("127.0.0.60", AGENT, 3128, 46000)
+    connect = b"CONNECT 127.0.0.10:4120 HTTP/1.1\r\nHost: 127.0.0.10:4120\r\n\r\n"
+    feed(
+        audit,
+        [
+            (t0, tcp_frame(*c, "S", seq=100)),
+            (t0 + MS, tcp_frame(*s, "SA", seq=500, ack=101)),
+            (t0 + 2 * MS, tcp_frame(*c, "A", seq=101, ack=501)),
+        ],
+    )
+    audit.evaluate(t0 + NS // 2)
+    assert sink.kinds() == [] and audit.judged == 0
+    feed(audit, [(t0 + 600 * MS, tcp_frame(*c, "PA", seq=101, ack=501, payload=connect))])
+    audit.evaluate(t0 + 3 * NS)
+    assert sink.kinds() == []
+    assert audit.verdicts == Counter(explained=1)
+
+
 def test_one_event_per_conversation_however_many_flows(catalog: Catalog) -> None:
     audit, _, sink = _audit(catalog)
     t0 = BASE_TS
@@ -253,8 +277,10 @@ def test_an_active_flow_survives_expiry_whole_and_named(catalog: Catalog) -> Non
         (t0 + 3 * MS, tcp_frame(*c, "PA", seq=101, ack=501, payload=hello)),
         (t0 + 30 * NS, tcp_frame(*s, "PA", seq=501, ack=101 + len(hello), payload=b"x" * 10)),
     ]
+    # The noise comes first, so the flow that stays is renumbered when the noise leaves.
     noise = [
-        (t0 + i * MS, udp_frame(AGENT, "127.0.0.99", 50000 + i, 5000, b"ping")) for i in range(100)
+        (t0 - NS + i * MS, udp_frame(AGENT, "127.0.0.99", 50000 + i, 5000, b"ping"))
+        for i in range(100)
     ]
     seq = 101 + len(hello)
     closing = [
@@ -263,7 +289,7 @@ def test_an_active_flow_survives_expiry_whole_and_named(catalog: Catalog) -> Non
         (t0 + 72 * NS + MS, tcp_frame(*s, "FA", seq=511, ack=seq + 21)),
         (t0 + 72 * NS + 2 * MS, tcp_frame(*c, "A", seq=seq + 21, ack=512)),
     ]
-    feed(audit, opening + noise)
+    feed(audit, noise + opening)
     audit.evaluate(t0 + 31 * NS)
     assert audit.expire(t0 + 70 * NS) == 100  # the UDP noise, idle 70 s past its 60 s timeout
     assert audit.builder.table.nflows == 1
@@ -271,7 +297,7 @@ def test_an_active_flow_survives_expiry_whole_and_named(catalog: Catalog) -> Non
     final = audit._all_flows().flows
 
     offline = FlowBuilder(audit.options.flow)
-    offline.add_batch(PacketBatch.from_frames(opening + noise + closing, LINK_ETHERNET))
+    offline.add_batch(PacketBatch.from_frames(noise + opening + closing, LINK_ETHERNET))
     expected = offline.result([]).flows
     cols = ["packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c", "state", "history"]
     cols += ["server_name", "name_source", "initiator_evidence", "start", "end"]
@@ -284,6 +310,34 @@ def test_an_active_flow_survives_expiry_whole_and_named(catalog: Catalog) -> Non
     assert len(udp) == 1 and int(udp["merged_flows"].iloc[0]) == 100
     assert int(udp["packets_c2s"].iloc[0]) == 100
     assert udp["start"].iloc[0] == expected[expected["server_port"] == 5000]["start"].min()
+
+
+def test_judging_follows_the_builders_own_eviction(catalog: Catalog) -> None:
+    # A flood between two sweeps: past max_flows open flows the builder drops the least
+    # recently active ones and renumbers the rest; what was judged stays judged.
+    audit, _, sink = _audit(catalog, flow=FlowOptions(max_flows=8))
+    t0 = BASE_TS
+    feed(audit, [(t0, tcp_frame(MANAGER, AGENT, 47000, 4118, "S", seq=1))])  # unanswered
+    for i in range(4):
+        feed(audit, rejected(t0 + (i + 1) * MS, AGENT, MANAGER, 47100 + i, 9000 + i))
+    audit.evaluate(t0 + 3 * NS)
+    assert audit.judged == 5 and sink.kinds() == ["flow_unexplained"] * 4
+    # The SYN is retransmitted first, so the flows left least recently active, and evicted,
+    # are four of the judged ones.
+    flood = [(t0 + 3 * NS, tcp_frame(MANAGER, AGENT, 47000, 4118, "S", seq=1))]
+    flood += [
+        (t0 + 3 * NS + (i + 1) * MS, tcp_frame(AGENT, MANAGER, 47200 + i, 9100, "S"))
+        for i in range(6)
+    ]
+    feed(audit, flood)
+    assert audit.builder.stats.flows_evicted > 0
+    assert audit.builder.table.nflows <= 8
+    audit.evaluate(t0 + 6 * NS)
+    # The unanswered flow kept its place in the judging: 5 s after it began it is blocked.
+    assert sink.kinds().count("flow_blocked") == 1
+    # The judged flows that stayed were not judged again; the new ones were judged once.
+    assert audit.judged == 5 + 6
+    assert audit.verdicts["unexplained"] == 4 + 6
 
 
 def test_memory_stays_flat_and_the_report_still_counts_every_flow(catalog: Catalog) -> None:
@@ -326,13 +380,12 @@ def test_memory_stays_flat_and_the_report_still_counts_every_flow(catalog: Catal
     assert counts["total"] == windows * per_window
     assert counts["unexplained"] == windows * 6
     assert counts["explained"] == windows * 50
-    findings = result.findings.set_index("port")
-    assert int(findings.loc[9999, "count"]) == windows * 5
-    assert int(findings.loc[4121, "count"]) == windows
-    beats = result.heartbeats
-    assert str(beats["last_seen"].iloc[0]) == str(
-        read.flows[read.flows["server_port"] == 4120]["start"].max()
-    )
+    unexplained = result.findings[result.findings["kind"] == "unexplained_flow"]
+    counted = dict(zip(unexplained["port"].tolist(), unexplained["count"].tolist(), strict=True))
+    assert counted[9999] == windows * 5
+    assert counted[4121] == windows
+    last_beat = read.flows[read.flows["server_port"] == 4120]["start"].max()
+    assert result.heartbeats["last_seen"].iloc[0] == last_beat
 
 
 def test_run_stops_on_duration_and_keeps_what_arrived_at_the_end(catalog: Catalog) -> None:

@@ -10,17 +10,16 @@ import pytest
 from dsaudit.engine import read_captures
 from dsaudit.flows.addresses import key_from_text
 from dsaudit.flows.merge import (
-    PartResult,
     continues,
     join_history,
     join_rows,
     merge_parts,
     merge_stats,
-    seen_bits,
 )
 from dsaudit.flows.table import Timeouts
 from dsaudit.pipeline import CaptureStats
-from dsaudit.sources.flowlogs.pcap import read_part
+from dsaudit.sources.flowlogs.common import seen_bits
+from dsaudit.sources.flowlogs.pcap import PartResult, read_part
 from tests.corpus import capture_path, corpus_names, needs_corpus
 from tests.flow_rows import T0, flow, frame
 from tests.periodic.splitter import safe_cuts, split
@@ -57,7 +56,7 @@ COMPARED = [
 
 
 def _part(rows: list[dict[str, object]], **extra: object) -> PartResult:
-    flows = frame(rows)
+    flows = frame([flow(**r) for r in rows])
     first = int(flows["start"].min().value) if len(flows) else None
     return PartResult(flows=flows, captures=[], stats=CaptureStats(first_ts_ns=first), **extra)  # type: ignore[arg-type]
 
@@ -123,7 +122,7 @@ def test_join_reorients_the_later_part() -> None:
     assert (out["packets_c2s"], out["packets_s2c"]) == (4, 6)
     assert out["bytes_c2s"] == 370
     # The tail's client letters were the responder's: they come back lower case.
-    assert out["history"] == "ShADdFf"
+    assert out["history"] == "ShADdfF"
     assert out["start"] == T0 and out["end"] == T0 + pd.Timedelta(seconds=6)
     assert (out["server_name"], out["name_source"]) == ("dsm.example", "sni")
     assert out["initiator_evidence"] == "syn"
@@ -131,7 +130,9 @@ def test_join_reorients_the_later_part() -> None:
 
 def test_merge_recomputes_state_and_outcome() -> None:
     a = _part([_row(at=0, history="S", state="S0", outcome="unanswered", packets_s2c=0)])
-    b = _part([_row(at=1, history="hAD", state="OTH", outcome="partial", initiator_evidence="synack")])
+    b = _part(
+        [_row(at=1, history="hAD", state="OTH", outcome="partial", initiator_evidence="synack")]
+    )
     out = merge_parts([a, b]).flows
     assert len(out) == 1
     assert (out["state"][0], out["outcome"][0], out["history"][0]) == ("S1", "established", "ShAD")

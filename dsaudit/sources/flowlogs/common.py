@@ -13,8 +13,8 @@ import pandas as pd
 
 from dsaudit.errors import DsauditError
 from dsaudit.flows.addresses import key_from_text
-from dsaudit.flows.merge import seen_bits
 from dsaudit.flows.records import FLOW_DTYPES, empty_flows, tcp_states
+from dsaudit.flows.table_kernel import HISTORY_LETTERS
 from dsaudit.naming import DnsMap
 from dsaudit.pipeline import CaptureStats, FlowResult
 from dsaudit.sources.capture_file import CaptureInfo
@@ -68,6 +68,16 @@ def head_text(path: str, size: int = 4096) -> str:
             return fh.read(size)
     except (OSError, EOFError, UnicodeError):
         return ""
+
+
+def seen_bits(history: str) -> int:
+    """The kernel's seen-letter bits of a history string."""
+    bits = 0
+    for letter in history:
+        i = HISTORY_LETTERS.find(letter)
+        if i > 0:
+            bits |= 1 << i
+    return bits
 
 
 def ip_version(address: str) -> int:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 # pyarrow ships no type information; pandas already depends on it for Parquet.
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dsaudit.errors import DsauditError
 from dsaudit.findings import AuditResult

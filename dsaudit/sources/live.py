@@ -647,7 +647,7 @@ class DumpcapSource:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
+            preexec_fn=_die_with_parent,  # only prctl: safe between fork and exec
         )
         assert self._proc.stdout is not None and self._proc.stderr is not None
         self._out = self._proc.stdout.fileno()

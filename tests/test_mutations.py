@@ -356,30 +356,49 @@ GZIP_FILES = SAMPLE_FILES + [p for p in CORPUS_FILES if p.name in GZIP_CORPUS]
 
 
 def inflate_prefix(blob: bytes) -> bytes:
-    """Everything a gzip stream cut or corrupted at some point still decompresses to."""
+    """Every byte zlib produces from a gzip stream before it finds the stream cut or corrupt.
+
+    Fed in 4 KiB steps; the step that fails is replayed a byte at a time from a copy of the
+    decompressor, so the output right up to the failing input byte is kept.
+    """
     d = zlib.decompressobj(31)
     out = bytearray()
     for i in range(0, len(blob), 4096):
+        chunk = blob[i : i + 4096]
+        before = d.copy()
         try:
-            out += d.decompress(blob[i : i + 4096])
+            out += d.decompress(chunk)
         except zlib.error:
+            for j in range(len(chunk)):
+                try:
+                    out += before.decompress(chunk[j : j + 1])
+                except zlib.error:
+                    break
             break
     return bytes(out)
 
 
+def common_prefix(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    i = next((i for i in range(0, n, 4096) if a[i : i + 4096] != b[i : i + 4096]), n)
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 @pytest.mark.parametrize("source", GZIP_FILES, ids=_id)
-def test_damaged_gzip_keeps_what_decompresses(source: Path, tmp_path: Path) -> None:
+def test_cut_gzip_keeps_what_decompresses(source: Path, tmp_path: Path) -> None:
     data = source.read_bytes()
     blob = gzip.compress(data, mtime=0)
     lay = layout(data)
-    total = len(lay.records)
     cuts = {"gz-header": 5, "gz-middle": len(blob) // 2, "gz-end-minus-one": len(blob) - 1}
     for where, cut in cuts.items():
         path = tmp_path / f"{where}{source.suffix}.gz"
         path.write_bytes(blob[:cut])
         run = flows(path)
         assert_contract(run, path)
-        expected = sum(1 for _, end, _, _ in lay.records if end <= len(inflate_prefix(blob[:cut])))
+        inflated = len(inflate_prefix(blob[:cut]))
+        expected = sum(1 for _, end, _, _ in lay.records if end <= inflated)
         if expected == 0:
             assert run.code == 2, (where, run.err)
             continue
@@ -387,22 +406,45 @@ def test_damaged_gzip_keeps_what_decompresses(source: Path, tmp_path: Path) -> N
         assert len(warned_offsets(run, path)) == 1, (where, run.err)
         assert "compressed stream ends early" in run.err, (where, run.err)
         assert packets_read(path) == expected, where
-    # The CRC of the last member: every record decompresses, then the check fails.
+
+
+@pytest.mark.parametrize("source", GZIP_FILES, ids=_id)
+def test_gzip_with_a_bad_crc_keeps_every_packet(source: Path, tmp_path: Path) -> None:
+    # Every record decompresses; only the member's CRC-32 (trailer bytes -8..-5) is wrong.
+    data = source.read_bytes()
+    blob = gzip.compress(data, mtime=0)
     path = tmp_path / f"gz-crc{source.suffix}.gz"
     path.write_bytes(flipped(blob, len(blob) - 6))
+    assert inflate_prefix(flipped(blob, len(blob) - 6)) == data
     run = flows(path)
     assert_contract(run, path)
-    assert run.code == 0 and len(warned_offsets(run, path)) == 1, run.err
-    assert packets_read(path) == total
-    # Inside the deflate data: whatever decoded before the corruption is kept or one error.
+    assert run.code == 0, run.err
+    assert len(warned_offsets(run, path)) == 1, run.err
+    assert packets_read(path) == len(layout(data).records)
+
+
+@pytest.mark.parametrize("source", GZIP_FILES, ids=_id)
+def test_gzip_with_a_flipped_byte_keeps_the_packets_before_it(
+    source: Path, tmp_path: Path
+) -> None:
+    data = source.read_bytes()
+    blob = gzip.compress(data, mtime=0)
+    lay = layout(data)
     rng = random.Random(f"dsaudit-gzip:{source.name}")
     for n in range(3):
         at = rng.randrange(20, len(blob) - 8)
+        damaged = flipped(blob, at)
         path = tmp_path / f"gz-flip-{n}{source.suffix}.gz"
-        path.write_bytes(flipped(blob, at))
+        path.write_bytes(damaged)
         run = flows(path)
         assert_contract(run, path)
-        if run.code == 0:
+        # The records that decompress to exactly their original bytes come before any
+        # garbage the flipped byte produces: the reader must keep at least those.
+        intact = common_prefix(inflate_prefix(damaged), data)
+        before = sum(1 for _, end, _, _ in lay.records if end <= intact)
+        if before:
+            assert run.code == 0, (at, before, run.err)
+            assert packets_read(path) >= before, (at, before)
             json.loads(run.out)
 
 

@@ -352,22 +352,43 @@ def cell_status(rows: Sequence[dict[str, Any]]) -> str:
 
 
 class FlowIndex:
-    """Look flows up by id, for the evidence behind findings."""
+    """Look flows up by id, for the evidence behind findings.
+
+    Built once from plain column lists: a report may need the evidence of thousands of
+    findings, and a pandas look-up per flow costs more than the whole rest of the report.
+    """
+
+    COLUMNS = (
+        "flow_id",
+        "start",
+        "client_ip",
+        "client_port",
+        "server_ip",
+        "server_port",
+        "proto",
+        "server_name",
+        "outcome",
+        "verdict",
+        "blocked",
+    )
 
     def __init__(self, flows: pd.DataFrame) -> None:
-        self._flows = flows
-        self._index = pd.Index(flows["flow_id"]) if not flows.empty else pd.Index([])
+        cols = [c for c in self.COLUMNS if c in flows.columns]
+        self._rows: dict[int, dict[str, Any]] = {}
+        if flows.empty:
+            return
+        values = {c: flows[c].tolist() for c in cols}
+        for i, fid in enumerate(values["flow_id"]):
+            self._rows[int(fid)] = {c: values[c][i] for c in cols}
 
     def evidence(self, flow_ids: object, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Up to ``limit`` evidence rows (oldest first) and how many more there were."""
-        ids = [int(i) for i in fm.as_list(flow_ids)]
-        if not ids or self._flows.empty:
+        found = [self._rows[i] for i in (int(x) for x in fm.as_list(flow_ids)) if i in self._rows]
+        if not found:
             return [], 0
-        pos = self._index.get_indexer(pd.Index(ids))
-        found = self._flows.iloc[[int(p) for p in pos if p >= 0]]
-        found = found.sort_values(["start", "flow_id"], kind="stable")
+        found.sort(key=lambda r: (r["start"], r["flow_id"]))
         rows = []
-        for row in records(found.iloc[:limit]):
+        for row in found[:limit]:
             rows.append(
                 {
                     "flow_id": int(row["flow_id"]),

@@ -118,12 +118,18 @@ def _group_findings(
                 "port": int(first["server_port"]),
                 "message": message(first, members),
                 "flow_ids": [int(m["flow_id"]) for m in members],
-                "count": len(members),
+                "count": _weight(members),
                 "first_seen": min(m["start"] for m in members),
                 "last_seen": max(m["end"] for m in members),
             }
         )
     return rows
+
+
+def _weight(members: list[dict[str, Any]]) -> int:
+    """Flows a group of rows stands for: a live session folds expired flows into one row per
+    conversation and says in ``merged_flows`` how many it stands for."""
+    return sum(int(m.get("merged_flows", 1) or 1) for m in members)
 
 
 def _name(row: Any) -> str:
@@ -146,7 +152,7 @@ def _findings(
         endpoint + ["rule"],
         lambda r, g: (
             f"{r['client_role']} {r['client_ip']} -> {r['server_role']} {r['server_ip']}:"
-            f"{r['server_port']}{_name(r)} ({r['rule']}): {len(g)} attempt(s) "
+            f"{r['server_port']}{_name(r)} ({r['rule']}): {_weight(g)} attempt(s) "
             f"{'rejected' if any(m['outcome'] == 'rejected' for m in g) else 'never answered'}"
         ),
     )
@@ -189,7 +195,7 @@ def _findings(
         lambda r, g: (
             f"{r['client_role']} {r['client_ip']} -> {r['server_role']} {r['server_ip']}:"
             f"{r['proto']}/{r['server_port']}{_name(r)}: {r['reason_text']} "
-            f"({len(g)} flow(s))"
+            f"({_weight(g)} flow(s))"
         ),
     )
     mtu = flows["icmp_errors"].map(lambda es: any("mtu" in e for e in es)).to_numpy(dtype=bool)

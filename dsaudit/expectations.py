@@ -11,6 +11,7 @@ it, otherwise inconclusive or not visible.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,12 +226,17 @@ def _peer_is(vantage_host: str | None, rule: Rule, role: str, inventory: Invento
     return bool(inventory.roles_of(vantage_host) & other)
 
 
+def is_heartbeat(rules: Iterable[str]) -> bool:
+    """Whether a flow satisfying these rule ids is a heartbeat (4118, 4120, or 443 to SaaS)."""
+    return any("heartbeat" in r or r.endswith("manager-443") for r in rules)
+
+
 def heartbeats(flows: pd.DataFrame) -> pd.DataFrame:
     """Per agent and direction: heartbeat attempts, outcomes and intervals."""
     if flows.empty:
         return typed_frame([], HEARTBEAT_DTYPES)
     rules = flows["_rules"]
-    is_hb = rules.map(lambda ids: any("heartbeat" in r or r.endswith("manager-443") for r in ids))
+    is_hb = rules.map(is_heartbeat)
     hb = flows[is_hb.astype(bool)]
     rows: list[dict[str, Any]] = []
     for keys, group in hb.groupby(["client_ip", "server_ip", "server_port"]):

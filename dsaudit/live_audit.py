@@ -13,9 +13,9 @@ records for the flows not yet judged, classifies them with the audit's own
   after ``unanswered_s`` when it is merely unanswered (a SYN may be retransmitted).
 
 Memory stays flat: every ``window_s`` flows idle past their timeout (TCP closed by FIN or
-RST: ``closed_linger_s``) leave the flow table (:func:`evict_flows`) and are folded into a
-:class:`FlowArchive`, one row per conversation. The final report audits the archive rows
-and the flows still in the table together; see docs/live.md for exactly what is kept.
+RST: ``closed_linger_s``) leave the flow table (:meth:`FlowBuilder.keep_flows`) and are
+folded into a :class:`FlowArchive`, one row per conversation. The final report audits the
+archive rows and the flows still in the table together; see docs/live.md for what is kept.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import pandas as pd
 from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import Catalog
 from dsaudit.classify import classify_flows
+from dsaudit.expectations import is_heartbeat
 from dsaudit.findings import FINDING_KINDS, AuditResult, typed_frame
 from dsaudit.flows.records import FLOW_COLUMNS, FLOW_DTYPES, build_flow_frame
 from dsaudit.flows.table_kernel import (
@@ -44,9 +45,7 @@ from dsaudit.flows.table_kernel import (
     F_SEEN,
     H_F,
     H_R,
-    N_FCOLS,
     RESP_OFFSET,
-    rehash,
 )
 from dsaudit.inference import infer
 from dsaudit.inventory import Inventory
@@ -81,11 +80,6 @@ ARCHIVE_SUM = (
 )
 ARCHIVE_ICMP_ERRORS = 20
 WEIGHT = "merged_flows"
-
-
-def is_heartbeat(rules: Iterable[str]) -> bool:
-    """The rule ids of a heartbeat (the same test as :func:`dsaudit.expectations.heartbeats`)."""
-    return any("heartbeat" in r or r.endswith("manager-443") for r in rules)
 
 
 def iso(ns: int | None) -> str | None:
@@ -194,55 +188,6 @@ class NullSink:
 
 
 # ----------------------------------------------------------------------------- eviction
-
-
-def _pow2(n: int, floor: int) -> int:
-    size = floor
-    while size < n:
-        size *= 2
-    return size
-
-
-def evict_flows(builder: FlowBuilder, keep: np.ndarray) -> None:
-    """Keep only flow-table rows ``keep`` (ascending indices), renumbered from 0.
-
-    The flow store shrinks to fit, the hash is rebuilt over the kept rows, and the naming
-    state follows the rows' new numbers (:meth:`Namer.remap`); everything else (DNS
-    answers, fragment reassembly, counters) stays as it is. ICMP errors older than every
-    kept flow are dropped: they can only belong to flows that left.
-    """
-    table = builder.table
-    n, m = table.nflows, int(len(keep))
-    mapping = np.full(n, -1, dtype=np.int64)
-    mapping[keep] = np.arange(m, dtype=np.int64)
-    fs = np.zeros((_pow2(2 * m, 1 << 14), N_FCOLS), dtype=np.int64)
-    fs[:m] = table.fs[keep]
-    htab = np.zeros(_pow2(4 * (m + 1), 1 << 15), dtype=np.int64)
-    nused = int(rehash(fs, m, htab, np.iinfo(np.int64).min))
-    table.fs, table.nflows, table.htab, table.nused = fs, m, htab, nused
-    builder.namer.remap(mapping)
-    oldest = int(fs[:m, F_FIRST_TS].min()) if m else None
-    builder.namer.icmp_errors = [
-        e for e in builder.namer.icmp_errors if oldest is not None and e[0] >= oldest
-    ]
-
-
-class LiveFlowBuilder(FlowBuilder):
-    """A FlowBuilder that tells the live loop when it evicts flows on its own.
-
-    Past ``FlowOptions.max_flows`` open flows (a flood between two expiry sweeps) the
-    builder drops the least recently active ones and renumbers the rest; the loop's
-    per-row state must follow the same map.
-    """
-
-    def __init__(self, options: FlowOptions, on_remap: Callable[[np.ndarray], None]) -> None:
-        super().__init__(options)
-        self._on_remap = on_remap
-
-    def _evict(self, now: int) -> np.ndarray:
-        mapping = super()._evict(now)
-        self._on_remap(mapping)
-        return mapping
 
 
 def flow_frame(builder: FlowBuilder, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -449,7 +394,8 @@ class LiveAudit:
         self.writer = writer
         self.clock = clock
         self.local_addresses = set(local_addresses)
-        self.builder: FlowBuilder = LiveFlowBuilder(options.flow, self._follow_eviction)
+        self.builder = FlowBuilder(options.flow)
+        self.builder.on_evict.append(self._follow_eviction)
         self.info = CaptureInfo(
             path=f"iface:{source.iface}",
             format="live",
@@ -724,7 +670,7 @@ class LiveAudit:
         self.archive.add(classified)
         keep = np.flatnonzero(~gone)
         self.status = self.status[keep].copy()
-        evict_flows(self.builder, keep)
+        self.builder.keep_flows(keep)
         return int(len(rows))
 
     # -- snapshots -------------------------------------------------------------------------

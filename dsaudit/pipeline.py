@@ -41,6 +41,7 @@ from dsaudit.flows.table_kernel import (
     F_B_PORT,
     F_BYTES_C,
     F_BYTES_S,
+    F_FIRST_TS,
     F_ORIG_IS_A,
     F_PKTS_C,
     F_PKTS_S,
@@ -198,6 +199,8 @@ class FlowBuilder:
         self.fragments = FragmentReassembler()
         self.stats = CaptureStats()
         self.evictions = EvictionSummary()
+        # Called with the index map whenever max_flows makes the builder evict flows.
+        self.on_evict: list[Callable[[np.ndarray], None]] = []
         self.namer.dns.max_entries = self.options.max_dns_entries
 
     def add_batch(self, batch: PacketBatch) -> None:
@@ -233,11 +236,27 @@ class FlowBuilder:
 
     def _evict(self, now: int) -> np.ndarray:
         """Keep the flow table within max_flows: summarise and drop the least recent flows."""
-        keep = self.options.max_flows * 3 // 4
-        mapping, evicted = self.table.evict_oldest(keep, now)
+        mapping, evicted = self.table.evict_oldest(self.options.max_flows * 3 // 4)
         self.namer.remap(mapping)
         self.evictions.add(evicted)
         self.stats.flows_evicted = self.table.evicted
+        for follow in self.on_evict:
+            follow(mapping)
+        return mapping
+
+    def keep_flows(self, rows: np.ndarray) -> np.ndarray:
+        """Keep only flows ``rows`` (a live session expiring idle flows); return the index map.
+
+        Naming state follows the flows; ICMP errors older than every kept flow are dropped,
+        since they can only belong to flows that left.
+        """
+        mapping = self.table.keep(rows)
+        self.namer.remap(mapping)
+        fs = self.table.flows
+        oldest = int(fs[:, F_FIRST_TS].min()) if len(fs) else None
+        self.namer.icmp_errors = [
+            e for e in self.namer.icmp_errors if oldest is not None and e[0] >= oldest
+        ]
         return mapping
 
     def _with_reassembled(

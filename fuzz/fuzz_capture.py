@@ -1,4 +1,4 @@
-"""Atheris harness: any bytes as a capture file through reader, decoder, flow table, naming, output."""
+"""Atheris harness: any bytes as a capture file, through reader, decoder, flows and output."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Atheris harness: any bytes through every payload parser (TLS, DNS, HTTP, CONNECT, SOCKS, QUIC)."""
+"""Atheris harness: any bytes through the payload parsers (TLS, DNS, HTTP, SOCKS, QUIC)."""
 
 from __future__ import annotations
 

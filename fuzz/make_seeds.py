@@ -1,4 +1,4 @@
-"""Write the seed corpora of the atheris harnesses from samples/, ../shared/corpus and tests/factories."""
+"""Write the atheris seed corpora from samples/, ../shared/corpus and tests/factories."""
 
 from __future__ import annotations
 

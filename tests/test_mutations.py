@@ -217,7 +217,11 @@ def assert_contract(run: Run, path: Path, *, damaged: bool = True) -> None:
 def warned_offsets(run: Run, path: Path) -> list[int]:
     """Byte offsets of the damage warnings about ``path``."""
     prefix = f"dsaudit: warning: {path}: byte "
-    return [int(line[len(prefix) :].split(":")[0]) for line in run.err.splitlines() if line.startswith(prefix)]
+    return [
+        int(line[len(prefix) :].split(":")[0])
+        for line in run.err.splitlines()
+        if line.startswith(prefix)
+    ]
 
 
 # ----------------------------------------------------------------------------- mutations
@@ -236,7 +240,7 @@ def cut_points(lay: Layout, size: int) -> Iterator[tuple[str, int]]:
 
 
 def length_field(lay: Layout, start: int, data: bytes) -> int:
-    """Offset of the most significant byte of a record's length field (pcap caplen, block length)."""
+    """Offset of the most significant byte of a record's length (pcap caplen, block length)."""
     if lay.fmt == "pcap":
         big = PCAP_MAGICS[data[:4]] == ">"
         return start + (8 if big else 11)
@@ -273,9 +277,7 @@ def _id(p: Path) -> str:
 
 
 @pytest.mark.parametrize("source", ALL_FILES, ids=_id)
-def test_truncated_capture_keeps_every_packet_before_the_cut(
-    source: Path, tmp_path: Path
-) -> None:
+def test_truncated_capture_keeps_every_packet_before_the_cut(source: Path, tmp_path: Path) -> None:
     data = source.read_bytes()
     lay = layout(data)
     for where, cut in cut_points(lay, len(data)):
@@ -424,9 +426,7 @@ def test_gzip_with_a_bad_crc_keeps_every_packet(source: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("source", GZIP_FILES, ids=_id)
-def test_gzip_with_a_flipped_byte_keeps_the_packets_before_it(
-    source: Path, tmp_path: Path
-) -> None:
+def test_gzip_with_a_flipped_byte_keeps_the_packets_before_it(source: Path, tmp_path: Path) -> None:
     data = source.read_bytes()
     blob = gzip.compress(data, mtime=0)
     lay = layout(data)

@@ -32,6 +32,14 @@ DEFAULT_SERVER_PORTS = (
 )
 
 
+def _pow2(n: int, floor: int) -> int:
+    """The smallest power of two at least ``n`` and ``floor``."""
+    size = floor
+    while size < n:
+        size *= 2
+    return size
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Idle timeouts in seconds after which a flow ends (Zeek's defaults)."""
@@ -123,7 +131,23 @@ class FlowTable:
             else:
                 return ev[:nev]
 
-    def evict_oldest(self, keep: int, now: int) -> tuple[np.ndarray, np.ndarray]:
+    def keep(self, rows: np.ndarray) -> np.ndarray:
+        """Keep only the flows ``rows`` (ascending indices), renumbered from 0.
+
+        The store shrinks to fit and the hash is rebuilt over the kept flows. Returns the
+        old-to-new index map (-1 for a flow that left) for per-flow state kept elsewhere.
+        """
+        n, m = self.nflows, int(len(rows))
+        mapping = np.full(n, -1, dtype=np.int64)
+        mapping[rows] = np.arange(m, dtype=np.int64)
+        fs = np.zeros((_pow2(2 * m, 1 << 14), N_FCOLS), dtype=np.int64)
+        fs[:m] = self.fs[rows]
+        htab = np.zeros(_pow2(4 * (m + 1), 1 << 15), dtype=np.int64)
+        self.nused = int(rehash(fs, m, htab, np.iinfo(np.int64).min))
+        self.fs, self.nflows, self.htab = fs, m, htab
+        return mapping
+
+    def evict_oldest(self, keep: int) -> tuple[np.ndarray, np.ndarray]:
         """Drop all but the ``keep`` most recently active flows (to bound memory).
 
         Returns the old-to-new index map (-1 for an evicted flow) and the evicted rows, so
@@ -132,19 +156,12 @@ class FlowTable:
         n = self.nflows
         if n <= keep:
             return np.arange(n, dtype=np.int64), self.fs[:0].copy()
-        last = self.fs[:n, F_LAST_TS]
-        order = np.argsort(last, kind="stable")
-        kept = np.ones(n, dtype=bool)
-        kept[order[: n - keep]] = False
-        evicted = self.fs[:n][~kept].copy()
-        mapping = np.full(n, -1, dtype=np.int64)
-        mapping[kept] = np.arange(int(kept.sum()), dtype=np.int64)
-        survivors = self.fs[:n][kept]
-        self.fs[: len(survivors)] = survivors
-        self.nflows = len(survivors)
-        self.evicted += n - self.nflows
-        self.nused = rehash(self.fs, self.nflows, self.htab, now - int(self._tmo.max()))
-        return mapping, evicted
+        order = np.argsort(self.fs[:n, F_LAST_TS], kind="stable")
+        dropped = np.sort(order[: n - keep])
+        kept = np.sort(order[n - keep :])
+        evicted = self.fs[dropped].copy()
+        self.evicted += len(dropped)
+        return self.keep(kept), evicted
 
     def _make_room(self, now: int) -> None:
         # Flows idle past every timeout can never match again: drop them from the hash

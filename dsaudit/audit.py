@@ -126,7 +126,7 @@ def _group_findings(
     return rows
 
 
-def _weight(members: list[dict[str, Any]]) -> int:
+def _weight(members: list[dict[Any, Any]]) -> int:
     """Flows a group of rows stands for: a live session folds expired flows into one row per
     conversation and says in ``merged_flows`` how many it stands for."""
     return sum(int(m.get("merged_flows", 1) or 1) for m in members)

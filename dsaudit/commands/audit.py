@@ -6,26 +6,14 @@ import sys
 
 import click
 
-from dsaudit.findings import SEVERITIES
+from dsaudit.commands.options import inventory_options, judgement_options
 from dsaudit.report.safe_text import for_terminal
 
 
 @click.command()
+@inventory_options
+@judgement_options
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    type=click.Path(dir_okay=False),
-    help="The deployment's inventory (YAML). Without it, roles are inferred.",
-)
-@click.option(
-    "--rules",
-    "rule_files",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="A site rules file (extra rules, port overrides); may repeat.",
-)
 @click.option(
     "--format",
     "fmt",
@@ -34,26 +22,6 @@ from dsaudit.report.safe_text import for_terminal
     type=click.Choice(["table", "markdown", "csv", "json", "html", "parquet"]),
 )
 @click.option("--output", "-o", type=click.Path(), help="File (or stem for parquet) to write.")
-@click.option(
-    "--fail-on",
-    type=click.Choice(SEVERITIES),
-    default="high",
-    show_default=True,
-    help="Exit 1 when a finding is at least this severe.",
-)
-@click.option(
-    "--strict",
-    is_flag=True,
-    help="Count traffic the port table does not speak of (ICMP, DHCP, ...) too.",
-)
-@click.option(
-    "--vantage",
-    metavar="HOST|span",
-    help="Where the capture was taken (default: detected from the traffic).",
-)
-@click.option(
-    "--vlan-key/--no-vlan-key", default=True, show_default=True, help="Key flows by VLAN ids."
-)
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option(
     "--max-flows",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dsaudit.findings import SEVERITIES
+from dsaudit.commands.options import inventory_options, judgement_options
 from dsaudit.report.safe_text import for_terminal
 
 if TYPE_CHECKING:
@@ -18,6 +18,8 @@ AUDIT_FORMATS = ("table", "markdown", "csv", "json", "html", "parquet")
 
 
 @click.command()
+@inventory_options
+@judgement_options
 @click.option("--interface", "iface", required=True, metavar="IFACE", help="Where to capture.")
 @click.option("--bpf", metavar="EXPR", help="Capture filter (tcpdump syntax), run in the kernel.")
 @click.option(
@@ -27,20 +29,6 @@ AUDIT_FORMATS = ("table", "markdown", "csv", "json", "html", "parquet")
     help="Stop after S seconds.",
 )
 @click.option("--count", type=click.IntRange(min=1), metavar="N", help="Stop after N packets.")
-@click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    type=click.Path(dir_okay=False),
-    help="The deployment's inventory (YAML). Without it, roles are inferred as traffic comes.",
-)
-@click.option(
-    "--rules",
-    "rule_files",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="A site rules file (extra rules, port overrides); may repeat.",
-)
 @click.option(
     "--write",
     "write_path",
@@ -72,16 +60,6 @@ AUDIT_FORMATS = ("table", "markdown", "csv", "json", "html", "parquet")
     help="While running: a terminal view, or JSON Lines on stdout (auto: the view when "
     "stdout is a terminal).",
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(SEVERITIES),
-    default="high",
-    show_default=True,
-    help="Exit 1 when a finding is at least this severe.",
-)
-@click.option("--strict", is_flag=True, help="Count traffic the port table does not speak of.")
-@click.option("--vantage", metavar="HOST|span", help="Where the capture is taken.")
-@click.option("--vlan-key/--no-vlan-key", default=True, show_default=True)
 @click.option("--tcp-timeout", type=float, default=300.0, show_default=True)
 @click.option("--udp-timeout", type=float, default=60.0, show_default=True)
 @click.option(

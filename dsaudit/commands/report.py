@@ -8,20 +8,14 @@ import sys
 
 import click
 
-from dsaudit.findings import SEVERITIES
+from dsaudit.commands.options import inventory_options, judgement_options
 from dsaudit.report.safe_text import for_terminal
 
 
 @click.command()
+@inventory_options
+@judgement_options
 @click.argument("paths", nargs=-1, required=True)
-@click.option(
-    "--inventory",
-    "-i",
-    "inventory_path",
-    type=click.Path(dir_okay=False),
-    help="The deployment's inventory (YAML). Without it, roles are inferred.",
-)
-@click.option("--rules", "rule_files", multiple=True, type=click.Path(dir_okay=False))
 @click.option("--since", metavar="TIME", help="Period start: ISO-8601 or 24h, 7d ago.")
 @click.option("--until", metavar="TIME", help="Period end: ISO-8601 or 1h ago.")
 @click.option(
@@ -52,10 +46,6 @@ from dsaudit.report.safe_text import for_terminal
     help="Default: from the --output extension (.html, .md, .json), else table.",
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write.")
-@click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True)
-@click.option("--strict", is_flag=True, help="Count traffic the port table does not speak of.")
-@click.option("--vantage", metavar="HOST|span", help="Where the captures were taken.")
-@click.option("--vlan-key/--no-vlan-key", default=True, show_default=True)
 @click.option(
     "--jobs",
     "-j",

@@ -1,0 +1,58 @@
+"""Options shared by the commands that audit (audit, live, report), declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from dsaudit.findings import SEVERITIES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def inventory_options(func: F) -> F:
+    """--inventory and --rules: the deployment and the site's own rules."""
+    func = click.option(
+        "--rules",
+        "rule_files",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="A site rules file (extra rules, port overrides); may repeat.",
+    )(func)
+    return click.option(
+        "--inventory",
+        "-i",
+        "inventory_path",
+        type=click.Path(dir_okay=False),
+        help="The deployment's inventory (YAML). Without it, roles are inferred.",
+    )(func)
+
+
+def judgement_options(func: F) -> F:
+    """--fail-on, --strict, --vantage and --vlan-key: how the traffic is judged."""
+    func = click.option(
+        "--vlan-key/--no-vlan-key",
+        default=True,
+        show_default=True,
+        help="Key flows by VLAN ids; turn off when a SPAN sees the two directions of a "
+        "conversation on different VLANs.",
+    )(func)
+    func = click.option(
+        "--vantage",
+        metavar="HOST|span",
+        help="Where the capture was taken (default: detected from the traffic).",
+    )(func)
+    func = click.option(
+        "--strict",
+        is_flag=True,
+        help="Count traffic the port table does not speak of (ICMP, DHCP, ...) too.",
+    )(func)
+    return click.option(
+        "--fail-on",
+        type=click.Choice(SEVERITIES),
+        default="high",
+        show_default=True,
+        help="Exit 1 when a finding is at least this severe.",
+    )(func)

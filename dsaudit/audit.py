@@ -68,6 +68,11 @@ def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
             f"{stats['flows_evicted']} flows were evicted to stay within the flow limit "
             f"(--max-flows){where}: they are counted here but not judged one by one"
         )
+    if stats.get("reassembly_buffers_dropped"):
+        notes.append(
+            f"{stats['reassembly_buffers_dropped']} flows lost their TCP reassembly buffers "
+            "at the memory limit: their names may be missing"
+        )
     if stats["dns_entries_evicted"]:
         notes.append(
             f"{stats['dns_entries_evicted']} DNS answers were forgotten to stay within the "

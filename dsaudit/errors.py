@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+import reprlib
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel = 2
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = 4
+_BRIEF.maxstring = _BRIEF.maxother = 80
+
+
+def brief(value: object) -> str:
+    """A bounded repr of data from a file, for error messages.
+
+    YAML aliases can make a tiny file hold an exponentially large value; its full repr
+    would be gigabytes of error message.
+    """
+    return _BRIEF.repr(value)
+
 
 class DsauditError(Exception):
     """Base of every error dsaudit reports to a user (exit code 2 at the CLI)."""

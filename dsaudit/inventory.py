@@ -12,7 +12,7 @@ from typing import Any
 from dsaudit.catalog import roles as V
 from dsaudit.catalog.fields import MapReader, type_name
 from dsaudit.catalog.yaml_loader import Problems, YMap, load_yaml
-from dsaudit.errors import InventoryError, Location
+from dsaudit.errors import InventoryError, Location, brief
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -157,7 +157,7 @@ def parse_duration(value: Any) -> int:
         h, mi, s = (int(g) if g else 0 for g in m.groups())
         seconds = h * 3600 + mi * 60 + s
     else:
-        raise ValueError(f"{value!r} is not a duration like 10m, 90s or 1h")
+        raise ValueError(f"{brief(value)} is not a duration like 10m, 90s or 1h")
     if seconds <= 0:
         raise ValueError("the interval must be longer than zero")
     return seconds
@@ -171,20 +171,20 @@ def parse_host_entry(text: str, role: str) -> HostEntry:
     if raw.startswith("["):
         end = raw.find("]")
         if end < 0 or not raw[end + 1 :].startswith(":"):
-            raise ValueError(f"{raw!r}: write an IPv6 address with a port as [address]:port")
+            raise ValueError(f"{brief(raw)}: write an IPv6 address with a port as [address]:port")
         body, port = raw[1:end], _port(raw[end + 2 :])
     elif raw.count(":") == 1:
         body, port_text = raw.split(":")
         port = _port(port_text)
     if port is not None and role != "proxy":
-        raise ValueError(f"{raw!r}: only proxy entries take a port")
+        raise ValueError(f"{brief(raw)}: only proxy entries take a port")
     if role == "proxy" and port is None:
-        raise ValueError(f"{raw!r}: a proxy entry needs its port (address:port)")
+        raise ValueError(f"{brief(raw)}: a proxy entry needs its port (address:port)")
     if "/" in body:
         try:
             return HostEntry(raw, network=ipaddress.ip_network(body, strict=True), port=port)
         except ValueError as exc:
-            raise ValueError(f"{raw!r} is not a network: {exc}") from None
+            raise ValueError(f"{brief(raw)} is not a network: {exc}") from None
     try:
         address = ipaddress.ip_address(body)
     except ValueError:
@@ -193,15 +193,15 @@ def parse_host_entry(text: str, role: str) -> HostEntry:
         return HostEntry(raw, network=ipaddress.ip_network(address), port=port)
     name = body.rstrip(".").lower()
     if ":" in name or not name or not all(_HOST_LABEL.match(p) for p in name.split(".")):
-        raise ValueError(f"{raw!r} is not an address, network or host name")
+        raise ValueError(f"{brief(raw)} is not an address, network or host name")
     if name.split(".")[-1].isdigit():
-        raise ValueError(f"{raw!r} is not a valid IPv4 address")
+        raise ValueError(f"{brief(raw)} is not a valid IPv4 address")
     return HostEntry(raw, hostname=name, port=port)
 
 
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"port {text!r} must be a number from 1 to 65535")
+        raise ValueError(f"port {brief(text)} must be a number from 1 to 65535")
     return int(text)
 
 
@@ -237,7 +237,8 @@ def _version(r: MapReader, key: str, value: Any, loc: Location) -> str | None:
     text = repr(value) if isinstance(value, float) else value
     if text not in V.VERSIONS:
         r.error(
-            loc, f"{key}: {value!r} is not a version the catalog knows ({', '.join(V.VERSIONS)})"
+            loc,
+            f"{key}: {brief(value)} is not a version the catalog knows ({', '.join(V.VERSIONS)})",
         )
         return None
     return str(text)
@@ -297,7 +298,9 @@ def _hosts(top: MapReader, problems: Problems) -> dict[str, tuple[HostEntry, ...
         seen: set[HostEntry] = set()
         for item, loc in r.seq(role, allow_scalar=True):
             if not isinstance(item, str):
-                r.error(loc, f"hosts.{role}: {item!r} must be quoted text, not {type_name(item)}")
+                r.error(
+                    loc, f"hosts.{role}: {brief(item)} must be quoted text, not {type_name(item)}"
+                )
                 continue
             try:
                 entry = parse_host_entry(item, role)
@@ -305,7 +308,7 @@ def _hosts(top: MapReader, problems: Problems) -> dict[str, tuple[HostEntry, ...
                 r.error(loc, f"hosts.{role}: {exc}")
                 continue
             if entry in seen:
-                r.error(loc, f"hosts.{role}: {item!r} is listed twice")
+                r.error(loc, f"hosts.{role}: {brief(item)} is listed twice")
                 continue
             seen.add(entry)
             entries.append(HostEntry(entry.text, entry.network, entry.hostname, entry.port, loc))
@@ -326,7 +329,7 @@ def _names(top: MapReader, problems: Problems) -> dict[str, tuple[str, ...]]:
         for item, loc in r.seq(role, allow_scalar=True):
             name = item.rstrip(".").lower() if isinstance(item, str) else ""
             if not name or not all(_HOST_LABEL.match(p) for p in name.split(".")):
-                r.error(loc, f"names.{role}: {item!r} is not a host name")
+                r.error(loc, f"names.{role}: {brief(item)} is not a host name")
             else:
                 names.append(name)
         out[role] = tuple(names)

@@ -42,12 +42,14 @@ from dsaudit.flows.table_kernel import (
     EV_PAYLOAD,
     F_A_PORT,
     F_B_PORT,
+    F_LAST_TS,
     F_PROTO,
 )
 
 MAX_SEGMENTS = 64  # per direction; the kernel already caps what it sends
 MAX_STREAM = 70000
 DNS_CACHE_SIZE = 8192
+MAX_NAMES_PER_ADDRESS = 16
 DNS_TYPES_ADDR = (1, 28)
 DNS_CNAME = 5
 
@@ -141,6 +143,11 @@ class DnsMap:
                     entries.append((ts, name))
             else:
                 bisect.insort(entries, (ts, name))
+            if len(entries) > MAX_NAMES_PER_ADDRESS:
+                # An address answered with ever new names (or a crafted flood): the oldest
+                # answers matter least for flows still to come.
+                del entries[: len(entries) - MAX_NAMES_PER_ADDRESS]
+                self.evicted += 1
 
     def _shed(self) -> None:
         # Dicts keep insertion order: the first half are the longest-known pairs.
@@ -210,12 +217,21 @@ class Namer:
         self.dns = DnsMap()
         self.icmp_errors: list[tuple[int, tuple[int, ...], dict[str, object]]] = []
         self._dns_cache: dict[bytes, DnsDigest] = {}
+        # Bytes held for TCP reassembly, and the flows holding them, oldest first.
+        self.buffered = 0
+        self.max_buffered = 64 << 20
+        self.buffers_dropped = 0
+        self._buffering: dict[int, None] = {}
         self.decode_failures = 0
 
     def remap(self, mapping: np.ndarray) -> None:
         """Follow the flow table's compaction: old flow index -> new (-1: evicted)."""
         moved = mapping.tolist()
+        for f, p in self.flows.items():
+            if moved[f] < 0:
+                self.buffered -= sum(len(d) for side in p.segs for _, d in side)
         self.flows = {moved[f]: p for f, p in self.flows.items() if moved[f] >= 0}
+        self._buffering = {moved[f]: None for f in self._buffering if moved[f] >= 0}
 
     def _payload(self, f: int) -> FlowPayload:
         p = self.flows.get(f)
@@ -255,6 +271,10 @@ class Namer:
         if len(segs) >= MAX_SEGMENTS:
             return
         segs.append((seq, data))
+        self.buffered += len(data)
+        self._buffering[f] = None
+        if self.buffered > self.max_buffered:
+            self._shed_buffers(keep=f)
         if fs[f, F_A_PORT] == 53 or fs[f, F_B_PORT] == 53:
             self._dns_tcp(p, d, f, rec, r, fs)
             return
@@ -277,13 +297,14 @@ class Namer:
                 hello = tls_dec.parse_client_hello(_assemble(segs, p.hello_seq))
             except DecodeError:
                 self.decode_failures += 1
-                p.hello_seq = None
+                p.done = True  # not a ClientHello after all: nothing more to learn here
+                self._release(f, p)
                 return
             if hello is not None:
                 p.sni = hello.sni
                 p.alpn = hello.alpn
                 p.done = True
-                p.segs = ([], [])
+                self._release(f, p)
             return
         if not p.text_done:
             self._text(p, _assemble(segs))
@@ -317,14 +338,47 @@ class Namer:
                 p.socks = f"{tgt.host}:{tgt.port}"
                 self._finish_text(p)
 
-    @staticmethod
-    def _finish_text(p: FlowPayload) -> None:
+    def _finish_text(self, p: FlowPayload) -> None:
         p.text_done = True
         # Keep collecting only what can still name the flow: a ClientHello after a
         # CONNECT or STARTTLS, and the proxy's answer to a CONNECT.
+        self.buffered -= sum(len(d) for _, d in p.segs[0])
         p.segs[0].clear()
         if p.connect is None:
+            self.buffered -= sum(len(d) for _, d in p.segs[1])
             p.segs[1].clear()
+
+    def _release(self, f: int, p: FlowPayload) -> None:
+        self.buffered -= sum(len(d) for side in p.segs for _, d in side)
+        p.segs = ([], [])
+        self._buffering.pop(f, None)
+
+    def release_idle(self, fs: np.ndarray, before_ns: int) -> None:
+        """Free the reassembly buffers of flows silent since ``before_ns``: they are over."""
+        if not self._buffering:
+            return
+        held = np.fromiter(self._buffering, dtype=np.int64, count=len(self._buffering))
+        idle = held[fs[held, F_LAST_TS] < before_ns]
+        for f in idle.tolist():
+            p = self.flows.get(f)
+            if p is not None:
+                self._release(f, p)
+                p.done = True
+            else:
+                self._buffering.pop(f, None)
+
+    def _shed_buffers(self, keep: int) -> None:
+        """Past the reassembly budget, drop the buffers of the longest-waiting flows."""
+        for f in list(self._buffering):
+            if self.buffered <= self.max_buffered // 2:
+                break
+            if f == keep:
+                continue
+            p = self.flows.get(f)
+            if p is not None:
+                self._release(f, p)
+                p.done = True
+                self.buffers_dropped += 1
 
     # -- DNS -----------------------------------------------------------------------
     def _dns_tcp(

@@ -74,6 +74,7 @@ class CaptureStats:
     flows_evicted: int = 0
     evicted_top: list[dict[str, object]] = field(default_factory=list)
     dns_entries_evicted: int = 0
+    reassembly_buffers_dropped: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """Plain values for JSON reports."""
@@ -98,6 +99,7 @@ class CaptureStats:
             "flows_evicted": self.flows_evicted,
             "evicted_top": list(self.evicted_top),
             "dns_entries_evicted": self.dns_entries_evicted,
+            "reassembly_buffers_dropped": self.reassembly_buffers_dropped,
             "span_seconds": span,
         }
 
@@ -168,8 +170,24 @@ class FlowResult:
 
     @property
     def warnings(self) -> list[str]:
-        """Every warning from every capture, in order."""
-        return [w for c in self.captures for w in c.warnings]
+        """Every warning from every capture, in order, then what the memory limits dropped."""
+        out = [w for c in self.captures for w in c.warnings]
+        s = self.stats
+        if s.flows_evicted:
+            top = s.evicted_top[0] if s.evicted_top else None
+            where = f" (most to {top['proto']} {top['server']}:{top['port']})" if top else ""
+            out.append(
+                f"{s.flows_evicted} flows were evicted to stay within --max-flows{where}: "
+                "they are not in the output"
+            )
+        if s.dns_entries_evicted:
+            out.append(f"{s.dns_entries_evicted} DNS answers were dropped at the DNS map's limit")
+        if s.reassembly_buffers_dropped:
+            out.append(
+                f"{s.reassembly_buffers_dropped} flows lost their reassembly buffers at the "
+                "memory limit: their names may be missing"
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,7 @@ class FlowOptions:
     # Memory bounds: flows kept (older ones are evicted and summarised), DNS answers kept.
     max_flows: int = 2_000_000
     max_dns_entries: int = 1_000_000
+    max_reassembly_bytes: int = 64 << 20
 
 
 class FlowBuilder:
@@ -202,6 +221,7 @@ class FlowBuilder:
         # Called with the index map whenever max_flows makes the builder evict flows.
         self.on_evict: list[Callable[[np.ndarray], None]] = []
         self.namer.dns.max_entries = self.options.max_dns_entries
+        self.namer.max_buffered = self.options.max_reassembly_bytes
 
     def add_batch(self, batch: PacketBatch) -> None:
         """Decode and account one batch of frames."""
@@ -233,6 +253,9 @@ class FlowBuilder:
         )
         events = events[events[:, 0] >= 0]
         self.namer.handle(events, rec, buf, self.table.fs)
+        if k:
+            now = int(rec[k - 1, C_TS])
+            self.namer.release_idle(self.table.fs, now - int(self.options.timeouts.tcp * 1e9))
 
     def _evict(self, now: int) -> np.ndarray:
         """Keep the flow table within max_flows: summarise and drop the least recent flows."""
@@ -324,6 +347,7 @@ class FlowBuilder:
         """The finished flow records."""
         self.stats.payload_decode_failures = self.namer.decode_failures
         self.stats.dns_entries_evicted = self.namer.dns.evicted
+        self.stats.reassembly_buffers_dropped = self.namer.buffers_dropped
         frags = self.fragments
         if frags.reassembled or frags.dropped or frags.pending():
             # Datagrams still waiting for fragments when the capture ends never completed.

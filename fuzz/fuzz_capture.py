@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Atheris harness: any bytes as a capture file, through reader, decoder, flows and output."""
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris calls
 
 
 if __name__ == "__main__":
-    import atheris
+    import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     jit = os.environ.get("NUMBA_DISABLE_JIT", "0") in ("", "0")
     with atheris.instrument_imports(include=["dsaudit"], exclude=KERNELS if jit else None):

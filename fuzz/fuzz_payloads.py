@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Atheris harness: any bytes through the payload parsers (TLS, DNS, HTTP, SOCKS, QUIC)."""
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - the name atheris calls
 
 
 if __name__ == "__main__":
-    import atheris
+    import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     with atheris.instrument_imports(include=["dsaudit"]):
         load()

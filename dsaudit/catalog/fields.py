@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dsaudit.catalog.yaml_loader import Problems, YMap, YSeq
-from dsaudit.errors import Location
+from dsaudit.errors import Location, brief
 
 _MISSING = object()
 
@@ -46,10 +46,10 @@ class MapReader:
         for key in node:
             if key not in allowed_set:
                 hint = ", ".join(sorted(allowed_set))
-                self.error(node.key_loc(key), f"unknown key {key!r} in {what} (known: {hint})")
+                self.error(node.key_loc(key), f"unknown key {brief(key)} in {what} (known: {hint})")
         for key in required:
             if key not in node:
-                self.error(node.loc, f"{what} is missing {key!r}")
+                self.error(node.loc, f"{what} is missing {brief(key)}")
 
     def error(self, loc: Location, message: str) -> None:
         self.problems.add(loc, message)
@@ -83,7 +83,9 @@ class MapReader:
             # YAML 1.1 reads a bare `no`/`yes` as a boolean; the vocabularies use those words.
             value = "yes" if value else "no"
         if not isinstance(value, str) or value not in options:
-            self.error(self.loc(key), f"{key} must be one of {', '.join(options)}; got {value!r}")
+            self.error(
+                self.loc(key), f"{key} must be one of {', '.join(options)}; got {brief(value)}"
+            )
             return default
         return value
 
@@ -92,7 +94,7 @@ class MapReader:
         if value is _MISSING or value is None:
             return default
         if not isinstance(value, bool):
-            self.error(self.loc(key), f"{key} must be true or false, not {value!r}")
+            self.error(self.loc(key), f"{key} must be true or false, not {brief(value)}")
             return default
         return value
 
@@ -119,9 +121,9 @@ class MapReader:
             if isinstance(item, float):
                 word = repr(item)
             if not isinstance(word, str) or word not in options:
-                self.error(loc, f"{key}: {item!r} is not one of {', '.join(options)}")
+                self.error(loc, f"{key}: {brief(item)} is not one of {', '.join(options)}")
             elif word in out:
-                self.error(loc, f"{key}: {word!r} is listed twice")
+                self.error(loc, f"{key}: {brief(word)} is listed twice")
             else:
                 out.append(word)
         return tuple(out)

@@ -11,7 +11,7 @@ from dsaudit.catalog.fields import MapReader, type_name
 from dsaudit.catalog.hostnames import normalise_hostname
 from dsaudit.catalog.schema import Conditions, Hostname, HostnameSet, Note, PortRange, Ports, Rule
 from dsaudit.catalog.yaml_loader import Problems, YMap, YSeq, load_yaml
-from dsaudit.errors import Location
+from dsaudit.errors import Location, brief
 
 SCHEMA_VERSION = 1
 FILE_KEYS = ("schema", "source", "rules", "overrides")
@@ -85,7 +85,7 @@ def parse_file(path: str, problems: Problems, origin: str, text: str | None = No
     top = MapReader(root, problems, "a rules file", FILE_KEYS, required=("schema",))
     schema = root.get("schema")
     if "schema" in root and (isinstance(schema, bool) or schema != SCHEMA_VERSION):
-        top.error(top.loc("schema"), f"schema must be {SCHEMA_VERSION}; got {schema!r}")
+        top.error(top.loc("schema"), f"schema must be {SCHEMA_VERSION}; got {brief(schema)}")
     if "rules" not in root and "overrides" not in root:
         top.error(root.loc, "a rules file needs `rules`, `overrides` or both")
     for item, loc in top.seq("rules"):

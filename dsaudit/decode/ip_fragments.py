@@ -28,6 +28,7 @@ from dsaudit.decode.packet_kernel import (
 )
 
 MAX_DATAGRAM = 65535
+MAX_PIECES = 1024  # a datagram in more pieces than this is an attack, not a network
 
 
 @dataclass(slots=True)
@@ -89,7 +90,11 @@ class FragmentReassembler:
         off = int(row[C_FRAG_OFF])
         pay = int(row[C_PAY_OFF])
         data = buf[pay : pay + int(row[C_PAY_LEN])].tobytes()
-        if off + len(data) > MAX_DATAGRAM or entry.size > 4 * MAX_DATAGRAM:
+        if (
+            off + len(data) > MAX_DATAGRAM
+            or entry.size > 4 * MAX_DATAGRAM
+            or len(entry.pieces) >= MAX_PIECES
+        ):
             self.dropped += 1
             del self._pending[key]
             return None
@@ -103,7 +108,9 @@ class FragmentReassembler:
             entry.header = buf[l3 : l3 + (pay - l3 if key[0] == L3_IPV4 else 40)].tobytes()
         if not int(row[C_MF]):
             entry.total = off + len(data)
-        if entry.total < 0 or not entry.header:
+        # Only try to assemble when the pieces could cover the datagram: otherwise every
+        # new fragment would re-sort all the others (quadratic on crafted input).
+        if entry.total < 0 or not entry.header or entry.size < entry.total:
             return None
         body = bytearray()
         for o in sorted(entry.pieces):

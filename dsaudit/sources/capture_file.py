@@ -146,9 +146,13 @@ class GzipStream(io.RawIOBase):
                     self.error = "the compressed stream ends early (file cut short)"
                 self._done = True
                 return
+        saved = d.copy()
         try:
             self._pending += d.decompress(data, self.STEP_OUT)
         except zlib.error as exc:
+            # What this call decompressed before the damage is lost with the exception:
+            # replay it in small steps from the saved state to keep all but the bad step.
+            self._salvage(saved, data)
             self.error = f"the compressed data is corrupt ({exc})"
             self._done = True
             return
@@ -164,6 +168,24 @@ class GzipStream(io.RawIOBase):
                 except zlib.error:
                     self.error = "data after the last gzip member is not gzip"
                     self._done = True
+
+    def _salvage(self, d: Any, data: bytes) -> None:
+        # Coarse steps first, then the failing step again byte by byte from its start.
+        for size in (512, 1):
+            for start in range(0, len(data), size):
+                saved = d.copy()
+                try:
+                    self._pending += d.decompress(data[start : start + size], self.STEP_OUT)
+                    while d.unconsumed_tail:
+                        if len(self._pending) > 16 * self.STEP_OUT:
+                            return  # a bomb behind the damage: keep what we have
+                        self._pending += d.decompress(d.unconsumed_tail, self.STEP_OUT)
+                except zlib.error:
+                    d = saved
+                    data = data[start : start + size]
+                    break
+            else:
+                return
 
     def close(self) -> None:
         self.raw.close()

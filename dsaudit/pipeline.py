@@ -253,7 +253,7 @@ class FlowBuilder:
         )
         events = events[events[:, 0] >= 0]
         self.namer.handle(events, rec, buf, self.table.fs)
-        if k:
+        if k and self.options.timeouts.tcp < 1e9:  # "never" (tshark-like) times out nothing
             now = int(rec[k - 1, C_TS])
             self.namer.release_idle(self.table.fs, now - int(self.options.timeouts.tcp * 1e9))
 

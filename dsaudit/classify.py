@@ -95,7 +95,8 @@ class Verdict:
     also: tuple[str, ...] = ()  # every rule the flow satisfies (counterparts included)
 
 
-def _roles_text(roles: Collection[str]) -> str:
+@lru_cache(maxsize=4096)
+def _roles_text(roles: frozenset[str] | tuple[str, ...]) -> str:
     if not roles:
         return UNKNOWN
     return "+".join(sorted(roles, key=lambda r: (r not in DS_ROLES, r)))
@@ -126,11 +127,19 @@ class Classifier:
         self.facts = inventory.facts()
         self.strict = strict
         self._memo: dict[tuple[object, ...], Verdict] = {}
+        self._roles: dict[tuple[str, str | None], frozenset[str]] = {}
         self.scan_rule = next((r for r in catalog.rules if r.ports.any), None)
 
     # -- roles -----------------------------------------------------------------------
     def roles_of(self, address: str, name: str | None) -> frozenset[str]:
         """Inventory roles of an address, else of its name, else internet or unknown."""
+        key = (address, name)
+        known = self._roles.get(key)
+        if known is None:
+            known = self._roles[key] = self._lookup_roles(address, name)
+        return known
+
+    def _lookup_roles(self, address: str, name: str | None) -> frozenset[str]:
         roles = self.inventory.roles_of(address)
         if roles:
             return roles

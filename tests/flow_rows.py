@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.flows.records import FLOW_DTYPES
+from dsaudit.sources.flowlogs.common import base_row
 
 T0 = pd.Timestamp("2026-03-02T09:00:00Z")
 
@@ -14,37 +15,27 @@ T0 = pd.Timestamp("2026-03-02T09:00:00Z")
 def flow(**fields: Any) -> dict[str, Any]:
     """One flow row with plausible defaults; ``at`` is seconds after T0."""
     at = float(fields.pop("at", 0.0))
-    row: dict[str, Any] = {
-        "proto": "tcp",
-        "ip_version": 4,
-        "client_port": 40000,
-        "vlan": pd.NA,
-        "inner_vlan": pd.NA,
-        "packets_c2s": 5,
-        "packets_s2c": 5,
-        "bytes_c2s": 500,
-        "bytes_s2c": 900,
-        "payload_bytes_c2s": 200,
-        "payload_bytes_s2c": 600,
-        "start": T0 + pd.Timedelta(seconds=at),
-        "end": T0 + pd.Timedelta(seconds=at + 1),
-        "duration": 1.0,
-        "state": "SF",
-        "history": "ShADadFf",
-        "outcome": "established",
-        "initiator_evidence": "syn",
-        "server_name": None,
-        "name_source": "none",
-        "sni": None,
-        "http_host": None,
-        "connect_target": None,
-        "socks_target": None,
-        "dns_queries": [],
-        "dns_answers": [],
-        "icmp_errors": [],
-        "truncated_packets": 0,
-        "tunnel": False,
-    }
+    row: dict[str, Any] = base_row()
+    row.update(
+        {
+            "proto": "tcp",
+            "ip_version": 4,
+            "client_port": 40000,
+            "packets_c2s": 5,
+            "packets_s2c": 5,
+            "bytes_c2s": 500,
+            "bytes_s2c": 900,
+            "payload_bytes_c2s": 200,
+            "payload_bytes_s2c": 600,
+            "start": T0 + pd.Timedelta(seconds=at),
+            "end": T0 + pd.Timedelta(seconds=at + 1),
+            "duration": 1.0,
+            "state": "SF",
+            "history": "ShADadFf",
+            "outcome": "established",
+            "initiator_evidence": "syn",
+        }
+    )
     row.update(fields)
     if row["server_name"] is not None and row["name_source"] == "none":
         row["name_source"] = "sni"

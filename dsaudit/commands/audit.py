@@ -6,11 +6,12 @@ import sys
 
 import click
 
-from dsaudit.commands.options import inventory_options, judgement_options
+from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
 from dsaudit.report.safe_text import for_terminal
 
 
 @click.command()
+@limit_options
 @inventory_options
 @judgement_options
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
@@ -23,13 +24,6 @@ from dsaudit.report.safe_text import for_terminal
 )
 @click.option("--output", "-o", type=click.Path(), help="File (or stem for parquet) to write.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True)
-@click.option(
-    "--max-flows",
-    type=click.IntRange(1000),
-    default=2_000_000,
-    show_default=True,
-    help="Flows kept in memory; older ones are evicted, summarised and reported.",
-)
 @click.option("--progress/--no-progress", default=None)
 def audit(
     captures: tuple[str, ...],
@@ -43,6 +37,8 @@ def audit(
     vlan_key: bool,
     jobs: int,
     max_flows: int,
+    max_dns_entries: int,
+    max_reassembly_mb: int,
     progress: bool | None,
 ) -> None:
     """Audit CAPTURES against the Deep Security port catalog.
@@ -63,7 +59,9 @@ def audit(
     read = read_captures(
         list(captures),
         jobs=jobs,
-        options=FlowOptions(vlan_key=vlan_key, max_flows=max_flows),
+        options=FlowOptions(
+            vlan_key=vlan_key, **limits(max_flows, max_dns_entries, max_reassembly_mb)
+        ),
         progress=show,
     )
     for warning in read.warnings:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from dsaudit.commands.options import limit_options, limits
 from dsaudit.errors import DsauditError
 from dsaudit.flows.table import Timeouts
 from dsaudit.report.flow_output import FORMATS, write_flows
@@ -13,6 +14,7 @@ from dsaudit.report.safe_text import for_terminal
 
 
 @click.command()
+@limit_options
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
@@ -55,13 +57,6 @@ from dsaudit.report.safe_text import for_terminal
     "conversation on different VLANs.",
 )
 @click.option(
-    "--max-flows",
-    type=click.IntRange(1000),
-    default=2_000_000,
-    show_default=True,
-    help="Flows kept in memory; older ones are evicted, summarised and reported.",
-)
-@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr (default: when stderr is a terminal).",
@@ -76,6 +71,8 @@ def flows(
     udp_timeout: float,
     vlan_key: bool,
     max_flows: int,
+    max_dns_entries: int,
+    max_reassembly_mb: int,
     progress: bool | None,
 ) -> None:
     """Build bidirectional flows from CAPTURES (pcap, pcapng, .gz), read as one stream."""
@@ -85,7 +82,7 @@ def flows(
     options = FlowOptions(
         timeouts=Timeouts(tcp=tcp_timeout, udp=udp_timeout, other=udp_timeout),
         vlan_key=vlan_key,
-        max_flows=max_flows,
+        **limits(max_flows, max_dns_entries, max_reassembly_mb),
     )
     show = sys.stderr.isatty() if progress is None else progress
     result = read_captures(list(captures), engine=engine, jobs=jobs, options=options, progress=show)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dsaudit.commands.options import inventory_options, judgement_options
+from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
 from dsaudit.report.safe_text import for_terminal
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ AUDIT_FORMATS = ("table", "markdown", "csv", "json", "html", "parquet")
 
 
 @click.command()
+@limit_options
 @inventory_options
 @judgement_options
 @click.option("--interface", "iface", required=True, metavar="IFACE", help="Where to capture.")
@@ -93,6 +94,9 @@ def live(
     window: float,
     snaplen: int,
     promisc: bool,
+    max_flows: int,
+    max_dns_entries: int,
+    max_reassembly_mb: int,
 ) -> None:
     """Capture on IFACE and audit the traffic as it happens.
 
@@ -124,6 +128,7 @@ def live(
             flow=FlowOptions(
                 timeouts=Timeouts(tcp=tcp_timeout, udp=udp_timeout, other=udp_timeout),
                 vlan_key=vlan_key,
+                **limits(max_flows, max_dns_entries, max_reassembly_mb),
             ),
             duration_s=duration,
             count=count,

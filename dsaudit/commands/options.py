@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import click
 
@@ -56,3 +56,45 @@ def judgement_options(func: F) -> F:
         show_default=True,
         help="Exit 1 when a finding is at least this severe.",
     )(func)
+
+
+def limit_options(func: F) -> F:
+    """Memory bounds: flows, DNS answers and TCP reassembly buffers kept at once."""
+    func = click.option(
+        "--max-reassembly-mb",
+        type=click.IntRange(1),
+        default=64,
+        show_default=True,
+        help="Megabytes of TCP payload held for naming; past it the oldest buffers go.",
+    )(func)
+    func = click.option(
+        "--max-dns-entries",
+        type=click.IntRange(100),
+        default=1_000_000,
+        show_default=True,
+        help="Client and address pairs the DNS map remembers; older ones are dropped.",
+    )(func)
+    return click.option(
+        "--max-flows",
+        type=click.IntRange(1000),
+        default=2_000_000,
+        show_default=True,
+        help="Flows kept in memory; older ones are evicted, summarised and reported.",
+    )(func)
+
+
+class Limits(TypedDict):
+    """The FlowOptions fields the limit options set."""
+
+    max_flows: int
+    max_dns_entries: int
+    max_reassembly_bytes: int
+
+
+def limits(max_flows: int, max_dns_entries: int, max_reassembly_mb: int) -> Limits:
+    """The FlowOptions fields the limit options set."""
+    return {
+        "max_flows": max_flows,
+        "max_dns_entries": max_dns_entries,
+        "max_reassembly_bytes": max_reassembly_mb << 20,
+    }

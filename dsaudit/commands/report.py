@@ -8,11 +8,12 @@ import sys
 
 import click
 
-from dsaudit.commands.options import inventory_options, judgement_options
+from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
 from dsaudit.report.safe_text import for_terminal
 
 
 @click.command()
+@limit_options
 @inventory_options
 @judgement_options
 @click.argument("paths", nargs=-1, required=True)
@@ -76,6 +77,9 @@ def report(
     jobs: int,
     dask_address: str | None,
     progress: bool | None,
+    max_flows: int,
+    max_dns_entries: int,
+    max_reassembly_mb: int,
 ) -> None:
     """Audit PATHS (files, globs, directories) as one period and report with trends.
 
@@ -105,7 +109,9 @@ def report(
         until=until_ns,
         jobs=jobs,
         dask=dask_address,
-        options=FlowOptions(vlan_key=vlan_key),
+        options=FlowOptions(
+            vlan_key=vlan_key, **limits(max_flows, max_dns_entries, max_reassembly_mb)
+        ),
         progress=sys.stderr.isatty() if progress is None else progress,
         vpc_fields=parse_format(vpc_format) if vpc_format else None,
     )

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.errors import DsauditError
-from dsaudit.flows.merge import merge_parts
+from dsaudit.flows.merge import merge_parts, prepare_part
 from dsaudit.pipeline import FlowOptions, FlowResult
 from dsaudit.sources.flowlogs import SOURCES, detect, read_logs
 from dsaudit.sources.flowlogs.pcap import PartResult, epoch_ns, first_packet_ns, read_part
@@ -109,9 +109,10 @@ def expand(patterns: Sequence[str]) -> list[str]:
 
 
 def _read_one(path: str, options: FlowOptions) -> PartResult:
-    """read_part for a worker: errors cross the process boundary as plain DsauditErrors."""
+    """read_part for a worker, prepared for the merge there rather than in the parent: errors
+    cross the process boundary as plain DsauditErrors."""
     try:
-        return read_part(path, options)
+        return prepare_part(read_part(path, options))
     except DsauditError as exc:
         raise DsauditError(str(exc)) from None
 

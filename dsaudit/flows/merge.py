@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dsaudit.engine import no_cyclic_gc
 from dsaudit.flows.records import FLOW_DTYPES, empty_flows
 from dsaudit.flows.table import Timeouts
 from dsaudit.pipeline import CaptureStats, FlowResult
 from dsaudit.sources.flowlogs.common import outcomes, states_from_history
 from dsaudit.sources.flowlogs.pcap import (
     PAYLOAD_SOURCES,
+    FlowIndex,
+    FlowKey,
     PartResult,
     attach_icmp,
     epoch_ns,
@@ -205,16 +209,33 @@ def join_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _states(frame: pd.DataFrame) -> None:
-    """State and outcome again from history and counts (dsaudit.flows.records' rules)."""
-    proto = frame["proto"].astype(str).to_numpy()
-    pkts_s = frame["packets_s2c"].to_numpy()
-    state = states_from_history(frame["history"].astype(str), proto, pkts_s)
-    frame["state"] = state
-    frame["outcome"] = outcomes(proto, state, frame["packets_c2s"].to_numpy(), pkts_s)
+def _restated(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with state and outcome again from history and counts (dsaudit.flows.records'
+    rules), typed as the flow columns; each row's result depends on that row alone."""
+    out = frame.copy()
+    if out.empty:
+        return out
+    proto = out["proto"].astype(str).to_numpy()
+    pkts_s = out["packets_s2c"].to_numpy()
+    state = states_from_history(out["history"].astype(str), proto, pkts_s)
+    out["state"] = state
+    out["outcome"] = outcomes(proto, state, out["packets_c2s"].to_numpy(), pkts_s)
+    return out.astype({"state": FLOW_DTYPES["state"], "outcome": FLOW_DTYPES["outcome"]})
 
 
-def _keys(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+def prepare_part(part: PartResult) -> PartResult:
+    """``part`` with its flows restated and indexed, the merge's per-part work done up front.
+
+    Workers call this so the parent, which merges alone, gets less to do. The ICMP-error
+    column is emptied to None: merge_parts fills it again for every row, and a list per row
+    only costs the parent time to unpickle.
+    """
+    flows = _restated(part.flows)
+    flows["icmp_errors"] = None
+    return replace(part, flows=flows, index=index_flows(part.flows))
+
+
+def _keys(frame: pd.DataFrame) -> list[FlowKey]:
     cols = [frame[c].astype(object).tolist() for c in ("proto", "client_ip", "server_ip")]
     ports = [frame[c].astype(int).tolist() for c in ("client_port", "server_port")]
     vlans = [frame[c].fillna(-1).astype(int).tolist() for c in ("vlan", "inner_vlan")]
@@ -224,10 +245,34 @@ def _keys(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     ]
 
 
+def index_flows(frame: pd.DataFrame) -> FlowIndex:
+    """The per-flow facts _join looks up, so a worker can work them out instead of the parent."""
+    first: dict[FlowKey, int] = {}
+    last: dict[FlowKey, int] = {}
+    for i, key in enumerate(_keys(frame)):
+        first.setdefault(key, i)
+        last[key] = i
+    starts = epoch_ns(frame["start"]).tolist()
+    stops = epoch_ns(frame["end"]).tolist()
+    return FlowIndex(starts=starts, stops=stops, first=first, last=last)
+
+
 def _rows(frame: pd.DataFrame, index: Sequence[int]) -> list[dict[str, Any]]:
+    """Rows as dicts, as DataFrame.to_dict("records") gives them (missing values are None).
+
+    Taken column by column: to_dict goes cell by cell and was the merge's largest cost.
+    """
     if not len(index):
         return []
-    return [{str(k): v for k, v in r.items()} for r in frame.iloc[list(index)].to_dict("records")]
+    picked = frame.iloc[list(index)]
+    cols: dict[str, list[Any]] = {}
+    for name in picked.columns:
+        values = picked[name].tolist()
+        if isinstance(picked[name].dtype, pd.api.extensions.ExtensionDtype):
+            values = [None if v is pd.NA else v for v in values]
+        cols[str(name)] = values
+    names = list(cols)
+    return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
 
 
 def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
@@ -244,14 +289,8 @@ def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
     tmo = {p: _timeout_ns(p, timeouts) for p in ("tcp", "udp", "icmp")}
     absorbed: list[set[int]] = []
     for k, part in enumerate(parts):
-        keys = _keys(part.flows)
-        starts = epoch_ns(part.flows["start"]).tolist()
-        stops = epoch_ns(part.flows["end"]).tolist()
-        first: dict[tuple[Any, ...], int] = {}
-        last: dict[tuple[Any, ...], int] = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-            last[key] = i
+        index = part.index or index_flows(part.flows)
+        first, last, starts, stops = index.first, index.last, index.starts, index.stops
         # The idle timeout rules most keys out before any row leaves its DataFrame.
         cands = [
             (key, i)
@@ -281,14 +320,19 @@ def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
                 ends[key] = _ns(merged[newest[key]]["end"])
             else:
                 newest[key], ends[key] = (k, i), stops[i]
+    roots: dict[int, set[int]] = {}
+    for j, i in merged:
+        roots.setdefault(j, set()).add(i)
     frames = []
     for k, part in enumerate(parts):
-        drop = absorbed[k] | {i for (j, i) in merged if j == k}
+        drop = absorbed[k] | roots.get(k, set())
         keep = np.setdiff1d(np.arange(len(part.flows)), np.fromiter(drop, dtype=np.int64))
-        frames.append(part.flows.iloc[keep].assign(_k=k, _i=keep))
+        # prepare_part restated a worker's flows already; only hand-made parts need it here.
+        flows = part.flows if part.index is not None else _restated(part.flows)
+        frames.append(flows.iloc[keep].assign(_k=k, _i=keep))
     if merged:
         joined = pd.DataFrame(list(merged.values()), columns=list(FLOW_DTYPES))
-        joined = joined.astype(FLOW_DTYPES).assign(
+        joined = _restated(joined.astype(FLOW_DTYPES)).assign(
             _k=[k for k, _ in merged], _i=[i for _, i in merged]
         )
         frames.append(joined)
@@ -313,11 +357,13 @@ def merge_parts(parts: Sequence[PartResult], timeouts: Timeouts | None = None) -
     """
     timeouts = timeouts or Timeouts()
     ordered = list(parts)
-    frame = _join(ordered, timeouts)
-    if not frame.empty:
-        _states(frame)
-        name_by_dns(frame, (e for p in ordered for e in p.dns))
-        attach_icmp(frame, [e for p in ordered for e in p.icmp_errors])
-        frame = frame.astype(FLOW_DTYPES)
+    # Like the read itself, the merge makes many small acyclic objects: full collections
+    # would walk them all for nothing.
+    with no_cyclic_gc():
+        frame = _join(ordered, timeouts)
+        if not frame.empty:
+            name_by_dns(frame, (e for p in ordered for e in p.dns))
+            attach_icmp(frame, [e for p in ordered for e in p.icmp_errors])
+            frame = frame.astype(FLOW_DTYPES)
     captures = [c for p in ordered for c in p.captures]
     return FlowResult(flows=frame, captures=captures, stats=merge_stats(p.stats for p in ordered))

@@ -21,6 +21,21 @@ PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 PAYLOAD_SOURCES = ("connect", "socks", "sni", "http_host")
 DnsEntry = tuple[int, int, int, str]  # (client key, answered address key, ts ns, name)
 IcmpError = tuple[int, tuple[int, ...], dict[str, object]]  # as dsaudit.naming.Namer keeps them
+FlowKey = tuple[Any, ...]
+
+
+@dataclass
+class FlowIndex:
+    """What the merge looks up per flow of a part, worked out where the part was read.
+
+    ``starts`` and ``stops`` are each row's first and last packet times (ns), ``first`` and
+    ``last`` the first and last row of each key (dsaudit.flows.merge.flow_key).
+    """
+
+    starts: list[int]
+    stops: list[int]
+    first: dict[FlowKey, int]
+    last: dict[FlowKey, int]
 
 
 @dataclass
@@ -37,6 +52,9 @@ class PartResult:
     stats: CaptureStats
     dns: list[DnsEntry] = field(default_factory=list)
     icmp_errors: list[IcmpError] = field(default_factory=list)
+    # Set by dsaudit.flows.merge.prepare_part, which restates ``flows`` too; None: the merge
+    # does both itself.
+    index: FlowIndex | None = None
 
     @property
     def first_ts(self) -> int:

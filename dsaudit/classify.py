@@ -32,6 +32,7 @@ import pandas as pd
 
 from dsaudit.catalog import Catalog, Rule
 from dsaudit.catalog.roles import DS_ROLES, INTERNET
+from dsaudit.flows.addresses import split_host_port
 from dsaudit.inventory import Inventory
 
 UNKNOWN = "unknown"
@@ -102,18 +103,6 @@ def _roles_text(roles: frozenset[str] | tuple[str, ...]) -> str:
     return "+".join(sorted(roles, key=lambda r: (r not in DS_ROLES, r)))
 
 
-def _host_of(target: str) -> tuple[str, int | None]:
-    if target.startswith("["):
-        end = target.find("]")
-        host = target[1:end]
-        rest = target[end + 1 :]
-    else:
-        host, _, rest = target.rpartition(":") if target.count(":") == 1 else (target, "", "")
-        rest = ":" + rest if rest else ""
-    port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
-    return host.rstrip(".").lower(), port
-
-
 def _best(rules: list[Rule]) -> list[Rule]:
     return sorted(rules, key=lambda r: EXPECTATION_RANK.get(r.expectation, 3))
 
@@ -166,7 +155,8 @@ class Classifier:
         via_proxy = False
         target = connect or socks
         if target and "proxy" in server_roles:
-            host, tport = _host_of(target)
+            host, tport = split_host_port(target)
+            host = host.rstrip(".").lower()
             via_proxy = True
             name = host
             port = tport if tport is not None else port

@@ -36,7 +36,7 @@ from dsaudit.decode.packet_kernel import (
     L3_IPV4,
 )
 from dsaudit.errors import DecodeError
-from dsaudit.flows.addresses import addr_key, key_from_packed, key_from_text
+from dsaudit.flows.addresses import addr_key, join_host_port, key_from_packed, key_from_text
 from dsaudit.flows.table_kernel import (
     EV_ICMP_ERROR,
     EV_PAYLOAD,
@@ -325,8 +325,7 @@ class Namer:
             p.http_host = req.host
             target = http_dec.connect_target(req)
             if target is not None:
-                host, port = target
-                p.connect = f"{host}:{port}"
+                p.connect = join_host_port(*target)
             return
         if socks_dec.looks_like_socks(stream):
             try:
@@ -335,7 +334,7 @@ class Namer:
                 p.text_done = True
                 return
             if tgt is not None:
-                p.socks = f"{tgt.host}:{tgt.port}"
+                p.socks = join_host_port(tgt.host, tgt.port)
                 self._finish_text(p)
 
     def _finish_text(self, p: FlowPayload) -> None:

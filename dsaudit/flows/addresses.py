@@ -14,6 +14,33 @@ def addr_key(hi: int, lo: int) -> int:
     return ((hi & M64) << 64) | (lo & M64)
 
 
+def join_host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets so the port stays unambiguous."""
+    if ":" in host:
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+            return f"[{host}]:{port}"
+        except (OSError, ValueError):
+            pass  # not an address: keep the text as it came
+    return f"{host}:{port}"
+
+
+def split_host_port(target: str) -> tuple[str, int | None]:
+    """Host and port of ``host:port``, ``[v6]:port``, or a bare host (a Host header may omit
+    the port). Text that only looks like it (one colon, no digits after it) stays whole."""
+    if target.startswith("["):
+        end = target.find("]")
+        if end > 0:
+            rest = target[end + 1 :]
+            port = int(rest[1:]) if rest[:1] == ":" and rest[1:].isdigit() else None
+            return target[1:end], port
+        return target, None
+    host, sep, port_text = target.rpartition(":")
+    if sep and port_text.isdigit() and ":" not in host:
+        return host, int(port_text)
+    return target, None
+
+
 def key_from_packed(raw: bytes) -> int | None:
     """Key of a packed 4- or 16-byte address."""
     if len(raw) == 4:

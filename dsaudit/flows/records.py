@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.decode.dns import rtype_name
-from dsaudit.flows.addresses import addr_key, key_to_text
+from dsaudit.flows.addresses import addr_key, key_to_text, split_host_port
 from dsaudit.flows.table_kernel import (
     EVIDENCE_FIRST,
     EVIDENCE_PORT,
@@ -303,14 +303,7 @@ def _names(
 
 
 def _host_part(target: str) -> str:
-    """``host`` of ``host:port`` or ``[v6]:port`` (a Host header may omit the port)."""
-    if target.startswith("["):
-        end = target.find("]")
-        return target[1:end] if end > 0 else target
-    host, sep, port = target.rpartition(":")
-    if sep and port.isdigit() and ":" not in host:
-        return host
-    return target
+    return split_host_port(target)[0]
 
 
 def _attach_icmp(fs: np.ndarray, namer: Namer, out: list[Any], rejected: np.ndarray) -> None:

@@ -272,14 +272,9 @@ def _names(
                 {"name": nm, "type": rtype_name(t), "data": d, "ttl": ttl}
                 for nm, t, d, ttl in p.dns_answers
             ]
-            if p.connect:
-                name, src = _host_part(p.connect), "connect"
-            elif p.socks:
-                name, src = _host_part(p.socks), "socks"
-            elif p.sni:
-                name, src = p.sni, "sni"
-            elif p.http_host:
-                name, src = _host_part(p.http_host), "http_host"
+            best = payload_name(p.connect, p.socks, p.sni, p.http_host)
+            if best is not None:
+                name, src = best
         if name is None:
             name = lookup(c_keys[f], s_keys[f], first_l[f])
             if name is not None:
@@ -302,8 +297,23 @@ def _names(
     }
 
 
-def _host_part(target: str) -> str:
-    return split_host_port(target)[0]
+def payload_name(
+    connect: str | None, socks: str | None, sni: str | None, http_host: str | None
+) -> tuple[str, str] | None:
+    """The peer's name from a flow's payload and where it came from, best source first.
+
+    A proxy's CONNECT or SOCKS target is where the traffic really goes; then the SNI the
+    client asked TLS for; then the HTTP Host. DNS answers come after all of these.
+    """
+    if connect:
+        return split_host_port(connect)[0], "connect"
+    if socks:
+        return split_host_port(socks)[0], "socks"
+    if sni:
+        return sni, "sni"
+    if http_host:
+        return split_host_port(http_host)[0], "http_host"
+    return None
 
 
 def _attach_icmp(fs: np.ndarray, namer: Namer, out: list[Any], rejected: np.ndarray) -> None:

@@ -13,13 +13,11 @@ import pandas as pd
 
 from dsaudit.errors import DsauditError
 from dsaudit.flows.addresses import key_from_text
-from dsaudit.flows.records import FLOW_DTYPES, empty_flows, tcp_states
+from dsaudit.flows.records import FLOW_DTYPES, empty_flows, payload_name, tcp_states
 from dsaudit.flows.table_kernel import HISTORY_LETTERS
 from dsaudit.naming import DnsMap
 from dsaudit.pipeline import CaptureStats, FlowResult
 from dsaudit.sources.capture_file import CaptureInfo
-
-PAYLOAD_NAMES = (("connect_target", "connect"), ("socks_target", "socks"), ("sni", "sni"))
 
 
 class FlowLogError(DsauditError):
@@ -140,22 +138,20 @@ def name_flows(rows: list[dict[str, Any]], dns: DnsMap | None) -> None:
         return keys[text]
 
     for row in rows:
-        for col, source in PAYLOAD_NAMES:
-            if row[col]:
-                row["server_name"] = str(row[col]).rsplit(":", 1)[0] if col != "sni" else row[col]
-                row["name_source"] = source
-                break
-        else:
-            if row["http_host"]:
-                host = str(row["http_host"])
-                row["server_name"] = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-                row["name_source"] = "http_host"
-            elif dns is not None:
-                c, s = key(str(row["client_ip"])), key(str(row["server_ip"]))
-                ts = int(pd.Timestamp(row["start"]).value)
-                name = dns.lookup(c, s, ts) if c is not None and s is not None else None
-                if name is not None:
-                    row["server_name"], row["name_source"] = name, "dns"
+        best = payload_name(
+            row["connect_target"] or None,
+            row["socks_target"] or None,
+            row["sni"] or None,
+            row["http_host"] or None,
+        )
+        if best is not None:
+            row["server_name"], row["name_source"] = best
+        elif dns is not None:
+            c, s = key(str(row["client_ip"])), key(str(row["server_ip"]))
+            ts = int(pd.Timestamp(row["start"]).value)
+            name = dns.lookup(c, s, ts) if c is not None and s is not None else None
+            if name is not None:
+                row["server_name"], row["name_source"] = name, "dns"
 
 
 def finish(rows: list[dict[str, Any]], files: list[tuple[str, str, int]]) -> FlowResult:

@@ -253,9 +253,9 @@ class FlowBuilder:
         )
         events = events[events[:, 0] >= 0]
         self.namer.handle(events, rec, buf, self.table.fs)
-        if k and self.options.timeouts.tcp < 1e9:  # "never" (tshark-like) times out nothing
+        if k:
             now = int(rec[k - 1, C_TS])
-            self.namer.release_idle(self.table.fs, now - int(self.options.timeouts.tcp * 1e9))
+            self.namer.release_idle(self.table.fs, now - self.table.tcp_timeout_ns)
 
     def _evict(self, now: int) -> np.ndarray:
         """Keep the flow table within max_flows: summarise and drop the least recent flows."""

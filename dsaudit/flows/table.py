@@ -79,6 +79,11 @@ class FlowTable:
         self.evicted = 0
 
     @property
+    def tcp_timeout_ns(self) -> int:
+        """The TCP idle timeout in nanoseconds (capped, so "never" stays finite)."""
+        return int(self._tmo[0])
+
+    @property
     def flows(self) -> np.ndarray:
         """The flow store rows filled so far (a view)."""
         return self.fs[: self.nflows]

@@ -137,6 +137,11 @@ def _weight(members: list[dict[Any, Any]]) -> int:
     return sum(int(m.get("merged_flows", 1) or 1) for m in members)
 
 
+def _why(row: Any, group: Any) -> str:
+    """client -> server:port: the reason the flow is unexplained."""
+    return f"{row['client_ip']} -> {row['server_ip']}:{row['server_port']}: {row['reason_text']}"
+
+
 def _name(row: Any) -> str:
     name = row["server_name"]
     return f" ({name})" if isinstance(name, str) else ""
@@ -166,14 +171,14 @@ def _findings(
         unexpl & (reason == "localhost_only"),
         "localhost_only_port_on_wire",
         endpoint,
-        lambda r, g: f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']}: {r['reason_text']}",
+        _why,
     )
     rows += _group_findings(
         flows,
         unexpl & (reason == "wrong_direction"),
         "unexpected_direction",
         endpoint,
-        lambda r, g: f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']}: {r['reason_text']}",
+        _why,
     )
     rows += _group_findings(
         flows,
@@ -190,7 +195,7 @@ def _findings(
         unexpl & (reason == "unknown_endpoint"),
         "unknown_endpoint",
         endpoint,
-        lambda r, g: f"{r['client_ip']} -> {r['server_ip']}:{r['server_port']}: {r['reason_text']}",
+        _why,
     )
     rows += _group_findings(
         flows,

@@ -74,9 +74,10 @@ def inventory(files: list[Path], folder: Path) -> Path:
         cmd = [sys.executable, "-m", "dsaudit", "inventory", "infer", str(files[0])]
         text = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=True).stdout
         # An on-premises inventory must name its database; the traffic cannot tell which.
-        text = text.replace(
-            "  mode: on-premises\n", "  mode: on-premises\n  database: postgresql\n"
-        )
+        if "  database:" not in text:
+            text = text.replace(
+                "  mode: on-premises\n", "  mode: on-premises\n  database: postgresql\n"
+            )
         path.write_text(text)
     return path
 

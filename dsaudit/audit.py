@@ -21,6 +21,7 @@ from dsaudit.findings import (
     AuditResult,
     typed_frame,
 )
+from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
 from dsaudit.pipeline import FlowResult
 
@@ -107,7 +108,7 @@ def _group_findings(
     # Positions per group, then plain Python rows: building a DataFrame per group costs
     # milliseconds each, and a large capture has thousands of groups.
     groups = sub.groupby(keys, sort=True, dropna=False).indices
-    records = sub.to_dict("records")
+    records = row_dicts(sub)
     for positions in groups.values():
         members = [records[i] for i in positions]
         first = members[0]

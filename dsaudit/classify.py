@@ -117,6 +117,9 @@ class Classifier:
         self.strict = strict
         self._memo: dict[tuple[object, ...], Verdict] = {}
         self._roles: dict[tuple[str, str | None], frozenset[str]] = {}
+        self._by_port: dict[tuple[str, int], tuple[Rule, ...]] = {}
+        self._conv: dict[tuple[object, ...], tuple[Rule, ...]] = {}
+        self._lowered: dict[str, frozenset[str]] = {}
         self.scan_rule = next((r for r in catalog.rules if r.ports.any), None)
 
     # -- roles -----------------------------------------------------------------------
@@ -137,6 +140,33 @@ class Classifier:
             if roles:
                 return roles
         return frozenset() if is_internal(address) else frozenset({INTERNET})
+
+    # -- catalog look-ups, memoised: a day of traffic asks the same few thousand times ----
+    def _documented(self, proto: str, port: int) -> tuple[Rule, ...]:
+        """Rules for proto/port, the any-port scan rule left out."""
+        key = (proto, port)
+        found = self._by_port.get(key)
+        if found is None:
+            matching = self.catalog.matching(proto, port)
+            found = self._by_port[key] = tuple(r for r in matching if not r.ports.any)
+        return found
+
+    def _conversation(
+        self, proto: str, port: int, clients: frozenset[str], servers: frozenset[str]
+    ) -> tuple[Rule, ...]:
+        key = (proto, port, clients, servers)
+        found = self._conv.get(key)
+        if found is None:
+            conv = self.catalog.conversation(proto, port, clients, servers)
+            found = self._conv[key] = tuple(r for r in conv if not r.ports.any)
+        return found
+
+    def _names(self, rule: Rule) -> frozenset[str]:
+        """Every host name of a rule, lower-cased."""
+        found = self._lowered.get(rule.id)
+        if found is None:
+            found = self._lowered[rule.id] = frozenset(n.lower() for n in rule.hostnames.flat)
+        return found
 
     # -- one flow ----------------------------------------------------------------------
     def judge(
@@ -191,8 +221,7 @@ class Classifier:
         if proto not in ("tcp", "udp"):
             return Verdict("infrastructure", reason_text=f"{proto}: not in the port table")
         in_deployment = bool((clients | servers) - {INTERNET})
-        documented = self.catalog.matching(proto, port)
-        documented = tuple(r for r in documented if not r.ports.any)
+        documented = self._documented(proto, port)
         local = [r for r in documented if r.localhost_only]
         if local and not same_host and (clients or servers):
             rule = local[0]
@@ -204,9 +233,7 @@ class Classifier:
                 "on the network",
             )
         candidates = [
-            r
-            for r in self.catalog.conversation(proto, port, clients, servers)
-            if not r.ports.any and not r.localhost_only
+            r for r in self._conversation(proto, port, clients, servers) if not r.localhost_only
         ]
         if candidates:
             return self._with_candidates(candidates, port, clients, servers, name)
@@ -214,9 +241,7 @@ class Classifier:
             return Verdict(
                 "infrastructure", reason_text="outside the deployment's documented traffic"
             )
-        reverse = [
-            r for r in self.catalog.conversation(proto, port, servers, clients) if not r.ports.any
-        ]
+        reverse = self._conversation(proto, port, servers, clients)
         if reverse and clients and servers:
             rule = reverse[0]
             return Verdict(
@@ -274,7 +299,7 @@ class Classifier:
         unnamed = [r for r in applicable if not r.hostnames]
         also = tuple(dict.fromkeys(c for r in applicable for c in (r.id, *r.counterparts)))
         if lowered is not None:
-            hit = [r for r in named if lowered in {n.lower() for n in r.hostnames.flat}]
+            hit = [r for r in named if lowered in self._names(r)]
             if hit:
                 rule = _best(hit)[0]
                 in_version = lowered in {n.lower() for n in rule.hostnames.names(version)}
@@ -306,11 +331,7 @@ class Classifier:
                 "port-only",
                 also,
             )
-        elsewhere = [
-            r
-            for r in candidates
-            if r not in applicable and lowered in {n.lower() for n in r.hostnames.flat}
-        ]
+        elsewhere = [r for r in candidates if r not in applicable and lowered in self._names(r)]
         if elsewhere:
             rule = elsewhere[0]
             return Verdict(

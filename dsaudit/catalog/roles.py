@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
 
 # The three Deep Security roles the vendor's port table has one section each for.
 DS_ROLES: tuple[str, ...] = ("manager", "relay", "agent")
@@ -78,6 +79,7 @@ def with_implied(roles: set[str] | frozenset[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+@cache
 def hosts_of_role(role: str) -> frozenset[str]:
     """The inventory roles whose hosts play `role` (agent: agents and relays)."""
     return frozenset({role} | {r for r, implied in IMPLIED_ROLES.items() if role in implied})

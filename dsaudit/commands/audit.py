@@ -79,5 +79,5 @@ def audit(
         inventory,
         AuditOptions(strict=strict, vantage=vantage, fail_on=fail_on, inventory_label=label),
     )
-    write_audit(result, fmt, output)
+    write_audit(result, fmt, output, jobs=jobs)
     sys.exit(result.exit_code(fail_on))

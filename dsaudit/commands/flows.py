@@ -90,4 +90,4 @@ def flows(
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     if not len(result.flows) and result.stats.frames == 0 and result.warnings:
         raise DsauditError("no packets could be read")
-    write_flows(result.flows, fmt, output, result.warnings)
+    write_flows(result.flows, fmt, output, result.warnings, jobs=jobs)

@@ -136,5 +136,5 @@ def report(
             run = store.run(store.record(result, period, label, started))
             trends = build_trends(store, run, trend_runs)
         period["run_id"] = run.id
-    write_report(result, period, trends, format_for(fmt, output), output)
+    write_report(result, period, trends, format_for(fmt, output), output, jobs=jobs)
     sys.exit(result.exit_code(fail_on))

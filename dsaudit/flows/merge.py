@@ -12,6 +12,7 @@ import pandas as pd
 from dsaudit.engine import no_cyclic_gc
 from dsaudit.flows.records import FLOW_DTYPES, empty_flows
 from dsaudit.flows.table import Timeouts
+from dsaudit.frames import row_dicts
 from dsaudit.pipeline import CaptureStats, FlowResult
 from dsaudit.sources.flowlogs.common import outcomes, states_from_history
 from dsaudit.sources.flowlogs.pcap import (
@@ -257,24 +258,6 @@ def index_flows(frame: pd.DataFrame) -> FlowIndex:
     return FlowIndex(starts=starts, stops=stops, first=first, last=last)
 
 
-def _rows(frame: pd.DataFrame, index: Sequence[int]) -> list[dict[str, Any]]:
-    """Rows as dicts, as DataFrame.to_dict("records") gives them (missing values are None).
-
-    Taken column by column: to_dict goes cell by cell and was the merge's largest cost.
-    """
-    if not len(index):
-        return []
-    picked = frame.iloc[list(index)]
-    cols: dict[str, list[Any]] = {}
-    for name in picked.columns:
-        values = picked[name].tolist()
-        if isinstance(picked[name].dtype, pd.api.extensions.ExtensionDtype):
-            values = [None if v is pd.NA else v for v in values]
-        cols[str(name)] = values
-    names = list(cols)
-    return [dict(zip(names, row, strict=True)) for row in zip(*cols.values(), strict=True)]
-
-
 def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
     """All parts' flows in one frame with every boundary-crossing connection joined.
 
@@ -282,7 +265,6 @@ def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
     key's newest flow there can be continued, so just those rows leave the DataFrames.
     """
     raw: dict[tuple[int, int], dict[str, Any]] = {}
-    chains: dict[tuple[int, int], list[dict[str, Any]]] = {}
     merged: dict[tuple[int, int], dict[str, Any]] = {}  # chain root -> joined so far
     newest: dict[tuple[Any, ...], tuple[int, int]] = {}  # key -> its newest flow or chain root
     ends: dict[tuple[Any, ...], int] = {}  # key -> end (ns) of that newest flow
@@ -303,16 +285,17 @@ def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
             if root not in merged and root not in raw:
                 wanted.setdefault(root[0], []).append(root[1])
         for j, idx in wanted.items():
-            raw.update(((j, i), r) for i, r in zip(idx, _rows(parts[j].flows, idx), strict=True))
+            raw.update(
+                ((j, i), r) for i, r in zip(idx, row_dicts(parts[j].flows, idx), strict=True)
+            )
         gone: set[int] = set()
-        later_rows = _rows(part.flows, [i for _, i in cands])
+        later_rows = row_dicts(part.flows, [i for _, i in cands])
         for (key, i), later in zip(cands, later_rows, strict=True):
             root = newest[key]
             earlier = merged.get(root) or raw[root]
             if continues(earlier, later, timeouts):
-                chain = chains.setdefault(root, [raw[root]])
-                chain.append(later)
-                merged[root] = join_rows(chain)
+                # Joining is associative, so a long chain grows one piece at a time.
+                merged[root] = join_rows([earlier, later])
                 gone.add(i)
         absorbed.append(gone)
         for key, i in last.items():

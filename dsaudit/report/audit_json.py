@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.findings import AuditResult
+from dsaudit.parallel import fork_map, row_chunks
 from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
-from dsaudit.report.flow_output import iter_json_lines
+from dsaudit.report.flow_output import json_lines_chunk
 
 # Top-level keys in document order; every table is a list of records in a fixed row order.
 TABLES = ("findings", "compliance", "expectations", "heartbeats")
@@ -66,26 +67,31 @@ def table_records(name: str, df: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: json_value(v) for k, v in row.items()} for row in af.records(_sorted(name, df))]
 
 
-def flow_lines(flows: pd.DataFrame) -> Iterator[str]:
-    """Each flow by flow_id as one compact JSON text, serialised as `dsaudit flows` does."""
+def flow_chunks(flows: pd.DataFrame, jobs: int = 1) -> Iterator[str]:
+    """Flows by flow_id as JSON Lines text, serialised as `dsaudit flows` does, a chunk of
+    rows at a time; ``jobs`` processes render chunks side by side."""
     if flows.empty:
         return
     ordered = flows.sort_values("flow_id", kind="stable")[af.ordered_flow_columns(flows)]
-    nested = [c for c in ordered.columns if ordered[c].dtype == object]
-    for text in iter_json_lines(ordered):
+    yield from fork_map(_render_rows, row_chunks(ordered, jobs), jobs)
+
+
+def flow_lines(flows: pd.DataFrame, jobs: int = 1) -> Iterator[str]:
+    """Each flow by flow_id as one compact JSON text."""
+    for text in flow_chunks(flows, jobs):
         # "\n" is always escaped inside JSON strings, unlike the separators splitlines() knows.
-        for line in text.split("\n"):
-            if not line:
-                continue
-            if line.count("{") == 1:
-                yield line  # no object inside a cell: nothing to sort, pass it through
-                continue
-            # Objects inside cells (DNS answers, ICMP errors) get sorted keys; json.loads keeps
-            # the record's column order.
-            record = json.loads(line)
-            for col in nested:
-                record[col] = json_value(record[col])
-            yield _dump(record)
+        yield from (line for line in text.split("\n") if line)
+
+
+def _render_rows(rows: pd.DataFrame) -> str:
+    nested = [c for c in rows.columns if rows[c].dtype == object]
+    if nested:
+        rows = rows.copy()
+        for col in nested:
+            # Objects inside cells (DNS answers, ICMP errors) get sorted keys before the C
+            # encoder writes them in their insertion order; empty cells need no copy.
+            rows[col] = [json_value(v) if v else v for v in rows[col].tolist()]
+    return json_lines_chunk(rows)
 
 
 def flow_records(flows: pd.DataFrame) -> Iterator[dict[str, Any]]:
@@ -109,17 +115,23 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def iter_audit_json(result: AuditResult) -> Iterator[str]:
-    """The JSON document in pieces, one record per line, flows streamed a chunk at a time."""
+def iter_audit_json(result: AuditResult, jobs: int = 1) -> Iterator[str]:
+    """The JSON document in pieces, one record per line, flows streamed a chunk at a time
+    (rendered by ``jobs`` processes)."""
     summary = json.dumps(json_value(result.summary), ensure_ascii=False, indent=2)
     yield "{\n" + f'"summary": {summary}'
-    sources: list[tuple[str, Iterator[str]]] = [("flows", flow_lines(result.flows))]
-    sources += [(n, map(_dump, table_records(n, getattr(result, n)))) for n in TABLES]
-    for name, lines in sources:
+    yield ',\n"flows": ['
+    first = True
+    for text in flow_chunks(result.flows, jobs):
+        # A chunk's lines become array items at once: "\n" never occurs inside a JSON string.
+        yield ("\n" if first else ",\n") + text.rstrip("\n").replace("\n", ",\n")
+        first = False
+    yield "]" if first else "\n]"
+    for name in TABLES:
         yield f',\n"{name}": ['
         first = True
-        for line in lines:
-            yield ("\n" if first else ",\n") + line
+        for record in table_records(name, getattr(result, name)):
+            yield ("\n" if first else ",\n") + _dump(record)
             first = False
         yield "]" if first else "\n]"
     yield "\n}\n"

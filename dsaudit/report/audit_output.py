@@ -26,19 +26,19 @@ def _to_stdout(output: str | None) -> bool:
     return output in (None, "-")
 
 
-def _table(result: AuditResult, output: str | None) -> list[str]:
+def _table(result: AuditResult, output: str | None, jobs: int) -> list[str]:
     # Colour only on an interactive stdout: a file must never collect escape sequences.
     colour = _to_stdout(output) and use_colour(sys.stdout)
     write_text([render_terminal(result, colour=colour)], output)
     return [] if _to_stdout(output) else [str(output)]
 
 
-def _markdown(result: AuditResult, output: str | None) -> list[str]:
+def _markdown(result: AuditResult, output: str | None, jobs: int) -> list[str]:
     write_text([render_markdown(result)], output)
     return [] if _to_stdout(output) else [str(output)]
 
 
-def _csv(result: AuditResult, output: str | None) -> list[str]:
+def _csv(result: AuditResult, output: str | None, jobs: int) -> list[str]:
     write_text(iter_flows_csv(result), output)
     if _to_stdout(output):
         return []  # one stream holds one CSV: the flows; --output adds the findings file
@@ -48,21 +48,22 @@ def _csv(result: AuditResult, output: str | None) -> list[str]:
     return [output, findings]
 
 
-def _json(result: AuditResult, output: str | None) -> list[str]:
-    write_text(iter_audit_json(result), output)
+def _json(result: AuditResult, output: str | None, jobs: int) -> list[str]:
+    write_text(iter_audit_json(result, jobs), output)
     return [] if _to_stdout(output) else [str(output)]
 
 
-def _html(result: AuditResult, output: str | None) -> list[str]:
+def _html(result: AuditResult, output: str | None, jobs: int) -> list[str]:
     write_text([render_html(result)], output)
     return [] if _to_stdout(output) else [str(output)]
 
 
-def _parquet(result: AuditResult, output: str | None) -> list[str]:
+def _parquet(result: AuditResult, output: str | None, jobs: int) -> list[str]:
     return list(write_parquet(result, output).values())
 
 
-WRITERS: dict[str, Callable[[AuditResult, str | None], list[str]]] = {
+# Each takes the result, the output path (None: stdout) and the processes it may use.
+WRITERS: dict[str, Callable[[AuditResult, str | None, int], list[str]]] = {
     "table": _table,
     "markdown": _markdown,
     "csv": _csv,
@@ -72,8 +73,9 @@ WRITERS: dict[str, Callable[[AuditResult, str | None], list[str]]] = {
 }
 
 
-def write_audit(result: AuditResult, fmt: str, output: str | None) -> list[str]:
-    """Render ``result`` as ``fmt`` to ``output`` (stdout when None or "-").
+def write_audit(result: AuditResult, fmt: str, output: str | None, jobs: int = 1) -> list[str]:
+    """Render ``result`` as ``fmt`` to ``output`` (stdout when None or "-"), with up to
+    ``jobs`` processes where a format can use them.
 
     Returns the files written (none for stdout). csv with a file also writes
     ``<stem>.findings.csv``; parquet needs ``output`` (a directory or a stem) and writes one
@@ -82,4 +84,4 @@ def write_audit(result: AuditResult, fmt: str, output: str | None) -> list[str]:
     writer = WRITERS.get(fmt)
     if writer is None:
         raise DsauditError(f"unknown report format {fmt!r}; use one of {', '.join(AUDIT_FORMATS)}")
-    return writer(result, output)
+    return writer(result, output, jobs)

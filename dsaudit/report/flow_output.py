@@ -14,6 +14,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from dsaudit.errors import DsauditError
+from dsaudit.parallel import fork_map, row_chunks
 from dsaudit.report.safe_text import for_csv, for_terminal
 
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
@@ -39,15 +40,24 @@ def _endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def iter_json_lines(df: pd.DataFrame, chunk: int = 8192) -> Iterator[str]:
-    """JSON Lines text of the flows, a chunk of rows at a time (bounded memory)."""
-    for lo in range(0, len(df), chunk):
-        part = df.iloc[lo : lo + chunk].copy()
-        for col in ("start", "end"):
-            stamps = part[col].to_numpy(dtype="datetime64[us]")
-            part[col] = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z")
-        text: str = part.to_json(orient="records", lines=True, force_ascii=False)
-        yield text if text.endswith("\n") else text + "\n"
+def iter_json_lines(df: pd.DataFrame, jobs: int = 1) -> Iterator[str]:
+    """JSON Lines text of the flows, a chunk of rows at a time (bounded memory), rendered by
+    ``jobs`` processes side by side."""
+    yield from fork_map(json_lines_chunk, row_chunks(df, jobs), jobs)
+
+
+def json_lines_chunk(rows: pd.DataFrame) -> str:
+    """JSON Lines text of some flows."""
+    # pandas' encoder boxes Arrow-backed cells one by one; plain objects go a fifth faster.
+    part = rows.astype({c: object for c, t in rows.dtypes.items() if isinstance(t, pd.StringDtype)})
+    for col in ("start", "end"):
+        stamps = part[col].to_numpy(dtype="datetime64[us]")
+        part[col] = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z")
+    text: str = part.to_json(orient="records", lines=True, force_ascii=False)
+    # pandas' encoder escapes every "/" as "\\/"; since none is left bare, dropping the
+    # backslash before each one is exact and keeps ports and URLs readable.
+    text = text.replace("\\/", "/")
+    return text if text.endswith("\n") else text + "\n"
 
 
 def flows_for_json(df: pd.DataFrame) -> str:
@@ -92,40 +102,48 @@ def _csv(df: pd.DataFrame) -> str:
     return buf.getvalue()
 
 
-def _json(df: pd.DataFrame) -> Iterator[str]:
+def _json(df: pd.DataFrame, jobs: int) -> Iterator[str]:
     yield "["
     first = True
-    for text in iter_json_lines(df):
+    for text in iter_json_lines(df, jobs):
         lines = text.rstrip("\n").split("\n")
         yield ("\n" if first else ",\n") + ",\n".join(lines)
         first = False
     yield "\n]\n"
 
 
-def _one(render: Callable[[pd.DataFrame], str]) -> Callable[[pd.DataFrame], Iterator[str]]:
-    def wrapped(df: pd.DataFrame) -> Iterator[str]:
+def _one(render: Callable[[pd.DataFrame], str]) -> Callable[[pd.DataFrame, int], Iterator[str]]:
+    def wrapped(df: pd.DataFrame, jobs: int) -> Iterator[str]:
         yield render(df)
 
     return wrapped
 
 
-RENDERERS: dict[str, Callable[[pd.DataFrame], Iterator[str]]] = {
+def _jsonl(df: pd.DataFrame, jobs: int) -> Iterator[str]:
+    return iter_json_lines(df, jobs=jobs)
+
+
+# Each takes the flows and the processes it may use.
+RENDERERS: dict[str, Callable[[pd.DataFrame, int], Iterator[str]]] = {
     "table": _one(_table),
     "csv": _one(_csv),
     "json": _json,
-    "jsonl": iter_json_lines,
+    "jsonl": _jsonl,
 }
 
 
-def write_flows(df: pd.DataFrame, fmt: str, output: str | None, notes: list[str]) -> None:
-    """Render ``df`` as ``fmt`` to ``output`` (stdout when None or "-")."""
+def write_flows(
+    df: pd.DataFrame, fmt: str, output: str | None, notes: list[str], jobs: int = 1
+) -> None:
+    """Render ``df`` as ``fmt`` to ``output`` (stdout when None or "-"), with up to ``jobs``
+    processes for the JSON formats."""
     if fmt == "parquet":
         if output in (None, "-"):
             raise DsauditError("--format parquet needs --output FILE")
         assert output is not None
         parquet_frame(df).to_parquet(output, index=False)
         return
-    parts = RENDERERS[fmt](df)
+    parts = RENDERERS[fmt](df, jobs)
     if fmt == "table" and notes:
         tail = "\n" + "\n".join(f"warning: {for_terminal(n)}" for n in notes) + "\n"
         parts = itertools.chain(parts, [tail])

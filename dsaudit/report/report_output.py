@@ -41,13 +41,15 @@ def _markdown(result: AuditResult, period: dict[str, Any], trends: Trends | None
     return "\n".join(lines + markdown_sections(period, trends) + tail) + "\n"
 
 
-def _json(result: AuditResult, period: dict[str, Any], trends: Trends | None) -> Iterator[str]:
+def _json(
+    result: AuditResult, period: dict[str, Any], trends: Trends | None, jobs: int
+) -> Iterator[str]:
     """The audit's JSON document with "period" and "trends" added before its end."""
     extra = ",\n".join(
         f'"{k}": {json.dumps(json_value(v), ensure_ascii=False, indent=2)}'
         for k, v in (("period", period), ("trends", trends_dict(trends) if trends else None))
     )
-    pieces = iter_audit_json(result)
+    pieces = iter_audit_json(result, jobs)
     held = next(pieces, None)
     for piece in pieces:
         assert held is not None
@@ -65,14 +67,16 @@ def write_report(
     trends: Trends | None,
     fmt: str,
     output: str | None,
+    jobs: int = 1,
 ) -> None:
-    """Render the report as ``fmt`` to ``output`` (stdout for None or "-")."""
+    """Render the report as ``fmt`` to ``output`` (stdout for None or "-"), with up to
+    ``jobs`` processes where the format can use them."""
     if fmt == "html":
         write_text([add_sections(render_html(result), period, trends)], output)
     elif fmt == "markdown":
         write_text([_markdown(result, period, trends)], output)
     elif fmt == "json":
-        write_text(_json(result, period, trends), output)
+        write_text(_json(result, period, trends, jobs), output)
     elif fmt == "table":
         colour = output in (None, "-") and use_colour(sys.stdout)
         text = render_terminal(result, colour=colour) + terminal_sections(period, trends)

@@ -124,3 +124,40 @@ def test_empty_audit() -> None:
     doc = audit_to_dict(empty_result())
     assert all(doc[k] == [] for k in DOCUMENT_KEYS[1:])
     assert doc["summary"]["compliant"] is True
+
+
+def _many_flows(copies: int) -> AuditResult:
+    """The example audit with its flows repeated under new ids: enough rows for several
+    rendering chunks."""
+    result = build_result()
+    flows = pd.concat([result.flows] * copies, ignore_index=True)
+    flows["flow_id"] = range(len(flows))
+    return AuditResult(
+        flows,
+        result.findings,
+        result.expectations,
+        result.compliance,
+        result.heartbeats,
+        result.summary,
+    )
+
+
+def test_jobs_render_the_same_bytes(tmp_path: Path) -> None:
+    result = _many_flows(400)
+    assert len(result.flows) > 4 * 1024  # several chunks for two jobs
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    write_audit(result, "json", str(one), jobs=1)
+    write_audit(result, "json", str(two), jobs=2)
+    assert two.read_bytes() == one.read_bytes()
+    flows = json.loads(one.read_text(encoding="utf-8"))["flows"]
+    assert [f["flow_id"] for f in flows] == list(range(len(result.flows)))
+
+
+def test_slashes_are_written_bare(tmp_path: Path) -> None:
+    target = tmp_path / "audit.json"
+    write_audit(build_result(), "json", str(target))
+    text = target.read_text(encoding="utf-8")
+    assert "\\/" not in text
+    # A flow's name holds "</script>": the slash is kept, and the text still parses to it.
+    assert "</script>" in text
+    assert SCRIPT_NAME in {f["server_name"] for f in json.loads(text)["flows"]}

@@ -1,5 +1,5 @@
 """Allow ``python -m dsaudit``."""
 
-from dsaudit.cli import main
+from dsaudit.cli import run
 
-main()
+run()

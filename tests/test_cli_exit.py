@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dsaudit.cli import main
+from tests.processes import dsaudit_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "problems.pcap"
@@ -17,15 +18,9 @@ INVENTORY = ROOT / "samples" / "problems.inventory.yaml"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def _dsaudit(*args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "dsaudit", *args],
-        capture_output=True,
-        cwd=ROOT,
-        env=ENV,
-        timeout=120,
-        **kw,  # type: ignore[call-overload]
-    )
+def _dsaudit(*args: str) -> subprocess.CompletedProcess[bytes]:
+    result: subprocess.CompletedProcess[bytes] = dsaudit_process(*args, text=False)
+    return result
 
 
 def test_piped_output_is_complete(capsysbinary: pytest.CaptureFixture[bytes]) -> None:

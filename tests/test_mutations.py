@@ -11,7 +11,6 @@ import random
 import re
 import struct
 import subprocess
-import sys
 import traceback
 import zlib
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 from dsaudit.cli import main
 from dsaudit.sources.capture_file import CaptureReader
 from tests.corpus import PCAPS
+from tests.processes import dsaudit_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -484,13 +484,8 @@ def test_audit_of_damaged_samples_exits_0_1_or_2(source: Path, tmp_path: Path) -
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dsaudit", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    result: subprocess.CompletedProcess[str] = dsaudit_process(*args)
+    return result
 
 
 def test_real_processes_report_damage_without_a_traceback(tmp_path: Path) -> None:

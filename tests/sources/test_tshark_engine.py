@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from dsaudit.errors import CaptureError, DsauditError
 from dsaudit.pipeline import FlowResult
 from tests.corpus import capture_path, corpus_names, needs_corpus
 from tests.factories import client_hello
+from tests.processes import dsaudit_process
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 
@@ -297,14 +297,8 @@ def test_icmp_vlan_and_vxlan_rows_match_the_fast_engine(tmp_path: Path) -> None:
 
 
 def _dsaudit(*args: str) -> subprocess.CompletedProcess[str]:
-    root = Path(__file__).resolve().parents[2]
-    return subprocess.run(
-        [sys.executable, "-m", "dsaudit", *args],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=120,
-    )
+    result: subprocess.CompletedProcess[str] = dsaudit_process(*args)
+    return result
 
 
 @needs_corpus

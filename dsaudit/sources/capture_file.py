@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -21,6 +22,14 @@ from dsaudit.sources.record_walk import (
     walk_pcap,
     walk_pcapng,
 )
+
+INFLATE: Any = zlib
+try:
+    # zlib-ng inflates a third faster than the system zlib, with the same interface; rotated
+    # gzipped captures spend about half their reading time here.
+    from zlib_ng import zlib_ng as INFLATE
+except ImportError:  # pragma: no cover - the wheel is missing on some platforms
+    pass
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": (False, False),  # little-endian, microseconds
@@ -118,9 +127,13 @@ class GzipStream(io.RawIOBase):
 
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
-        self._d = zlib.decompressobj(31)
+        self._d = INFLATE.decompressobj(31)
         self._member_started = False
-        self._pending = bytearray()
+        # Decompressed output not yet read, and the read position in its first piece:
+        # handing out a piece by offset avoids moving megabytes for every read.
+        self._pending: deque[bytes] = deque()
+        self._offset = 0
+        self._carry = b""  # input read past the end of a member, for the next one
         self._done = False
         self.error: str | None = None
 
@@ -131,14 +144,25 @@ class GzipStream(io.RawIOBase):
         view = memoryview(b).cast("B")
         while not self._pending and not self._done:
             self._step()
-        n = min(len(view), len(self._pending))
-        view[:n] = self._pending[:n]
-        del self._pending[:n]
+        if not self._pending:
+            return 0
+        piece = self._pending[0]
+        n = min(len(view), len(piece) - self._offset)
+        view[:n] = memoryview(piece)[self._offset : self._offset + n]
+        self._offset += n
+        if self._offset == len(piece):
+            self._pending.popleft()
+            self._offset = 0
         return n
+
+    def _keep(self, data: bytes) -> None:
+        if data:
+            self._pending.append(data)
 
     def _step(self) -> None:
         d = self._d
-        data = d.unconsumed_tail
+        data = d.unconsumed_tail or self._carry
+        self._carry = b""
         if not data:
             data = self.raw.read(self.STEP_IN)
             if not data:
@@ -148,8 +172,8 @@ class GzipStream(io.RawIOBase):
                 return
         saved = d.copy()
         try:
-            self._pending += d.decompress(data, self.STEP_OUT)
-        except zlib.error as exc:
+            self._keep(d.decompress(data, self.STEP_OUT))
+        except INFLATE.error as exc:
             # What this call decompressed before the damage is lost with the exception:
             # replay it in small steps from the saved state to keep all but the bad step.
             self._salvage(saved, data)
@@ -159,15 +183,17 @@ class GzipStream(io.RawIOBase):
         self._member_started = True
         if d.eof:
             rest = d.unused_data
-            self._d = zlib.decompressobj(31)
+            self._d = INFLATE.decompressobj(31)
             self._member_started = False
-            if rest.strip(b"\x00"):
-                try:
-                    self._pending += self._d.decompress(rest, self.STEP_OUT)
-                    self._member_started = True
-                except zlib.error:
-                    self.error = "data after the last gzip member is not gzip"
-                    self._done = True
+            if not rest.strip(b"\x00"):
+                return  # nothing, or the zero padding some writers leave
+            if GZIP_MAGIC.startswith(rest[:2]):
+                # Another member (concatenated files): the next step reads it like any data,
+                # so damage inside it is salvaged and reported as such.
+                self._carry = rest
+            else:
+                self.error = "data after the last gzip member is not gzip"
+                self._done = True
 
     def _salvage(self, d: Any, data: bytes) -> None:
         # Coarse steps first, then the failing step again byte by byte from its start.
@@ -175,12 +201,12 @@ class GzipStream(io.RawIOBase):
             for start in range(0, len(data), size):
                 saved = d.copy()
                 try:
-                    self._pending += d.decompress(data[start : start + size], self.STEP_OUT)
+                    self._keep(d.decompress(data[start : start + size], self.STEP_OUT))
                     while d.unconsumed_tail:
-                        if len(self._pending) > 16 * self.STEP_OUT:
+                        if sum(map(len, self._pending)) > 16 * self.STEP_OUT:
                             return  # a bomb behind the damage: keep what we have
-                        self._pending += d.decompress(d.unconsumed_tail, self.STEP_OUT)
-                except zlib.error:
+                        self._keep(d.decompress(d.unconsumed_tail, self.STEP_OUT))
+                except INFLATE.error:
                     d = saved
                     data = data[start : start + size]
                     break

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dsaudit.errors import CaptureError
+from dsaudit.sources import capture_file
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import DEFAULT_BUFFER, CaptureInfo, CaptureReader
 from tests.packets import (
@@ -481,6 +482,17 @@ def test_pcapng_cut_inside_a_packet_block(tmp_path: Path, cut: int) -> None:
 # ----------------------------------------------------------------------------- gzip
 
 
+@pytest.fixture(params=["zlib-ng", "zlib"])
+def inflate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a gzip test with zlib-ng (the default where it installs) and the system zlib."""
+    if request.param == "zlib":
+        monkeypatch.setattr(capture_file, "INFLATE", zlib)
+    else:
+        assert capture_file.INFLATE is not zlib, "zlib-ng is a dependency: it should load"
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("inflate")
 @pytest.mark.parametrize("kind", ["pcap", "pcapng"])
 def test_gzip_reads_like_the_plain_file(tmp_path: Path, kind: str) -> None:
     frames = sample_frames(50)
@@ -509,6 +521,7 @@ def _complete_records(prefix: bytes) -> int:
     return n
 
 
+@pytest.mark.usefixtures("inflate")
 @pytest.mark.parametrize("buffer_bytes", [DEFAULT_BUFFER, 8192], ids=["default", "8KiB"])
 def test_gzip_cut_short_keeps_packets_before_the_cut(tmp_path: Path, buffer_bytes: int) -> None:
     frames = sample_frames(3000, size=200)
@@ -525,6 +538,7 @@ def test_gzip_cut_short_keeps_packets_before_the_cut(tmp_path: Path, buffer_byte
     assert info.damaged is not None and len(info.warnings) == 1
 
 
+@pytest.mark.usefixtures("inflate")
 def test_gzip_of_garbage_is_unreadable(tmp_path: Path) -> None:
     path = tmp_path / "garbage.pcap.gz"
     path.write_bytes(gzip.compress(b"this is not a capture at all" * 4))
@@ -608,3 +622,20 @@ def test_pcapng_interface_declared_after_packets_and_block_offsets(tmp_path: Pat
     ]
     assert [int(o) for x in batches for o in x.file_off] == [starts[2], starts[4], starts[5]]
     assert info.interfaces == 2
+
+
+@pytest.mark.usefixtures("inflate")
+def test_gzip_damage_mid_member_keeps_what_inflates(tmp_path: Path) -> None:
+    # Two members (as `cat a.gz b.gz` makes them), the second with a flipped byte early on.
+    frames = sample_frames(400, size=300)
+    raw = pcap_bytes(frames, nsec=True)
+    half = 24 + sum(16 + len(d) for _, d in frames[:200])
+    first = gzip.compress(raw[:half], mtime=0)
+    second = bytearray(gzip.compress(raw[half:], mtime=0))
+    second[40] ^= 0xFF
+    path = tmp_path / "two-members.pcap.gz"
+    path.write_bytes(first + bytes(second))
+    batches, info = read(path)
+    got = [d for _, d, _ in packets(batches)]
+    assert got[:200] == [d for _, d in frames[:200]]  # the whole first member
+    assert info.damaged is not None and "corrupt" in info.damaged

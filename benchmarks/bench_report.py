@@ -95,6 +95,24 @@ def run(files: list[Path], jobs: int, out: Path, inv: Path) -> float:
     return took
 
 
+READ_ONLY = """
+import gc, os, sys
+gc.disable()
+from dsaudit.periodic import read_period
+read_period(sys.argv[2:], jobs=int(sys.argv[1]))
+os._exit(0)
+"""
+
+
+def run_read_only(files: list[Path], jobs: int) -> float:
+    """Seconds for a process that only reads and joins the files: no audit, no report. Its
+    speed-up bounds what any speed-up of the audit and the writing can give."""
+    cmd = [sys.executable, "-c", READ_ONLY, str(jobs), *map(str, files)]
+    start = time.perf_counter()
+    subprocess.run(cmd, env=_env(), check=True)
+    return time.perf_counter() - start
+
+
 def digest(path: Path) -> tuple[int, list[str]]:
     doc = json.loads(path.read_text())
     return len(doc["flows"]), [f["message"] for f in doc["findings"]]
@@ -108,6 +126,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--gzip-level", type=int, default=1)
     ap.add_argument("--cache-dir", type=Path, default=ROOT / "bench-out")
+    ap.add_argument(
+        "--read-only",
+        action="store_true",
+        help="also time reading and joining alone (the bound on the report's speed-up)",
+    )
     args = ap.parse_args()
     source = workload(args.cache_dir, args.packets, args.pcap)
     folder = args.cache_dir / f"report-{source.stem}-{args.files}"
@@ -132,6 +155,24 @@ def main() -> None:
         runs = ", ".join(f"{t:.1f}" for t in times[j])
         print(f"--jobs {j}: median {med[j]:.1f} s  (runs: {runs})")
     print(f"speed-up with two jobs: {med[1] / med[2]:.2f}x  (goal: at least 1.6x)")
+    if args.read_only:
+        alone: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(args.repeat):
+            for jobs in (1, 2):
+                alone[jobs].append(run_read_only(files, jobs))
+        bound = {j: statistics.median(t) for j, t in alone.items()}
+        print(
+            f"reading and joining alone: {bound[1]:.1f} s with one job, {bound[2]:.1f} s with "
+            f"two ({bound[1] / bound[2]:.2f}x)"
+        )
+        # What the rest (judging, writing) must become for the whole to reach the goal.
+        rest1 = med[1] - bound[1]
+        allowed = med[1] / 1.6 - bound[2]
+        need = f"{rest1 / allowed:.2f}x" if allowed > 0 else "more than any speed-up"
+        print(
+            f"the audit and the writing take {rest1:.1f} s with one job; for 1.6x overall "
+            f"they would have to take {max(allowed, 0):.2f} s with two: {need}"
+        )
     if results[1] != results[2]:
         sys.exit("the two runs disagree: flows or findings differ")
     print(f"both runs: {results[1][0]} flows, {len(results[1][1])} findings, identical")

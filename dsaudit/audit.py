@@ -37,6 +37,7 @@ class AuditOptions:
     vantage: str | None = None  # an address, "span", or None to detect
     fail_on: str = "high"
     inventory_label: str | None = None
+    jobs: int = 1  # processes that may judge flows side by side
 
 
 def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
@@ -325,7 +326,7 @@ def run_audit(
 ) -> AuditResult:
     """Judge the flows of ``read`` against ``catalog`` for the deployment in ``inventory``."""
     options = options or AuditOptions()
-    flows = classify_flows(read.flows, catalog, inventory, strict=options.strict)
+    flows = classify_flows(read.flows, catalog, inventory, options.strict, options.jobs)
     vantage: Vantage = detect_vantage(flows, options.vantage)
     quality = _quality(flows, read)
     span = float(quality["span_seconds"] or 0.0)

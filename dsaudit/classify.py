@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from dsaudit.catalog import Catalog, Rule
 from dsaudit.catalog.roles import DS_ROLES, INTERNET
 from dsaudit.flows.addresses import split_host_port
 from dsaudit.inventory import Inventory
+from dsaudit.parallel import fork_map, row_chunks
 
 UNKNOWN = "unknown"
 VERDICTS = ["explained", "unexplained", "infrastructure"]
@@ -389,25 +390,19 @@ def find_scans(flows: pd.DataFrame, scanners: Collection[str]) -> np.ndarray:
     return mask
 
 
-def classify_flows(
-    flows: pd.DataFrame, catalog: Catalog, inventory: Inventory, strict: bool = False
-) -> pd.DataFrame:
-    """The flows with client_role, server_role, verdict, rule, reason, reason_text, match,
-    blocked and (internal) the list of every rule each flow satisfies."""
-    clf = Classifier(catalog, inventory, strict)
-    out = flows.copy()
-    n = len(out)
+def _judge_rows(clf: Classifier, rows: pd.DataFrame) -> tuple[list[Verdict], list[str], list[str]]:
+    """Verdicts and client and server role texts of some flows, in row order."""
     verdicts: list[Verdict] = []
     c_roles: list[str] = []
     s_roles: list[str] = []
     cols = zip(
-        out["proto"].tolist(),
-        out["client_ip"].tolist(),
-        out["server_ip"].tolist(),
-        out["server_port"].tolist(),
-        out["server_name"].tolist(),
-        out["connect_target"].tolist(),
-        out["socks_target"].tolist(),
+        rows["proto"].tolist(),
+        rows["client_ip"].tolist(),
+        rows["server_ip"].tolist(),
+        rows["server_port"].tolist(),
+        rows["server_name"].tolist(),
+        rows["connect_target"].tolist(),
+        rows["socks_target"].tolist(),
         strict=True,
     )
     for proto, cip, sip, port, name, connect, socks in cols:
@@ -422,6 +417,30 @@ def classify_flows(
         verdicts.append(v)
         c_roles.append(_roles_text(cr))
         s_roles.append(_roles_text(sr) if sr or proto in ("tcp", "udp") else "")
+    return verdicts, c_roles, s_roles
+
+
+def classify_flows(
+    flows: pd.DataFrame,
+    catalog: Catalog,
+    inventory: Inventory,
+    strict: bool = False,
+    jobs: int = 1,
+) -> pd.DataFrame:
+    """The flows with client_role, server_role, verdict, rule, reason, reason_text, match,
+    blocked and (internal) the list of every rule each flow satisfies; ``jobs`` processes
+    judge chunks of rows side by side."""
+    clf = Classifier(catalog, inventory, strict)
+    out = flows.copy()
+    n = len(out)
+    verdicts: list[Verdict] = []
+    c_roles: list[str] = []
+    s_roles: list[str] = []
+    chunks = [out] if jobs <= 1 else row_chunks(out, jobs, most=1 << 30)
+    for part in fork_map(partial(_judge_rows, clf), chunks, jobs):
+        verdicts += part[0]
+        c_roles += part[1]
+        s_roles += part[2]
     managers = [
         ip for ip, roles in zip(out["client_ip"], c_roles, strict=True) if "manager" in roles
     ]

@@ -344,3 +344,23 @@ def test_site_override_moves_the_heartbeat(tmp_path: Path) -> None:
     ]
     out = classify_flows(frame(rows), load_catalog(extra_paths=[site]), inv)
     assert out["verdict"].tolist() == ["explained", "unexplained"]
+
+
+def test_jobs_judge_alike() -> None:
+    # Every CASE many times over, plus a scan across chunk boundaries: enough rows that two
+    # jobs split them into several chunks judged in separate processes.
+    rows = []
+    for i in range(3000):
+        _, fields, _, *_ = CASES[i % len(CASES)]
+        rows.append(flow(**{**fields, "client_port": 20000 + i % 40000}, at=i * 0.01))
+    rows += [
+        flow(client_ip=MANAGER, server_ip=AGENT, server_port=1000 + i, at=40 + i * 0.05)
+        for i in range(40)
+    ]
+    text = INVENTORY.format(communication="bidirectional", updates="direct")
+    inv = load_inventory("site.yaml", text=text)
+    one = classify_flows(frame(rows), load_catalog(), inv, jobs=1)
+    two = classify_flows(frame(rows), load_catalog(), inv, jobs=2)
+    pd.testing.assert_frame_equal(one, two)
+    assert set(one["verdict"]) == {"explained", "unexplained", "infrastructure"}
+    assert (one["match"] == "scan").sum() >= 40  # the scan, and CASES repeated fast enough

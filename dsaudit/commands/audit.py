@@ -77,7 +77,9 @@ def audit(
         read,
         catalog,
         inventory,
-        AuditOptions(strict=strict, vantage=vantage, fail_on=fail_on, inventory_label=label),
+        AuditOptions(
+            strict=strict, vantage=vantage, fail_on=fail_on, inventory_label=label, jobs=jobs
+        ),
     )
     write_audit(result, fmt, output, jobs=jobs)
     sys.exit(result.exit_code(fail_on))

@@ -127,7 +127,9 @@ def report(
         read.result,
         catalog,
         inventory,
-        AuditOptions(strict=strict, vantage=vantage, fail_on=fail_on, inventory_label=note),
+        AuditOptions(
+            strict=strict, vantage=vantage, fail_on=fail_on, inventory_label=note, jobs=jobs
+        ),
     )
     period = read.period()
     trends = None

@@ -7,8 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-SEVERITIES = ["critical", "high", "medium", "low", "info"]
-SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+from dsaudit.severities import SEVERITIES, SEVERITY_RANK
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import sys
 import click
 
 from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.safe_text import for_terminal
 
 
@@ -20,7 +21,7 @@ from dsaudit.report.safe_text import for_terminal
     "fmt",
     default="table",
     show_default=True,
-    type=click.Choice(["table", "markdown", "csv", "json", "html", "parquet"]),
+    type=click.Choice(AUDIT_FORMATS),
 )
 @click.option("--output", "-o", type=click.Path(), help="File (or stem for parquet) to write.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True)

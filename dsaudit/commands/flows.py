@@ -8,15 +8,16 @@ import click
 
 from dsaudit.commands.options import limit_options, limits
 from dsaudit.errors import DsauditError
-from dsaudit.flows.table import Timeouts
-from dsaudit.report.flow_output import FORMATS, write_flows
+from dsaudit.report.formats import FLOW_FORMATS
 from dsaudit.report.safe_text import for_terminal
 
 
 @click.command()
 @limit_options
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(FLOW_FORMATS), default="table", show_default=True
+)
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False), help="File to write (default stdout)."
 )
@@ -77,7 +78,9 @@ def flows(
 ) -> None:
     """Build bidirectional flows from CAPTURES (pcap, pcapng, .gz), read as one stream."""
     from dsaudit.engine import read_captures
+    from dsaudit.flows.table import Timeouts
     from dsaudit.pipeline import FlowOptions
+    from dsaudit.report.flow_output import write_flows
 
     options = FlowOptions(
         timeouts=Timeouts(tcp=tcp_timeout, udp=udp_timeout, other=udp_timeout),

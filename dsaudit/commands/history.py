@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 from tabulate import tabulate
 
 from dsaudit.report.safe_text import for_terminal
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _history_option = click.option(
     "--history",
@@ -49,6 +51,8 @@ def _resolve(store: Any, ref: str) -> Any:
 
 
 def _table(frame: pd.DataFrame) -> str:
+    import pandas as pd
+
     if frame.empty:
         return "  (none)"
     rows = [[for_terminal("" if pd.isna(v) else str(v)) for v in row] for row in frame.values]

@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING
 import click
 
 from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.safe_text import for_terminal
 
 if TYPE_CHECKING:
     from dsaudit.live_audit import EventSink
-
-AUDIT_FORMATS = ("table", "markdown", "csv", "json", "html", "parquet")
 
 
 @click.command()

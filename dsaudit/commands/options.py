@@ -7,7 +7,7 @@ from typing import Any, TypedDict, TypeVar
 
 import click
 
-from dsaudit.findings import SEVERITIES
+from dsaudit.severities import SEVERITIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,6 +9,7 @@ import sys
 import click
 
 from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.report.formats import REPORT_FORMATS
 from dsaudit.report.safe_text import for_terminal
 
 
@@ -43,7 +44,7 @@ from dsaudit.report.safe_text import for_terminal
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "markdown", "json", "html"]),
+    type=click.Choice(REPORT_FORMATS),
     help="Default: from the --output extension (.html, .md, .json), else table.",
 )
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write.")

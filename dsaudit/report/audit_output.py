@@ -18,8 +18,7 @@ from dsaudit.report.audit_json import iter_audit_json
 from dsaudit.report.audit_markdown import render_markdown
 from dsaudit.report.audit_terminal import render_terminal, use_colour
 from dsaudit.report.flow_output import write_text
-
-AUDIT_FORMATS = ("table", "markdown", "csv", "json", "html", "parquet")
+from dsaudit.report.formats import AUDIT_FORMATS
 
 
 def _to_stdout(output: str | None) -> bool:

@@ -15,9 +15,10 @@ from tabulate import tabulate
 
 from dsaudit.errors import DsauditError
 from dsaudit.parallel import fork_map, row_chunks
+from dsaudit.report.formats import FLOW_FORMATS
 from dsaudit.report.safe_text import for_csv, for_terminal
 
-FORMATS = ("table", "csv", "json", "jsonl", "parquet")
+FORMATS = FLOW_FORMATS
 TABLE_COLUMNS = [
     "proto",
     "client",

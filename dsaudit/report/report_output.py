@@ -14,11 +14,11 @@ from dsaudit.report.audit_json import iter_audit_json, json_value
 from dsaudit.report.audit_markdown import render_markdown
 from dsaudit.report.audit_terminal import render_terminal, use_colour
 from dsaudit.report.flow_output import write_text
+from dsaudit.report.formats import REPORT_FORMATS
 from dsaudit.report.report_html import add_sections
 from dsaudit.report.report_text import markdown_sections, terminal_sections
 from dsaudit.report.trends import Trends, trends_dict
 
-REPORT_FORMATS = ("table", "markdown", "json", "html")
 EXTENSIONS = {".html": "html", ".htm": "html", ".md": "markdown", ".json": "json"}
 
 

@@ -1,0 +1,7 @@
+"""The output formats of each command, in one light module the CLI imports at start-up."""
+
+from __future__ import annotations
+
+FLOW_FORMATS = ("table", "csv", "json", "jsonl", "parquet")
+AUDIT_FORMATS = ("table", "markdown", "csv", "json", "html", "parquet")
+REPORT_FORMATS = ("table", "markdown", "json", "html")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -27,7 +30,9 @@ def fork_map(func: Callable[[T], R], items: Sequence[T], jobs: int) -> Iterator[
 
     Runs in this process for one job, one item, or where fork does not exist. Results are
     pickled back, so they should be compact (text, arrays); an exception in a child is raised
-    here.
+    here, and a child that dies (killed, out of memory) raises BrokenProcessPool instead of
+    leaving the caller waiting. At most two pieces per job are in flight, so results wait in
+    memory only as long as the consumer lags.
     """
     global _WORK
     jobs = min(jobs, len(items))
@@ -35,9 +40,18 @@ def fork_map(func: Callable[[T], R], items: Sequence[T], jobs: int) -> Iterator[
         yield from map(func, items)
         return
     _WORK = (func, items)
+    context = multiprocessing.get_context("fork")
     try:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            yield from pool.imap(_run, range(len(items)))
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            pending: deque[Future[Any]] = deque()
+            upcoming = iter(range(len(items)))
+            for i in islice(upcoming, 2 * jobs):
+                pending.append(pool.submit(_run, i))
+            while pending:
+                result = pending.popleft().result()
+                for i in islice(upcoming, 1):
+                    pending.append(pool.submit(_run, i))
+                yield result
     finally:
         _WORK = None
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dsaudit.errors import DsauditError
 from dsaudit.parallel import fork_map, row_chunks
+from tests.processes import ROOT
 
 
 def _where(i: int) -> tuple[int, int]:
@@ -53,3 +58,46 @@ def test_row_chunks_cover_the_frame_in_order(rows: int, jobs: int, pieces: int) 
     chunks = row_chunks(frame, jobs)
     assert len(chunks) == pieces
     assert pd.concat([frame.iloc[:0], *chunks])["n"].tolist() == list(range(rows))
+
+
+KILLER = """
+import os, sys
+from concurrent.futures.process import BrokenProcessPool
+from dsaudit.parallel import fork_map
+
+def piece(i):
+    if i == 5:
+        os._exit(9)  # as the out-of-memory killer would end it
+    return i
+
+try:
+    list(fork_map(piece, list(range(20)), jobs=2))
+except BrokenProcessPool:
+    sys.exit(3)
+"""
+
+
+def test_a_child_that_dies_is_an_error_not_a_hang() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert proc.returncode == 3, proc.stderr
+
+
+def _logged(item: tuple[Path, int]) -> int:
+    log, i = item
+    with open(log, "a") as fh:
+        fh.write(f"{i}\n")
+    return i
+
+
+def test_work_runs_ahead_of_the_consumer_by_two_pieces_a_job(tmp_path: Path) -> None:
+    log = tmp_path / "started"
+    log.touch()
+    pieces = fork_map(_logged, [(log, i) for i in range(40)], jobs=2)
+    assert next(pieces) == 0
+    time.sleep(0.5)  # a slow consumer: children would run on if nothing held them back
+    started = len(log.read_text().split())
+    assert started <= 2 * 2 + 1, started  # the window, plus the one refilled for piece 0
+    assert list(pieces) == list(range(1, 40))
+    assert sorted(map(int, log.read_text().split())) == list(range(40))

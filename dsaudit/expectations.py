@@ -20,14 +20,10 @@ import pandas as pd
 
 from dsaudit.catalog import Catalog, Rule
 from dsaudit.catalog.roles import DS_ROLES
+from dsaudit.catalog.schema import RECURS_HEARTBEAT
 from dsaudit.classify import failed_attempts
 from dsaudit.findings import EXPECTATION_DTYPES, HEARTBEAT_DTYPES, typed_frame
 from dsaudit.inventory import Inventory
-
-HEARTBEAT_PORTS = {4118, 4120}
-# How often a flow of each kind recurs, when the inventory does not say: a capture shorter
-# than this cannot prove it absent. Heartbeats use the inventory's heartbeat_interval.
-RECURRENCE_S = {"database": 600.0, "updates": 3600.0, "default": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -110,15 +106,11 @@ def _subjects(rule: Rule, catalog: Catalog) -> list[tuple[str, bool]]:
 
 
 def recurrence(rule: Rule, inventory: Inventory) -> float:
-    """Seconds within which a flow of ``rule`` recurs in a working deployment."""
-    ports = {p for r in rule.ports.ranges for p in range(r.low, min(r.high, r.low + 1) + 1)}
-    if ports & HEARTBEAT_PORTS or rule.id.endswith("manager-443"):
+    """Seconds within which a flow of ``rule`` recurs in a working deployment: the rule's
+    ``recurs``, where ``heartbeat`` is the inventory's heartbeat_interval."""
+    if rule.recurs == RECURS_HEARTBEAT:
         return float(inventory.deployment.heartbeat_interval)
-    if "database" in rule.peers:
-        return RECURRENCE_S["database"]
-    if "updates" in rule.id or "relay-4122" in rule.id:
-        return RECURRENCE_S["updates"]
-    return RECURRENCE_S["default"]
+    return float(rule.recurs)
 
 
 def _hosts(inventory: Inventory, role: str, flows: pd.DataFrame) -> list[str]:

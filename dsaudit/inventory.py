@@ -12,6 +12,7 @@ from typing import Any
 from dsaudit.catalog import roles as V
 from dsaudit.catalog.fields import MapReader, type_name
 from dsaudit.catalog.yaml_loader import Problems, YMap, load_yaml
+from dsaudit.durations import parse_duration
 from dsaudit.errors import InventoryError, Location, brief
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,7 +28,6 @@ DEPLOYMENT_KEYS = (
     "updates",
     "siem",
 )
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -147,20 +147,6 @@ class Inventory:
         # No database fact for as-a-service: every database rule then stays out.
         facts["database"] = d.database or "none"
         return facts
-
-
-def parse_duration(value: Any) -> int:
-    """Seconds in "10m", "90s", "1h", "1m30s" or a plain number of seconds."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    elif isinstance(value, str) and (m := _DURATION.match(value.strip())) and any(m.groups()):
-        h, mi, s = (int(g) if g else 0 for g in m.groups())
-        seconds = h * 3600 + mi * 60 + s
-    else:
-        raise ValueError(f"{brief(value)} is not a duration like 10m, 90s or 1h")
-    if seconds <= 0:
-        raise ValueError("the interval must be longer than zero")
-    return seconds
 
 
 def parse_host_entry(text: str, role: str) -> HostEntry:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from dsaudit.catalog.parse import Override, ParsedFile
 from dsaudit.catalog.roles import hosts_of_roles
-from dsaudit.catalog.schema import Note, Rule
+from dsaudit.catalog.schema import Note, Rule, recurs_text
 from dsaudit.catalog.yaml_loader import Problems
 from dsaudit.errors import Location
 
@@ -51,27 +51,34 @@ def _apply_override(rules: dict[str, Rule], override: Override, problems: Proble
     if rule is None:
         problems.add(override.location, f"override of unknown rule id {override.id!r}")
         return
-    if rule.configurable == "no":
+    # How often a flow recurs is a site fact whatever the vendor says of the port, so only
+    # a port change is refused here.
+    if override.ports is not None and rule.configurable == "no":
         problems.add(
             override.location,
             f"the port of {rule.id!r} is not configurable (the vendor table marks it ×); "
             "add a site rule for the other port instead",
         )
         return
-    # The two ends of one conversation must keep agreeing, so the counterparts move too.
+    where = override.location
+    # The two ends of one conversation must keep agreeing, so the counterparts change too.
     for rule_id in (rule.id, *rule.counterparts):
         target = rules.get(rule_id)
         if target is None:
             continue  # reported by the counterpart check
-        note = Note(
-            "site", f"ports {target.ports} overridden to {override.ports} at {override.location}"
-        )
-        rules[rule_id] = dataclasses.replace(
-            target,
-            ports=override.ports,
-            notes=(*target.notes, note),
-            overridden_at=override.location,
-        )
+        changed = target
+        if override.ports is not None:
+            note = Note("site", f"ports {target.ports} overridden to {override.ports} at {where}")
+            changed = dataclasses.replace(
+                changed, ports=override.ports, notes=(*changed.notes, note)
+            )
+        if override.recurs is not None:
+            before, after = recurs_text(target.recurs), recurs_text(override.recurs)
+            note = Note("site", f"recurs {before} overridden to {after} at {where}")
+            changed = dataclasses.replace(
+                changed, recurs=override.recurs, notes=(*changed.notes, note)
+            )
+        rules[rule_id] = dataclasses.replace(changed, overridden_at=where)
 
 
 def _check_counterparts(rule: Rule, rules: dict[str, Rule], problems: Problems) -> None:

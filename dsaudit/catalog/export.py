@@ -8,7 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from dsaudit.catalog.schema import Rule
+from dsaudit.catalog.schema import Rule, recurs_text
 from dsaudit.catalog.textcells import render_csv, render_markdown
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -36,6 +36,7 @@ def rule_record(rule: Rule) -> dict[str, Any]:
         ],
         "urls": list(rule.urls),
         "expectation": rule.expectation,
+        "recurs": rule.recurs,
         "when": rule.when.as_json(),
         "configurable": rule.configurable,
         "proxy": rule.proxy,
@@ -61,6 +62,7 @@ _COLUMNS = (
     "service",
     "peer",
     "expectation",
+    "recurs",
     "when",
     "configurable",
     "proxy",
@@ -79,6 +81,8 @@ def _row(rule: Rule, version: str | None, sep: str) -> list[str]:
         rule.service,
         ", ".join(rule.peers),
         rule.expectation,
+        # An optional flow is never missing, so how often it recurs would only mislead here.
+        "" if rule.expectation == "optional" else recurs_text(rule.recurs),
         str(rule.when),
         rule.configurable,
         rule.proxy,
@@ -105,6 +109,6 @@ def render(rules: Sequence[Rule], fmt: str, version: str | None = None) -> str:
     if fmt == "table":
         rows = [_row(r, version, "\n") for r in rules]
         # Host names are never wrapped (one per line): a broken name reads as two.
-        widths: list[int | None] = [None, None, 14, None, 24, None, 30, None, None, None, 44]
+        widths: list[int | None] = [None, None, 14, None, 24, None, None, 30, None, None, None, 44]
         return tabulate(rows, headers=_COLUMNS, tablefmt="simple", maxcolwidths=widths) + "\n"
     raise ValueError(f"unknown format {fmt!r}")

@@ -9,8 +9,19 @@ from typing import Any
 from dsaudit.catalog import roles as V
 from dsaudit.catalog.fields import MapReader, type_name
 from dsaudit.catalog.hostnames import normalise_hostname
-from dsaudit.catalog.schema import Conditions, Hostname, HostnameSet, Note, PortRange, Ports, Rule
+from dsaudit.catalog.schema import (
+    RECURS_DEFAULT_S,
+    RECURS_HEARTBEAT,
+    Conditions,
+    Hostname,
+    HostnameSet,
+    Note,
+    PortRange,
+    Ports,
+    Rule,
+)
 from dsaudit.catalog.yaml_loader import Problems, YMap, YSeq, load_yaml
+from dsaudit.durations import parse_duration
 from dsaudit.errors import Location, brief
 
 SCHEMA_VERSION = 1
@@ -34,6 +45,7 @@ RULE_KEYS = (
     "proxy_min_version",
     "expectation",
     "when",
+    "recurs",
     "localhost_only",
     "counterparts",
     "notes",
@@ -57,10 +69,12 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)+$")
 
 @dataclass(frozen=True)
 class Override:
-    """A site's change to a catalog rule: new ports for a configurable port."""
+    """A site's change to a catalog rule: new ports for a configurable port, a new
+    recurrence, or both (None: left as the catalog has it)."""
 
     id: str
-    ports: Ports
+    ports: Ports | None
+    recurs: int | str | None
     location: Location
 
 
@@ -132,6 +146,7 @@ def parse_rule(node: YMap, problems: Problems, origin: str) -> Rule | None:
     when = _parse_when(r)
     if expectation == "conditional" and not when:
         r.error(r.loc("expectation"), "a conditional rule needs a `when` saying on what")
+    recurs = _parse_recurs(r)
     hostnames = _parse_hostnames(r)
     _check_hostname_versions(r, hostnames, when)
     notes = _parse_notes(r)
@@ -178,6 +193,7 @@ def parse_rule(node: YMap, problems: Problems, origin: str) -> Rule | None:
         proxy=proxy,
         proxy_min_version=proxy_min,
         when=when,
+        recurs=RECURS_DEFAULT_S if recurs is None else recurs,
         localhost_only=localhost_only,
         counterparts=counterparts,
         notes=notes,
@@ -247,6 +263,20 @@ def _port_item(item: Any, loc: Location, problems: Problems) -> PortRange | None
         problems.add(loc, f"port range {item!r} runs backwards")
         return None
     return PortRange(low, high)
+
+
+def _parse_recurs(r: MapReader) -> int | str | None:
+    """`heartbeat` or a duration as seconds; None when absent or after reporting what is wrong."""
+    if not r.has("recurs"):
+        return None
+    value = r.raw("recurs")
+    if value == RECURS_HEARTBEAT:
+        return RECURS_HEARTBEAT
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        r.error(r.loc("recurs"), f"recurs must be `{RECURS_HEARTBEAT}` or a duration: {exc}")
+        return None
 
 
 def _parse_when(r: MapReader) -> Conditions:
@@ -328,9 +358,12 @@ def _parse_ids(r: MapReader, key: str) -> tuple[str, ...]:
 
 def _parse_override(node: YMap, problems: Problems) -> Override | None:
     before = len(problems)
-    o = MapReader(node, problems, "an override", ("id", "ports"), ("id", "ports"))
+    o = MapReader(node, problems, "an override", ("id", "ports", "recurs"), ("id",))
     rule_id = o.text("id")
+    if not o.has("ports") and not o.has("recurs"):
+        o.error(node.loc, "an override needs `ports`, `recurs` or both")
     ports = parse_ports(o.raw("ports"), o.loc("ports"), problems) if o.has("ports") else None
-    if len(problems) > before or rule_id is None or ports is None:
+    recurs = _parse_recurs(o)
+    if len(problems) > before or rule_id is None:
         return None
-    return Override(rule_id, ports, node.loc)
+    return Override(rule_id, ports, recurs, node.loc)

@@ -6,7 +6,20 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dsaudit.catalog.roles import IMPLIED_ROLES, VERSIONS, hosts_of_roles
+from dsaudit.durations import exact_duration
 from dsaudit.errors import Location
+
+# For a rule that does not say how often it recurs: the audit calls an expected flow missing
+# only after a capture at least this long, so erring long costs "inconclusive", never a
+# false "missing".
+RECURS_DEFAULT_S = 3600
+# `recurs: heartbeat` follows the inventory's heartbeat_interval, a site setting.
+RECURS_HEARTBEAT = "heartbeat"
+
+
+def recurs_text(recurs: int | str) -> str:
+    """A rule's recurrence for people: "heartbeat", "10 min", "1 h 30 min"."""
+    return recurs if isinstance(recurs, str) else exact_duration(recurs)
 
 
 @dataclass(frozen=True)
@@ -159,6 +172,7 @@ class Rule:
     proxy: str = "unknown"
     proxy_min_version: str | None = None
     when: Conditions = Conditions()
+    recurs: int | str = RECURS_DEFAULT_S  # seconds, or RECURS_HEARTBEAT
     localhost_only: bool = False
     counterparts: tuple[str, ...] = ()
     notes: tuple[Note, ...] = ()

@@ -170,4 +170,4 @@ def test_csv_neutralises_formulas_and_markdown_escapes_pipes() -> None:
     _, out, _ = run("rules", "list", "--format", "markdown", "--site", site)
     line = next(line for line in out.splitlines() if "formula-1" in line)
     assert "@SUM(A1:A9) \\| pipes \\| here" in line
-    assert line.count(" | ") == 10  # eleven columns, the pipes in the text escaped
+    assert line.count(" | ") == 11  # twelve columns, the pipes in the text escaped

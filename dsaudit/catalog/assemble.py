@@ -61,8 +61,9 @@ def _apply_override(rules: dict[str, Rule], override: Override, problems: Proble
         )
         return
     where = override.location
-    # The two ends of one conversation must keep agreeing, so the counterparts change too.
-    for rule_id in (rule.id, *rule.counterparts):
+    # The ends of one conversation must keep agreeing, so every rule linked to this one
+    # through counterparts changes too (relay 4122 links three rules, not two).
+    for rule_id in _conversation(rule.id, rules):
         target = rules.get(rule_id)
         if target is None:
             continue  # reported by the counterpart check
@@ -79,6 +80,17 @@ def _apply_override(rules: dict[str, Rule], override: Override, problems: Proble
                 changed, recurs=override.recurs, notes=(*changed.notes, note)
             )
         rules[rule_id] = dataclasses.replace(changed, overridden_at=where)
+
+
+def _conversation(rule_id: str, rules: dict[str, Rule]) -> list[str]:
+    """The rule and every rule reachable from it through counterparts, the rule first."""
+    found = [rule_id]
+    for current in found:
+        rule = rules.get(current)
+        for other in rule.counterparts if rule else ():
+            if other not in found:
+                found.append(other)
+    return found
 
 
 def _check_counterparts(rule: Rule, rules: dict[str, Rule], problems: Problems) -> None:

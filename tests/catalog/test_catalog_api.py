@@ -165,6 +165,19 @@ def test_site_file_adds_rules_and_moves_configurable_ports() -> None:
     assert catalog.get("manager.in.heartbeat-4120").overridden_at is not None
 
 
+@pytest.mark.parametrize(
+    "named", ["manager.out.relay-4122", "relay.in.relay-4122", "relay.out.relay-4122"]
+)
+def test_a_port_override_moves_the_whole_conversation(tmp_path: Path, named: str) -> None:
+    # Relay 4122 is three rules (manager and relays connect, relays listen) linked through
+    # relay.in.relay-4122: whichever one a site names, all three move.
+    site = tmp_path / "site.yaml"
+    site.write_text(f"schema: 1\noverrides:\n  - id: {named}\n    ports: [14122]\n")
+    catalog = load_catalog([site])
+    for rule_id in ("manager.out.relay-4122", "relay.in.relay-4122", "relay.out.relay-4122"):
+        assert catalog.get(rule_id).ports == Ports.of(14122), rule_id
+
+
 def test_a_broken_site_file_raises_one_error_listing_everything() -> None:
     with pytest.raises(CatalogError) as caught:
         load_catalog([FILES / "broken-site.yaml"])

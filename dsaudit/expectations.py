@@ -76,7 +76,7 @@ def detect_vantage(flows: pd.DataFrame, option: str | None = None) -> Vantage:
 
 def human_duration(seconds: float) -> str:
     """1800 -> "30 min", 45 -> "45 s", 7200 -> "2 h"."""
-    if seconds >= 7200 and seconds % 3600 == 0:
+    if seconds >= 3600 and seconds % 3600 == 0:
         return f"{seconds / 3600:.0f} h"
     if seconds >= 120:
         return f"{seconds / 60:.0f} min"

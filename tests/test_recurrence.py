@@ -58,7 +58,7 @@ def _updates_status(catalog: Catalog) -> dict[str, tuple[str, str]]:
 def test_daily_updates_are_inconclusive_in_a_two_hour_capture(tmp_path: Path) -> None:
     before = _updates_status(load_catalog())
     assert before[UPDATED][0] == "observed"
-    assert before[SILENT] == ("missing", "no attempt in 2 h, expected every 60 min")
+    assert before[SILENT] == ("missing", "no attempt in 2 h, expected every 1 h")
     after = _updates_status(load_catalog([_site(tmp_path, UPDATES, "24h")]))
     assert after[UPDATED][0] == "observed"
     assert after[SILENT] == (

@@ -37,7 +37,7 @@ from dsaudit.catalog import Catalog
 from dsaudit.classify import classify_flows
 from dsaudit.expectations import is_heartbeat
 from dsaudit.findings import FINDING_KINDS, AuditResult, typed_frame
-from dsaudit.flows.records import FLOW_COLUMNS, FLOW_DTYPES, build_flow_frame
+from dsaudit.flows.records import DIRECTION_COUNTERS, FLOW_COLUMNS, FLOW_DTYPES, build_flow_frame
 from dsaudit.flows.table_kernel import (
     F_FIRST_TS,
     F_LAST_TS,
@@ -69,15 +69,7 @@ REASON_KIND = {
 }
 MAX_ROLE_ROWS = 10000  # distinct role/port rows in the view before the rest is "other"
 RECENT = 50  # findings kept for the view
-ARCHIVE_SUM = (
-    "packets_c2s",
-    "packets_s2c",
-    "bytes_c2s",
-    "bytes_s2c",
-    "payload_bytes_c2s",
-    "payload_bytes_s2c",
-    "truncated_packets",
-)
+ARCHIVE_SUM = (*DIRECTION_COUNTERS, "truncated_packets")
 ARCHIVE_ICMP_ERRORS = 20
 WEIGHT = "merged_flows"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.engine import no_cyclic_gc
-from dsaudit.flows.records import FLOW_DTYPES, empty_flows
+from dsaudit.flows.records import DIRECTION_COUNTERS, FLOW_DTYPES, empty_flows
 from dsaudit.flows.table import Timeouts
 from dsaudit.frames import row_dicts
 from dsaudit.pipeline import CaptureStats, FlowResult
@@ -30,14 +30,6 @@ NS = 1_000_000_000
 ECHO_TYPES = {"icmp": (0, 8), "icmpv6": (128, 129)}
 MAX_DNS_QUERIES = 64  # dsaudit.naming keeps at most this many per flow
 MAX_DNS_ANSWERS = 256
-_SUMMED = (
-    "packets_c2s",
-    "packets_s2c",
-    "bytes_c2s",
-    "bytes_s2c",
-    "payload_bytes_c2s",
-    "payload_bytes_s2c",
-)
 
 
 def merge_stats(stats: Iterable[CaptureStats]) -> CaptureStats:
@@ -154,7 +146,7 @@ def _oriented(row: dict[str, Any], like: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for a, b in (("client_ip", "server_ip"), ("client_port", "server_port")):
         out[a], out[b] = row[b], row[a]
-    for col in _SUMMED:
+    for col in DIRECTION_COUNTERS:
         if col.endswith("_c2s"):
             other = col[:-4] + "_s2c"
             out[col], out[other] = row[other], row[col]
@@ -187,7 +179,7 @@ def join_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     head = parts[0]
     rows = [head] + [_oriented(r, head) for r in parts[1:]]
     out = dict(head)
-    for col in _SUMMED + ("truncated_packets",):
+    for col in DIRECTION_COUNTERS + ("truncated_packets",):
         out[col] = sum(int(r[col]) for r in rows)
     out["start"] = min(r["start"] for r in rows)
     out["end"] = max(r["end"] for r in rows)

@@ -93,6 +93,16 @@ FLOW_DTYPES: dict[str, Any] = {
     "tunnel": "bool",
 }
 FLOW_COLUMNS = list(FLOW_DTYPES)
+# Per-direction counters: they add up when pieces of one conversation are joined, and swap
+# when a piece saw the conversation the other way round.
+DIRECTION_COUNTERS = (
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "payload_bytes_c2s",
+    "payload_bytes_s2c",
+)
 
 _LUT = np.frombuffer(HISTORY_LETTERS.encode("ascii"), dtype=np.uint8).copy()
 _LUT[0] = 0

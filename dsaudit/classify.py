@@ -26,6 +26,7 @@ import ipaddress
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -405,19 +406,31 @@ def _judge_rows(clf: Classifier, rows: pd.DataFrame) -> tuple[list[Verdict], lis
         rows["socks_target"].tolist(),
         strict=True,
     )
-    for proto, cip, sip, port, name, connect, socks in cols:
-        name = name if isinstance(name, str) else None
-        connect = connect if isinstance(connect, str) else None
-        socks = socks if isinstance(socks, str) else None
-        if proto in ("tcp", "udp") and is_group_address(sip):
-            v = Verdict("infrastructure", reason_text="multicast or broadcast")
-            cr, sr = clf.roles_of(cip, None), frozenset[str]()
-        else:
-            v, cr, sr = clf.judge(proto, cip, sip, int(port), name, connect, socks)
-        verdicts.append(v)
-        c_roles.append(_roles_text(cr))
-        s_roles.append(_roles_text(sr) if sr or proto in ("tcp", "udp") else "")
+    # Flows differ mostly by client port, which no verdict depends on: judge each distinct
+    # rest once.
+    seen: dict[tuple[Any, ...], tuple[Verdict, str, str]] = {}
+    for key in cols:
+        known = seen.get(key)
+        if known is None:
+            known = seen[key] = _judge_one(clf, *key)
+        verdicts.append(known[0])
+        c_roles.append(known[1])
+        s_roles.append(known[2])
     return verdicts, c_roles, s_roles
+
+
+def _judge_one(
+    clf: Classifier, proto: str, cip: str, sip: str, port: int, name: Any, connect: Any, socks: Any
+) -> tuple[Verdict, str, str]:
+    name = name if isinstance(name, str) else None
+    connect = connect if isinstance(connect, str) else None
+    socks = socks if isinstance(socks, str) else None
+    if proto in ("tcp", "udp") and is_group_address(sip):
+        v = Verdict("infrastructure", reason_text="multicast or broadcast")
+        cr, sr = clf.roles_of(cip, None), frozenset[str]()
+    else:
+        v, cr, sr = clf.judge(proto, cip, sip, int(port), name, connect, socks)
+    return v, _roles_text(cr), _roles_text(sr) if sr or proto in ("tcp", "udp") else ""
 
 
 def classify_flows(

@@ -24,7 +24,15 @@ from dsaudit.report.safe_text import for_terminal
     type=click.Choice(AUDIT_FORMATS),
 )
 @click.option("--output", "-o", type=click.Path(), help="File (or stem for parquet) to write.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Read ahead in a thread; judge flows and write JSON in this many processes "
+    "(results are identical for any value).",
+)
 @click.option("--progress/--no-progress", default=None)
 def audit(
     captures: tuple[str, ...],

@@ -34,7 +34,8 @@ from dsaudit.report.safe_text import for_terminal
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Threads for reading and decoding (results are identical for any value).",
+    help="Read ahead in a thread; write JSON in this many processes (results are "
+    "identical for any value).",
 )
 @click.option(
     "--tcp-timeout",

@@ -54,7 +54,7 @@ from dsaudit.report.safe_text import for_terminal
     type=click.IntRange(1, 256),
     default=lambda: os.cpu_count() or 1,
     show_default="all cores",
-    help="Worker processes that read captures.",
+    help="Worker processes that read captures, judge flows and write JSON.",
 )
 @click.option("--dask", "dask_address", metavar="ADDRESS", help="Read on this Dask scheduler.")
 @click.option("--progress/--no-progress", default=None)

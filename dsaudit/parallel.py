@@ -28,7 +28,8 @@ def _run(i: int) -> Any:
 def fork_map(func: Callable[[T], R], items: Sequence[T], jobs: int) -> Iterator[R]:
     """``func`` over ``items`` in up to ``jobs`` forked processes, yielded in item order.
 
-    Runs in this process for one job, one item, or where fork does not exist. Results are
+    Runs in this process for one job, one item, inside a pool's worker, or where fork does
+    not exist. Results are
     pickled back, so they should be compact (text, arrays); an exception in a child is raised
     here, and a child that dies (killed, out of memory) raises BrokenProcessPool instead of
     leaving the caller waiting. At most two pieces per job are in flight, so results wait in
@@ -36,7 +37,9 @@ def fork_map(func: Callable[[T], R], items: Sequence[T], jobs: int) -> Iterator[
     """
     global _WORK
     jobs = min(jobs, len(items))
-    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    # A pool's own worker is daemonic and may not start processes: it does the work itself.
+    alone = multiprocessing.current_process().daemon
+    if jobs <= 1 or alone or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(func, items)
         return
     _WORK = (func, items)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -101,3 +102,15 @@ def test_work_runs_ahead_of_the_consumer_by_two_pieces_a_job(tmp_path: Path) -> 
     assert started <= 2 * 2 + 1, started  # the window, plus the one refilled for piece 0
     assert list(pieces) == list(range(1, 40))
     assert sorted(map(int, log.read_text().split())) == list(range(40))
+
+
+def _nested(n: int) -> list[tuple[int, int]]:
+    return list(fork_map(_where, list(range(n)), jobs=2))
+
+
+def test_inside_a_daemonic_worker_the_work_stays_in_that_worker() -> None:
+    # multiprocessing.Pool's workers are daemonic and may not start processes of their own.
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_nested, (6,)).get(timeout=60)
+    assert [square for square, _ in got] == [i * i for i in range(6)]
+    assert len({pid for _, pid in got}) == 1 and got[0][1] != os.getpid()

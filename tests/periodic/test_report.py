@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,52 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(DsauditError, match="newer"):
         History(str(path))
+
+
+DASK_THEN_FORK = """
+import sys
+import distributed
+from dsaudit.cli import main
+
+capture, inventory, out_local, out_dask = sys.argv[1:5]
+common = ["report", capture, "-i", inventory, "--no-history", "--format", "json"]
+try:
+    main([*common, "--jobs", "1", "-o", out_local])
+except SystemExit:
+    pass
+with distributed.LocalCluster(
+    n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+) as cluster:
+    try:
+        # The Dask client's threads have run in this process before --jobs forks.
+        main([*common, "--jobs", "2", "--dask", cluster.scheduler_address, "-o", out_dask])
+    except SystemExit:
+        pass
+"""
+
+
+def test_jobs_fork_safely_after_a_dask_read(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from tests.test_cli_flows import _busy_capture
+
+    capture = tmp_path / "busy.pcap"
+    _busy_capture(capture)  # thousands of flows: several chunks to judge and render
+    local, remote = tmp_path / "local.json", tmp_path / "dask.json"
+    args = [str(capture), str(SAMPLES / "problems.inventory.yaml"), str(local), str(remote)]
+    proc = subprocess.run(
+        [sys.executable, "-c", DASK_THEN_FORK, *args],
+        capture_output=True,
+        text=True,
+        cwd=SAMPLES.parent,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def body(path: Path) -> dict[str, object]:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc["summary"].pop("generated_at")
+        return doc
+
+    one, two = body(local), body(remote)
+    assert len(one["flows"]) > 3000
+    assert one == two

@@ -26,6 +26,8 @@ print(json.dumps({"code": result.exit_code, "heavy": heavy}))
         ["--help"],
         *[[name, "--help"] for name in ("flows", "audit", "report", "live", "history", "rules")],
         ["rules", "list"],
+        ["firewall", "--inventory", "samples/problems.inventory.yaml", "--format", "nftables"],
+        ["inventory", "check", "samples/problems.inventory.yaml"],
     ],
     ids=" ".join,
 )

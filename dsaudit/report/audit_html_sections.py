@@ -212,6 +212,35 @@ def _finding(row: dict[str, Any], index: af.FlowIndex) -> str:
     )
 
 
+# Findings of one severity shown in full, with the flows they rest on; the rest of that
+# severity follow as one compact table. A capture of thousands of findings then still opens
+# quickly, and nothing is left out: every finding is on the page.
+DETAILED_FINDINGS = 100
+
+
+def _compact(rows: list[dict[str, Any]]) -> str:
+    headers = [
+        ("finding", False),
+        ("host", False),
+        ("rule", False),
+        ("peer", False),
+        ("flows", True),
+        ("message", False),
+    ]
+    cells = [
+        [
+            h(fm.kind_title(r["kind"])),
+            h(r["host"]),
+            h(r["rule"]),
+            h(fm.endpoint(r["peer"], r["port"]) if fm.text(r["peer"]) else fm.text(r["port"])),
+            esc(fm.fmt_count(r["count"]) if int(r["count"]) else ""),
+            h(r["message"]),
+        ]
+        for r in rows
+    ]
+    return table(headers, cells, "findings-compact")
+
+
 def findings_section(result: AuditResult) -> str:
     rows = af.finding_rows(result)
     index = af.FlowIndex(result.flows)
@@ -231,7 +260,14 @@ def findings_section(result: AuditResult) -> str:
             continue
         title = sev.capitalize() if sev else "Other"
         parts.append(f"<h3>{esc(title)} ({len(group)})</h3>")
-        parts.extend(_finding(r, index) for r in group)
+        detailed, rest = group[:DETAILED_FINDINGS], group[DETAILED_FINDINGS:]
+        parts.extend(_finding(r, index) for r in detailed)
+        if rest:
+            parts.append(
+                f'<p class="muted">The other {len(rest)} {esc(title.lower())} findings, without '
+                "their flows (the JSON and CSV reports list every flow):</p>"
+            )
+            parts.append(_compact(rest))
     parts.append("</section>")
     return "".join(parts)
 

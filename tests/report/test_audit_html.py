@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from dsaudit.findings import SEVERITIES, AuditResult
 from dsaudit.report.audit_html import render_html
+from dsaudit.report.audit_html_sections import DETAILED_FINDINGS
 from dsaudit.report.audit_output import write_audit
 from tests.report.audit_data import ATTR_NAME, SCRIPT_NAME, build_result, empty_result
 
@@ -106,6 +109,48 @@ def test_hostile_strings_are_escaped_in_text_and_attributes() -> None:
     page = parse(html)
     titles = [v for tag, name, v in page.attrs if tag == "td" and name == "title"]
     assert any(ATTR_NAME in t for t in titles)  # intact as an attribute value, not markup
+
+
+def _many_findings(extra: int) -> AuditResult:
+    """The example audit plus ``extra`` medium findings, the last one with a hostile name."""
+    result = build_result()
+    base = result.findings.iloc[[0]]
+    rows = pd.concat([base] * extra, ignore_index=True)
+    rows["finding_id"] = range(1000, 1000 + extra)
+    rows["severity"] = pd.Categorical(["medium"] * extra, categories=SEVERITIES, ordered=True)
+    rows["host"] = [f"10.9.{i // 250}.{i % 250}" for i in range(extra)]
+    rows["message"] = [f"finding number {i}" for i in range(extra - 1)] + [SCRIPT_NAME]
+    findings = pd.concat([result.findings, rows], ignore_index=True)
+    return AuditResult(
+        result.flows,
+        findings,
+        result.expectations,
+        result.compliance,
+        result.heartbeats,
+        result.summary,
+    )
+
+
+def test_many_findings_keep_the_page_short_and_complete() -> None:
+    result = _many_findings(250)
+    medium = int((result.findings["severity"].astype(str) == "medium").sum())
+    assert medium > DETAILED_FINDINGS + 100
+    html = render_html(result)
+    page = parse(html)
+    assert page.stack == []
+    section = html[html.index("<h3>Medium") :]
+    section = section[: section.find("<h3>", 4) if "<h3>" in section[4:] else len(section)]
+    # The first hundred in full, with their flows; every other one a row of one table.
+    assert section.count('<article class="finding medium">') == DETAILED_FINDINGS
+    compact = section[section.index('class="findings-compact"') :]
+    assert compact.count("<tr>") - 1 == medium - DETAILED_FINDINGS
+    for i in range(249):
+        assert html.count(f">finding number {i}<") == 1, i
+    assert SCRIPT_NAME not in html and "&lt;script&gt;" in compact
+    # Other severities are untouched.
+    assert html.count('<article class="finding critical">') == int(
+        (result.findings["severity"].astype(str) == "critical").sum()
+    )
 
 
 # ------------------------------------------------------------------ in a browser

@@ -55,16 +55,35 @@ def cli() -> None:
     """Audit Trend Micro Deep Security traffic against the vendor's port matrix."""
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it: never mistaken for findings (1)
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Run the CLI; a DsauditError becomes one line on stderr and exit code 2."""
+    """Run the CLI and leave with its exit code: 0 compliant, 1 findings, 2 a usage or input
+    error (one line on stderr), 130 interrupted (Ctrl-C)."""
     # A one-shot process that builds millions of acyclic objects: the cyclic collector only
     # costs time here (see dsaudit.engine.no_cyclic_gc).
     gc.disable()
+    # Not click's standalone mode: it reports Ctrl-C with exit code 1, which monitoring would
+    # read as "findings".
     try:
-        return cli.main(args=argv, prog_name="dsaudit", standalone_mode=True)
+        code = cli.main(args=argv, prog_name="dsaudit", standalone_mode=False)
     except DsauditError as exc:
         click.echo(f"dsaudit: error: {click.unstyle(str(exc))}", err=True)
         sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("dsaudit: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        # The reader went away (| head): nothing more can be written, and the interpreter
+        # must not try again when it flushes stdout on the way out.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def run() -> None:

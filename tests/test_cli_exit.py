@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,4 +57,31 @@ def test_a_reader_that_stops_early_gets_no_traceback() -> None:
     proc.stdout.close()
     err = proc.stderr.read()
     proc.wait(timeout=120)
+    assert b"Traceback" not in err
+
+
+def test_ctrl_c_is_exit_130_in_one_line(tmp_path: Path) -> None:
+    # A capture long enough to still be reading when the whole process group gets SIGINT,
+    # as a terminal's Ctrl-C sends it (workers included).
+    big = tmp_path / "long.pcap"
+    with open(big, "wb") as out:
+        raw = SAMPLE.read_bytes()
+        out.write(raw)
+        for _ in range(800):
+            out.write(raw[24:])  # the same records again: a long, valid capture
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsaudit", "audit", str(big), "--jobs", "2", "--format", "json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=ENV,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(0.6)  # the run takes over a second; the signal lands while it reads
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.decode().strip().splitlines()[-1] == "dsaudit: interrupted"
     assert b"Traceback" not in err

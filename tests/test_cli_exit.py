@@ -85,3 +85,30 @@ def test_ctrl_c_is_exit_130_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert err.decode().strip().splitlines()[-1] == "dsaudit: interrupted"
     assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        *[
+            ["flows", str(SAMPLE), "--format", f]
+            for f in ("table", "csv", "json", "jsonl", "parquet")
+        ],
+        *[
+            ["audit", str(SAMPLE), "--format", f]
+            for f in ("table", "markdown", "csv", "json", "html")
+        ],
+        ["report", str(SAMPLE), "-i", str(INVENTORY), "--no-history", "--format", "markdown"],
+        ["firewall", "--inventory", str(INVENTORY), "--format", "nftables"],
+        ["inventory", "infer", str(SAMPLE)],
+    ],
+    ids=lambda a: "-".join(a[:1] + a[-1:]),
+)
+# (audit's parquet output is a directory or stem it creates, so a missing folder is fine there)
+def test_an_output_that_cannot_be_written_is_one_line(args: list[str], tmp_path: Path) -> None:
+    target = tmp_path / "no-such-folder" / "out"
+    proc = _dsaudit(*args, "--output", str(target))
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert lines[-1].startswith(f"dsaudit: error: cannot write {target}"), lines
+    assert b"Traceback" not in proc.stderr

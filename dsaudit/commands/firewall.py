@@ -10,6 +10,7 @@ from dsaudit.catalog import load_catalog
 from dsaudit.catalog.roles import DIRECTIONS, HOST_ROLES
 from dsaudit.firewall import FORMATS, build_plan, render
 from dsaudit.inventory import load_inventory
+from dsaudit.report.text_out import write_text
 
 # Formats whose output has no room for comments: what was left out goes to stderr instead.
 _NO_COMMENTS = ("aws-sg", "azure-nsg", "csv")
@@ -89,7 +90,7 @@ def firewall(
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_text([text], str(output))
     if fmt in _NO_COMMENTS:
         for rule_id, reason in plan.skipped:
             click.echo(f"dsaudit: not exported: {rule_id}: {reason}", err=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from dsaudit.errors import DsauditError
 from dsaudit.parallel import fork_map, row_chunks
 from dsaudit.report.formats import FLOW_FORMATS
 from dsaudit.report.safe_text import for_csv, for_terminal
+from dsaudit.report.text_out import write_text
 
 FORMATS = FLOW_FORMATS
 TABLE_COLUMNS = [
@@ -142,7 +142,10 @@ def write_flows(
         if output in (None, "-"):
             raise DsauditError("--format parquet needs --output FILE")
         assert output is not None
-        parquet_frame(df).to_parquet(output, index=False)
+        try:
+            parquet_frame(df).to_parquet(output, index=False)
+        except OSError as exc:
+            raise DsauditError(f"cannot write {output}: {exc.strerror or exc}") from None
         return
     parts = RENDERERS[fmt](df, jobs)
     if fmt == "table" and notes:
@@ -161,19 +164,3 @@ def parquet_frame(df: pd.DataFrame) -> pd.DataFrame:
     out["dns_answers"] = pd.Series(answers, index=out.index, dtype=object)
     out["icmp_errors"] = [[json.dumps(e, sort_keys=True) for e in v] for v in out["icmp_errors"]]
     return out
-
-
-def write_text(parts: Iterable[str], output: str | None) -> None:
-    """Write text pieces to ``output`` (a path) or to stdout."""
-    if output in (None, "-"):
-        for part in parts:
-            sys.stdout.write(part)
-        sys.stdout.flush()
-        return
-    assert output is not None
-    try:
-        with open(output, "w", encoding="utf-8", newline="") as fh:
-            for part in parts:
-                fh.write(part)
-    except OSError as exc:
-        raise DsauditError(f"cannot write {output}: {exc.strerror or exc}") from None

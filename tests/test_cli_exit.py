@@ -112,3 +112,33 @@ def test_an_output_that_cannot_be_written_is_one_line(args: list[str], tmp_path:
     assert proc.returncode == 2, proc.stderr
     assert lines[-1].startswith(f"dsaudit: error: cannot write {target}"), lines
     assert b"Traceback" not in proc.stderr
+
+
+def _empty_pcap(path: Path) -> Path:
+    path.write_bytes(SAMPLE.read_bytes()[:24])  # a valid header and not one packet
+    return path
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["audit", "{empty}", "-i", str(INVENTORY)], "the capture holds no packets"),
+        (["report", "{empty}", "-i", str(INVENTORY), "--no-history"], "hold no packets or flows"),
+        (
+            ["report", str(SAMPLE), "-i", str(INVENTORY), "--no-history", "--until", "2020-01-01"],
+            "no file covers the period (1 file(s) outside it)",
+        ),
+        (["audit", str(SAMPLE), "--vantage", "dsm.example"], "neither an IP address nor span"),
+        (["flows", str(SAMPLE), "--tcp-timeout", "0"], "is not in the range x>0"),
+    ],
+    ids=["empty-audit", "empty-report", "period-without-files", "vantage", "timeout"],
+)
+def test_nothing_to_judge_or_a_bad_value_is_exit_2(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = str(_empty_pcap(tmp_path / "empty.pcap"))
+    with pytest.raises(SystemExit) as done:
+        main([a.replace("{empty}", empty) for a in args])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

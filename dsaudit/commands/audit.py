@@ -7,6 +7,7 @@ import sys
 import click
 
 from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.safe_text import for_terminal
 
@@ -75,6 +76,9 @@ def audit(
     )
     for warning in read.warnings:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
+    # No packets is not compliance: monitoring must hear that there was nothing to judge.
+    if read.stats.frames == 0:
+        raise DsauditError("the capture holds no packets: nothing to audit")
     label = None
     if inventory is None:
         inventory = infer(read.flows).inventory()

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dsaudit.commands.options import limit_options, limits
+from dsaudit.commands.options import TIMEOUT, limit_options, limits
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import FLOW_FORMATS
 from dsaudit.report.safe_text import for_terminal
@@ -39,14 +39,14 @@ from dsaudit.report.safe_text import for_terminal
 )
 @click.option(
     "--tcp-timeout",
-    type=float,
+    type=TIMEOUT,
     default=300.0,
     show_default=True,
     help="Seconds of silence after which a TCP flow ends.",
 )
 @click.option(
     "--udp-timeout",
-    type=float,
+    type=TIMEOUT,
     default=60.0,
     show_default=True,
     help="Seconds of silence after which a UDP or ICMP flow ends.",

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.commands.options import (
+    TIMEOUT,
+    inventory_options,
+    judgement_options,
+    limit_options,
+    limits,
+)
 from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.safe_text import for_terminal
 
@@ -60,8 +66,8 @@ if TYPE_CHECKING:
     help="While running: a terminal view, or JSON Lines on stdout (auto: the view when "
     "stdout is a terminal).",
 )
-@click.option("--tcp-timeout", type=float, default=300.0, show_default=True)
-@click.option("--udp-timeout", type=float, default=60.0, show_default=True)
+@click.option("--tcp-timeout", type=TIMEOUT, default=300.0, show_default=True)
+@click.option("--udp-timeout", type=TIMEOUT, default=60.0, show_default=True)
 @click.option(
     "--window",
     type=click.FloatRange(min=1.0),

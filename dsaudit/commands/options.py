@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
@@ -41,8 +42,10 @@ def judgement_options(func: F) -> F:
     )(func)
     func = click.option(
         "--vantage",
-        metavar="HOST|span",
-        help="Where the capture was taken (default: detected from the traffic).",
+        metavar="ADDRESS|span",
+        callback=_vantage,
+        help="Where the capture was taken: the capturing host's address, or span for a "
+        "mirror port or tap (default: detected from the traffic).",
     )(func)
     func = click.option(
         "--strict",
@@ -56,6 +59,21 @@ def judgement_options(func: F) -> F:
         show_default=True,
         help="Exit 1 when a finding is at least this severe.",
     )(func)
+
+
+def _vantage(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value == "span":
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither an IP address nor span", ctx=ctx, param=param
+        ) from None
+
+
+# Idle timeouts in seconds: zero or less would end every flow at its first packet.
+TIMEOUT = click.FloatRange(min=0, min_open=True)
 
 
 def limit_options(func: F) -> F:

@@ -123,6 +123,7 @@ def _empty_pcap(path: Path) -> Path:
     "args,message",
     [
         (["audit", "{empty}", "-i", str(INVENTORY)], "the capture holds no packets"),
+        (["inventory", "infer", "{empty}"], "nothing to infer from"),
         (["report", "{empty}", "-i", str(INVENTORY), "--no-history"], "hold no packets or flows"),
         (
             ["report", str(SAMPLE), "-i", str(INVENTORY), "--no-history", "--until", "2020-01-01"],
@@ -131,7 +132,14 @@ def _empty_pcap(path: Path) -> Path:
         (["audit", str(SAMPLE), "--vantage", "dsm.example"], "neither an IP address nor span"),
         (["flows", str(SAMPLE), "--tcp-timeout", "0"], "is not in the range x>0"),
     ],
-    ids=["empty-audit", "empty-report", "period-without-files", "vantage", "timeout"],
+    ids=[
+        "empty-audit",
+        "empty-infer",
+        "empty-report",
+        "period-without-files",
+        "vantage",
+        "timeout",
+    ],
 )
 def test_nothing_to_judge_or_a_bad_value_is_exit_2(
     args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

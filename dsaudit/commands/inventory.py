@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dsaudit.errors import DsauditError
 from dsaudit.inventory import load_inventory
 
 
@@ -51,4 +52,6 @@ def infer_cmd(captures: tuple[str, ...], output: str | None) -> None:
     read = read_captures(list(captures))
     for warning in read.warnings:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
+    if read.stats.frames == 0:
+        raise DsauditError("the capture holds no packets: nothing to infer from")
     write_text([infer(read.flows).to_yaml()], output)

@@ -17,7 +17,9 @@ import pandas as pd
 
 from dsaudit.errors import DsauditError
 from dsaudit.flows.merge import merge_parts, prepare_part
-from dsaudit.pipeline import FlowOptions, FlowResult
+from dsaudit.flows.records import empty_flows
+from dsaudit.pipeline import CaptureStats, FlowOptions, FlowResult
+from dsaudit.sources.capture_file import CaptureInfo
 from dsaudit.sources.flowlogs import SOURCES, detect, read_logs
 from dsaudit.sources.flowlogs.pcap import PartResult, epoch_ns, first_packet_ns, read_part
 
@@ -109,12 +111,20 @@ def expand(patterns: Sequence[str]) -> list[str]:
 
 
 def _read_one(path: str, options: FlowOptions) -> PartResult:
-    """read_part for a worker, prepared for the merge there rather than in the parent: errors
-    cross the process boundary as plain DsauditErrors."""
+    """read_part for a worker, prepared for the merge there rather than in the parent. A file
+    that cannot be read at all (the newest rotated file, still empty; a broken one) becomes an
+    empty part that says why, so the rest of the period is still reported."""
     try:
         return prepare_part(read_part(path, options))
     except DsauditError as exc:
-        raise DsauditError(str(exc)) from None
+        return unreadable_part(path, str(exc))
+
+
+def unreadable_part(path: str, message: str) -> PartResult:
+    """A part with no flows for a file left out, the reason kept as damage and a warning."""
+    reason = message.removeprefix(f"{path}: ")
+    info = CaptureInfo(path, damaged=reason, warnings=[f"{path}: {reason}: left out of the report"])
+    return prepare_part(PartResult(flows=empty_flows(), captures=[info], stats=CaptureStats()))
 
 
 @contextmanager
@@ -242,21 +252,32 @@ def clip(result: FlowResult, since: int | None, until: int | None) -> FlowResult
 
 
 def source_of(paths: Sequence[str], source: str) -> str:
-    """The one source kind of all files (``auto``: detected from each file's content)."""
+    """The one source kind of the files (``auto``: detected from each file's content)."""
+    return _source_and_unknown(paths, source)[0]
+
+
+def _source_and_unknown(paths: Sequence[str], source: str) -> tuple[str, list[str]]:
+    """The source kind, and the files of no known kind that stand beside files of that kind
+    (with ``auto``): the newest rotated file may still be empty, and one such file must not
+    stop the report of all the others."""
     if source != "auto":
         if source not in SOURCES:
             raise DsauditError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
-        return source
+        return source, []
     kinds: dict[str, list[str]] = {}
+    unknown: list[str] = []
     for p in paths:
         kind = detect(p)
         if kind is None:
-            raise DsauditError(f"{p}: not a capture, Zeek log, VPC flow log or eve.json")
-        kinds.setdefault(kind, []).append(p)
+            unknown.append(p)
+        else:
+            kinds.setdefault(kind, []).append(p)
+    if unknown and not kinds:
+        raise DsauditError(f"{unknown[0]}: not a capture, Zeek log, VPC flow log or eve.json")
     if len(kinds) > 1:
         detail = "; ".join(f"{k}: {v[0]}" for k, v in sorted(kinds.items()))
         raise DsauditError(f"the files mix sources ({detail}); report one source at a time")
-    return next(iter(kinds)) if kinds else "pcap"
+    return (next(iter(kinds)) if kinds else "pcap"), unknown
 
 
 def read_period(
@@ -273,18 +294,26 @@ def read_period(
     """All flows of the period from the files ``patterns`` name."""
     options = options or FlowOptions()
     paths = expand(patterns)
-    kind = source_of(paths, source)
+    # Files of no known kind beside files of one kind are left out, each with a warning.
+    kind, unknown = _source_and_unknown(paths, source)
     if kind == "pcap":
         # Without a period every file is needed: no need to open each one first.
         keep, skipped = select_files(paths, since, until) if since or until else (list(paths), [])
         parts = read_parts(keep, options, jobs=jobs, dask=dask, progress=progress)
+        if parts and all(p.captures[0].packets == 0 and p.captures[0].damaged for p in parts):
+            # Not one file could be read: that is an error, not an empty period.
+            first = parts[0].captures[0]
+            raise DsauditError(f"{first.path}: {first.damaged}")
         order = sorted(range(len(parts)), key=lambda i: (parts[i].first_ts, i))
         merged = merge_parts([parts[i] for i in order], options.timeouts)
         files = [keep[i] for i in order]
         limits = list(PCAP_LIMITATIONS) if len(files) > 1 else []
     else:
-        got = read_logs(kind, paths, vpc_fields)
-        merged, files, skipped, limits = got.result, paths, [], got.limitations
+        logs = [p for p in paths if p not in unknown]
+        got = read_logs(kind, logs, vpc_fields)
+        merged, files, skipped, limits = got.result, logs, [], got.limitations
+        for path in unknown:
+            merged.captures.append(unreadable_part(path, f"not a {kind} log").captures[0])
     return PeriodRead(
         result=clip(merged, since, until),
         source=kind,

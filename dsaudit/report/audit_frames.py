@@ -79,14 +79,25 @@ def verdict(result: AuditResult) -> Verdict:
 
 
 def quality_notes(summary: dict[str, Any]) -> list[str]:
-    """Everything that limits what the capture can prove: damage, reader warnings, notes."""
+    """Everything that limits what the capture can prove: damage, reader warnings, notes.
+
+    A reader's warning about damage says where it is and what was kept, so the bare
+    "is damaged" note of the same damage is not said again.
+    """
     notes: list[str] = []
+    told: set[str] = set()
     for cap in summary.get("captures") or []:
         path = fm.text(cap.get("path"))
-        if cap.get("damaged"):
-            notes.append(f"{path} is damaged: {fm.text(cap['damaged'])}")
-        notes.extend(f"{path}: {fm.text(w)}" for w in cap.get("warnings") or [])
-    notes.extend(fm.text(n) for n in (summary.get("quality") or {}).get("notes") or [])
+        warnings = [fm.text(w) for w in cap.get("warnings") or []]
+        damaged = fm.text(cap.get("damaged"))
+        if damaged and any(damaged in w for w in warnings):
+            told.add(f"{path} is damaged: {damaged}")
+        elif damaged:
+            notes.append(f"{path} is damaged: {damaged}")
+            told.add(notes[-1])
+        notes.extend(w if w.startswith(f"{path}: ") else f"{path}: {w}" for w in warnings)
+    quality = (summary.get("quality") or {}).get("notes") or []
+    notes.extend(fm.text(n) for n in quality if fm.text(n) not in told)
     return notes
 
 

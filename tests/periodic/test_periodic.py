@@ -87,11 +87,32 @@ def test_dask_cluster_gives_the_same_flows(parts: list[Path]) -> None:
     assert local.stats == remote.stats
 
 
-def test_worker_errors_cross_the_process_boundary(parts: list[Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_unreadable_file_is_left_out_of_the_period(
+    parts: list[Path], tmp_path: Path, jobs: int
+) -> None:
+    # A broken file and the newest rotated file, still empty, beside readable ones.
+    bad = tmp_path / "broken.pcap.gz"
+    bad.write_bytes(gzip.compress(b"not a capture at all"))
+    newest = tmp_path / "newest.pcap"
+    newest.write_bytes(b"")
+    whole = read_period([str(p) for p in parts], jobs=1).result
+    read = read_period([*map(str, parts), str(bad), str(newest)], jobs=jobs)
+    pd.testing.assert_frame_equal(read.result.flows, whole.flows)
+    warnings = read.result.warnings
+    assert any(w.startswith(f"{bad}: ") and "not a pcap or pcapng" in w for w in warnings)
+    assert any(w.startswith(f"{newest}: ") and "empty file" in w for w in warnings)
+    assert all(w.endswith("left out of the report") for w in warnings[-2:])
+    left_out = {c.path: c for c in read.result.captures if c.damaged}
+    assert set(left_out) == {str(bad), str(newest)}
+    assert all(c.packets == 0 for c in left_out.values())
+
+
+def test_a_period_of_unreadable_files_is_an_error(tmp_path: Path) -> None:
     bad = tmp_path / "broken.pcap.gz"
     bad.write_bytes(gzip.compress(b"not a capture at all"))
     with pytest.raises(DsauditError, match="not a pcap or pcapng"):
-        read_period([str(parts[0]), str(bad)], source="pcap", jobs=2)
+        read_period([str(bad)], source="pcap", jobs=2)
 
 
 def test_sources_are_detected_and_not_mixed(parts: list[Path], tmp_path: Path) -> None:
@@ -107,3 +128,13 @@ def test_sources_are_detected_and_not_mixed(parts: list[Path], tmp_path: Path) -
     other.write_text("hello\n")
     with pytest.raises(DsauditError, match="not a capture"):
         source_of([str(other)], "auto")
+
+
+def test_a_stray_file_beside_flow_logs_is_left_out(tmp_path: Path) -> None:
+    stray = tmp_path / "conn.log.tmp"
+    stray.write_bytes(b"\x00\x01 half-written")
+    alone = read_period([str(FILES / "conn.log")]).result
+    read = read_period([str(FILES / "conn.log"), str(stray)])
+    assert read.source == "zeek"
+    pd.testing.assert_frame_equal(read.result.flows, alone.flows)
+    assert read.result.warnings[-1] == f"{stray}: not a zeek log: left out of the report"

@@ -48,3 +48,25 @@ def test_formatting_helpers() -> None:
     assert fm.fmt_score(None) == "–" and fm.fmt_score(0.5) == "50%"
     assert fm.iso_utc("2024-05-06T09:00:00+02:00") == "2024-05-06T07:00:00.000000Z"
     assert fm.role_key("relay+agent") < fm.role_key("agent") < fm.role_key("unknown")
+
+
+def test_damage_told_by_a_warning_is_said_once() -> None:
+    damage = "file ends inside record 682: cut short"
+    summary = {
+        "captures": [
+            {
+                "path": "a.pcap",
+                "damaged": damage,
+                "warnings": [f"a.pcap: byte 9: {damage}; kept the 681 packets read before it"],
+            },
+            {"path": "b.pcap", "damaged": "bad header at byte 4", "warnings": ["snap 96"]},
+        ],
+        "quality": {
+            "notes": [f"a.pcap is damaged: {damage}", "b.pcap is damaged: bad header at byte 4"]
+        },
+    }
+    assert af.quality_notes(summary) == [
+        f"a.pcap: byte 9: {damage}; kept the 681 packets read before it",
+        "b.pcap is damaged: bad header at byte 4",
+        "b.pcap: snap 96",
+    ]

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from dsaudit.errors import DsauditError
+from dsaudit.errors import CaptureError, DsauditError
 from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult, decode_batch
 from dsaudit.sources.batch import PacketBatch
-from dsaudit.sources.capture_file import CaptureReader, file_size
+from dsaudit.sources.capture_file import CaptureReader, file_size, left_out
 
 _DONE = object()
 
@@ -68,7 +68,12 @@ def read_captures(
     options: FlowOptions | None = None,
     progress: bool = False,
 ) -> FlowResult:
-    """Read captures in the order given, as one stream, and return their flows."""
+    """Read captures in the order given, as one stream, and return their flows.
+
+    Of several captures, one whose content cannot be read at all (empty, a broken header) is
+    left out with a warning, so the others are still judged; a single such capture, or a
+    file that cannot be opened, is an error.
+    """
     if engine == "tshark":
         from dsaudit.sources.tshark_engine import read_with_tshark
 
@@ -81,12 +86,23 @@ def read_captures(
     with no_cyclic_gc(), bar as live:
         for path in paths:
             reader = CaptureReader(path)
-            infos.append(reader.info)
             task = live.add_task(path, total=file_size(path)) if live is not None else None
-            for batch, rec, k in _decoded(reader, jobs):
-                builder.consume(batch, rec, k)
-                if live is not None and task is not None:
-                    live.update(task, completed=reader.position())
+            try:
+                # The reader refuses a file only before its first packet: nothing of it
+                # has reached the builder then.
+                for batch, rec, k in _decoded(reader, jobs):
+                    builder.consume(batch, rec, k)
+                    if live is not None and task is not None:
+                        live.update(task, completed=reader.position())
+            except CaptureError as exc:
+                if len(paths) == 1 or exc.offset is None:
+                    raise
+                infos.append(left_out(path, f"byte {exc.offset}: {exc.message}"))
+                continue
+            infos.append(reader.info)
+    if infos and all(i.packets == 0 and i.damaged for i in infos):
+        first = infos[0]
+        raise DsauditError(f"{first.path}: {first.damaged}")
     return builder.result(infos)
 
 

@@ -19,7 +19,7 @@ from dsaudit.errors import DsauditError
 from dsaudit.flows.merge import merge_parts, prepare_part
 from dsaudit.flows.records import empty_flows
 from dsaudit.pipeline import CaptureStats, FlowOptions, FlowResult
-from dsaudit.sources.capture_file import CaptureInfo
+from dsaudit.sources.capture_file import left_out
 from dsaudit.sources.flowlogs import SOURCES, detect, read_logs
 from dsaudit.sources.flowlogs.pcap import PartResult, epoch_ns, first_packet_ns, read_part
 
@@ -122,8 +122,7 @@ def _read_one(path: str, options: FlowOptions) -> PartResult:
 
 def unreadable_part(path: str, message: str) -> PartResult:
     """A part with no flows for a file left out, the reason kept as damage and a warning."""
-    reason = message.removeprefix(f"{path}: ")
-    info = CaptureInfo(path, damaged=reason, warnings=[f"{path}: {reason}: left out of the report"])
+    info = left_out(path, message.removeprefix(f"{path}: "))
     return prepare_part(PartResult(flows=empty_flows(), captures=[info], stats=CaptureStats()))
 
 

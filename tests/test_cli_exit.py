@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -150,3 +151,45 @@ def test_nothing_to_judge_or_a_bad_value_is_exit_2(
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_an_unreadable_capture_among_several_is_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "newest.pcap"
+    empty.write_bytes(b"")  # as tcpdump -G leaves the file it has just started
+    with pytest.raises(SystemExit) as done:
+        main(["flows", str(SAMPLE), "--format", "jsonl"])
+    alone = capsys.readouterr().out
+    for jobs in ("1", "2"):
+        with pytest.raises(SystemExit) as done:
+            main(["flows", str(SAMPLE), str(empty), "--format", "jsonl", "--jobs", jobs])
+        got = capsys.readouterr()
+        assert done.value.code == 0
+        assert got.out == alone
+        assert (
+            got.err
+            == f"dsaudit: warning: {empty}: byte 0: empty file: no capture header: left out\n"
+        )
+    with pytest.raises(SystemExit) as done:
+        main(["audit", str(SAMPLE), str(empty), "-i", str(INVENTORY), "--format", "json"])
+    captures = json.loads(capsys.readouterr().out)["summary"]["captures"]
+    assert [(c["path"], c["packets"] > 0, c["damaged"]) for c in captures] == [
+        (str(SAMPLE), True, None),
+        (str(empty), False, "byte 0: empty file: no capture header"),
+    ]
+
+
+@pytest.mark.parametrize("second", ["empty", "missing"])
+def test_unreadable_captures_with_nothing_else_or_missing_files_are_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], second: str
+) -> None:
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    first = str(empty) if second == "empty" else str(SAMPLE)
+    with pytest.raises(SystemExit) as done:
+        main(["flows", first, str(tmp_path / f"{second}.pcap")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    expected = "empty file: no capture header" if second == "empty" else "no such file"
+    assert err.strip().splitlines()[-1].endswith(expected)

@@ -71,6 +71,12 @@ class CaptureInfo:
         return sorted(LINKTYPE_NAMES.get(t, f"linktype-{t}") for t in self.linktypes)
 
 
+def left_out(path: str, reason: str) -> CaptureInfo:
+    """What is known of a file that could not be read at all and was left out of a run of
+    several: its reason as damage, and a warning that says so."""
+    return CaptureInfo(path, damaged=reason, warnings=[f"{path}: {reason}: left out"])
+
+
 class _Columns:
     """Per-record output arrays the walkers fill."""
 

@@ -250,6 +250,23 @@ def clip(result: FlowResult, since: int | None, until: int | None) -> FlowResult
     )
 
 
+def outside_period(read: FlowResult, since: int | None, until: int | None) -> None:
+    """Raise when what was read ends before the period or starts after it.
+
+    The file just before the period is read for the connections still open when it begins,
+    so the files read can all lie outside it: then nothing was seen in the period, and a
+    report of it would call an unseen deployment compliant.
+    """
+    first, last = read.stats.first_ts_ns, read.stats.last_ts_ns
+    if first is None or last is None:
+        return
+    if (since is not None and last < since) or (until is not None and first > until):
+        raise DsauditError(
+            f"no packet or flow falls in the period ({iso(since) or 'the start'} to "
+            f"{iso(until) or 'now'}): what was read spans {iso(first)} to {iso(last)}"
+        )
+
+
 def source_of(paths: Sequence[str], source: str) -> str:
     """The one source kind of the files (``auto``: detected from each file's content)."""
     return _source_and_unknown(paths, source)[0]
@@ -313,6 +330,7 @@ def read_period(
         merged, files, skipped, limits = got.result, logs, [], got.limitations
         for path in unknown:
             merged.captures.append(unreadable_part(path, f"not a {kind} log").captures[0])
+    outside_period(merged, since, until)
     return PeriodRead(
         result=clip(merged, since, until),
         source=kind,

@@ -130,6 +130,10 @@ def _empty_pcap(path: Path) -> Path:
             ["report", str(SAMPLE), "-i", str(INVENTORY), "--no-history", "--until", "2020-01-01"],
             "no file covers the period (1 file(s) outside it)",
         ),
+        (
+            ["report", str(SAMPLE), "-i", str(INVENTORY), "--no-history", "--since", "2030-01-01"],
+            "no packet or flow falls in the period (2030-01-01T00:00:00.000000Z to now)",
+        ),
         (["audit", str(SAMPLE), "--vantage", "dsm.example"], "neither an IP address nor span"),
         (["flows", str(SAMPLE), "--tcp-timeout", "0"], "is not in the range x>0"),
     ],
@@ -138,6 +142,7 @@ def _empty_pcap(path: Path) -> Path:
         "empty-infer",
         "empty-report",
         "period-without-files",
+        "period-after-the-files",
         "vantage",
         "timeout",
     ],

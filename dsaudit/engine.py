@@ -14,7 +14,12 @@ import numpy as np
 from dsaudit.errors import CaptureError, DsauditError
 from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult, decode_batch
 from dsaudit.sources.batch import PacketBatch
-from dsaudit.sources.capture_file import CaptureReader, file_size, left_out
+from dsaudit.sources.capture_file import (
+    CaptureReader,
+    file_size,
+    left_out,
+    refuse_if_all_left_out,
+)
 
 _DONE = object()
 
@@ -100,9 +105,7 @@ def read_captures(
                 infos.append(left_out(path, f"byte {exc.offset}: {exc.message}"))
                 continue
             infos.append(reader.info)
-    if infos and all(i.packets == 0 and i.damaged for i in infos):
-        first = infos[0]
-        raise DsauditError(f"{first.path}: {first.damaged}")
+    refuse_if_all_left_out(infos)
     return builder.result(infos)
 
 

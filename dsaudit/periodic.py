@@ -19,7 +19,7 @@ from dsaudit.errors import DsauditError
 from dsaudit.flows.merge import merge_parts, prepare_part
 from dsaudit.flows.records import empty_flows
 from dsaudit.pipeline import CaptureStats, FlowOptions, FlowResult
-from dsaudit.sources.capture_file import left_out
+from dsaudit.sources.capture_file import left_out, refuse_if_all_left_out
 from dsaudit.sources.flowlogs import SOURCES, detect, read_logs
 from dsaudit.sources.flowlogs.pcap import PartResult, epoch_ns, first_packet_ns, read_part
 
@@ -316,10 +316,7 @@ def read_period(
         # Without a period every file is needed: no need to open each one first.
         keep, skipped = select_files(paths, since, until) if since or until else (list(paths), [])
         parts = read_parts(keep, options, jobs=jobs, dask=dask, progress=progress)
-        if parts and all(p.captures[0].packets == 0 and p.captures[0].damaged for p in parts):
-            # Not one file could be read: that is an error, not an empty period.
-            first = parts[0].captures[0]
-            raise DsauditError(f"{first.path}: {first.damaged}")
+        refuse_if_all_left_out([c for p in parts for c in p.captures])
         order = sorted(range(len(parts)), key=lambda i: (parts[i].first_ts, i))
         merged = merge_parts([parts[i] for i in order], options.timeouts)
         files = [keep[i] for i in order]
@@ -329,7 +326,7 @@ def read_period(
         got = read_logs(kind, logs, vpc_fields)
         merged, files, skipped, limits = got.result, logs, [], got.limitations
         for path in unknown:
-            merged.captures.append(unreadable_part(path, f"not a {kind} log").captures[0])
+            merged.captures.append(left_out(path, f"not a {kind} log"))
     outside_period(merged, since, until)
     return PeriodRead(
         result=clip(merged, since, until),

@@ -7,7 +7,7 @@ import os
 import struct
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -75,6 +75,13 @@ def left_out(path: str, reason: str) -> CaptureInfo:
     """What is known of a file that could not be read at all and was left out of a run of
     several: its reason as damage, and a warning that says so."""
     return CaptureInfo(path, damaged=reason, warnings=[f"{path}: {reason}: left out"])
+
+
+def refuse_if_all_left_out(infos: Sequence[CaptureInfo]) -> None:
+    """Raise the first file's reason when every file was left out: nothing was read at all,
+    which is an error, not an empty result."""
+    if infos and all(i.packets == 0 and i.damaged for i in infos):
+        raise CaptureError(infos[0].path, None, str(infos[0].damaged))
 
 
 class _Columns:

@@ -90,8 +90,17 @@ def _render_rows(rows: pd.DataFrame) -> str:
         for col in nested:
             # Objects inside cells (DNS answers, ICMP errors) get sorted keys before the C
             # encoder writes them in their insertion order; empty cells need no copy.
-            rows[col] = [json_value(v) if v else v for v in rows[col].tolist()]
+            rows[col] = [_settled(v) for v in rows[col].tolist()]
     return json_lines_chunk(rows)
+
+
+def _settled(value: Any) -> Any:
+    """A cell as json_value gives it, skipping the copy for plain and empty values."""
+    if value is None or type(value) in _PLAIN:
+        return value
+    if isinstance(value, list | tuple | dict) and not value:
+        return value
+    return json_value(value)
 
 
 def flow_records(flows: pd.DataFrame) -> Iterator[dict[str, Any]]:

@@ -23,6 +23,11 @@ class DsauditError(Exception):
     """Base of every error dsaudit reports to a user (exit code 2 at the CLI)."""
 
 
+def cannot_write(path: object, exc: OSError) -> DsauditError:
+    """The one-line error for an output that could not be written."""
+    return DsauditError(f"cannot write {path}: {exc.strerror or exc}")
+
+
 class DecodeError(DsauditError):
     """Bytes that do not parse as the protocol they claim to be."""
 

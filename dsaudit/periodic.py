@@ -315,6 +315,10 @@ def read_period(
     if kind == "pcap":
         # Without a period every file is needed: no need to open each one first.
         keep, skipped = select_files(paths, since, until) if since or until else (list(paths), [])
+        if not keep:
+            raise DsauditError(
+                f"no file covers the period ({len(skipped)} file(s) outside it): nothing to report"
+            )
         parts = read_parts(keep, options, jobs=jobs, dask=dask, progress=progress)
         refuse_if_all_left_out([c for p in parts for c in p.captures])
         order = sorted(range(len(parts)), key=lambda i: (parts[i].first_ts, i))

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dsaudit.errors import DsauditError
+from dsaudit.errors import DsauditError, cannot_write
 from dsaudit.findings import AuditResult
 from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
@@ -232,5 +232,5 @@ def write_parquet(result: AuditResult, output: str | None) -> dict[str, str]:
         with open(paths["summary"], "w", encoding="utf-8") as fh:
             fh.write(summary_json + "\n")
     except OSError as exc:
-        raise DsauditError(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise cannot_write(output, exc) from None
     return paths

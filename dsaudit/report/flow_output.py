@@ -12,13 +12,11 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from dsaudit.errors import DsauditError
+from dsaudit.errors import DsauditError, cannot_write
 from dsaudit.parallel import fork_map, row_chunks
-from dsaudit.report.formats import FLOW_FORMATS
 from dsaudit.report.safe_text import for_csv, for_terminal
 from dsaudit.report.text_out import write_text
 
-FORMATS = FLOW_FORMATS
 TABLE_COLUMNS = [
     "proto",
     "client",
@@ -120,16 +118,12 @@ def _one(render: Callable[[pd.DataFrame], str]) -> Callable[[pd.DataFrame, int],
     return wrapped
 
 
-def _jsonl(df: pd.DataFrame, jobs: int) -> Iterator[str]:
-    return iter_json_lines(df, jobs=jobs)
-
-
 # Each takes the flows and the processes it may use.
 RENDERERS: dict[str, Callable[[pd.DataFrame, int], Iterator[str]]] = {
     "table": _one(_table),
     "csv": _one(_csv),
     "json": _json,
-    "jsonl": _jsonl,
+    "jsonl": iter_json_lines,
 }
 
 
@@ -145,7 +139,7 @@ def write_flows(
         try:
             parquet_frame(df).to_parquet(output, index=False)
         except OSError as exc:
-            raise DsauditError(f"cannot write {output}: {exc.strerror or exc}") from None
+            raise cannot_write(output, exc) from None
         return
     parts = RENDERERS[fmt](df, jobs)
     if fmt == "table" and notes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from dsaudit.errors import DsauditError
+from dsaudit.errors import cannot_write
 
 
 def write_text(parts: Iterable[str], output: str | None) -> None:
@@ -21,4 +21,4 @@ def write_text(parts: Iterable[str], output: str | None) -> None:
             for part in parts:
                 fh.write(part)
     except OSError as exc:
-        raise DsauditError(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise cannot_write(output, exc) from None

@@ -7,7 +7,7 @@ import struct
 from types import TracebackType
 from typing import BinaryIO
 
-from dsaudit.errors import DsauditError
+from dsaudit.errors import DsauditError, cannot_write
 from dsaudit.sources.batch import PacketBatch
 
 # Nanosecond pcap (libpcap 1.5+, Wireshark, tcpdump -j adapter_unsynced --nano all read it):
@@ -38,7 +38,7 @@ class PcapWriter:
         try:
             self._fh: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed by close()
         except OSError as exc:
-            raise DsauditError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise cannot_write(path, exc) from None
         major, minor = PCAP_VERSION
         header = _HEADER.pack(PCAP_MAGIC_NSEC, major, minor, 0, 0, snaplen, linktype)
         self._write(header)
@@ -49,7 +49,7 @@ class PcapWriter:
             # Python's buffer to the kernel: after this the bytes survive the process.
             self._fh.flush()
         except OSError as exc:
-            raise DsauditError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise cannot_write(self.path, exc) from None
         self.bytes_written += len(data)
 
     def write_frames(self, frames: list[tuple[int, bytes, int]]) -> None:
@@ -92,7 +92,7 @@ class PcapWriter:
         try:
             os.fsync(self._fh.fileno())
         except OSError as exc:
-            raise DsauditError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise cannot_write(self.path, exc) from None
 
     def close(self) -> None:
         """Flush and close; further writes are an error."""

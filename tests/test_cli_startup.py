@@ -1,4 +1,4 @@
-"""Help and the light commands start without importing pandas or numba (a second saved)."""
+"""Help and the light commands start without importing pandas (a second saved)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import json, sys
 from click.testing import CliRunner
 from dsaudit.cli import cli
 result = CliRunner().invoke(cli, sys.argv[1:])
-heavy = sorted(m for m in ("pandas", "numba", "pyarrow", "scapy") if m in sys.modules)
+heavy = sorted(m for m in ("pandas", "pyarrow", "scapy") if m in sys.modules)
 print(json.dumps({"code": result.exit_code, "heavy": heavy}))
 """
 

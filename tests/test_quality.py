@@ -42,3 +42,31 @@ def test_every_module_says_its_job_in_one_line(module: str) -> None:
     doc = ast.get_docstring(ast.parse((ROOT / module).read_text()))
     assert doc, f"{module} has no module docstring"
     assert doc.splitlines()[0].strip(), f"{module}: the docstring's first line is empty"
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["dsaudit.sources.record_walk", "dsaudit.decode.packet_kernel", "dsaudit.flows.table_kernel"],
+)
+def test_kernel_stubs_name_exactly_what_the_compiled_module_exports(module: str) -> None:
+    # mypy reads the .pyi; the compiled module is the truth. A name in one and not the other
+    # would type-check code that fails at import, or hide a constant from the checker.
+    import importlib
+
+    compiled = importlib.import_module(module)
+    assert compiled.__file__ is not None and compiled.__file__.endswith(".so")
+    stub = Path(compiled.__file__).with_name(module.rsplit(".", 1)[1] + ".pyi")
+    tree = ast.parse(stub.read_text())
+    declared = {
+        n.target.id
+        for n in tree.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    } | {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    exported = {
+        name
+        for name, value in vars(compiled).items()
+        if not name.startswith("_")
+        and (isinstance(value, int | str | dict) or callable(value))
+        and getattr(value, "__module__", module) in (module, "builtins", None)
+    }
+    assert declared == exported

@@ -19,6 +19,8 @@ from dsaudit.sources.record_walk import (
     BAD_RECORD,
     BATCH_FULL,
     PYTHON_BLOCK,
+    TS_MISSING,
+    TS_OVERFLOW,
     walk_pcap,
     walk_pcapng,
 )
@@ -65,6 +67,10 @@ class CaptureInfo:
     damaged: str | None = None
     damage_offset: int | None = None
     warnings: list[str] = field(default_factory=list)
+    # Packets whose time is beyond int64 nanoseconds, or that have none (pcapng SPB): they
+    # take the time of the packet before them.
+    ts_overflow: int = 0
+    ts_missing: int = 0
 
     def linktype_names(self) -> list[str]:
         """Readable names of the link types seen."""
@@ -423,9 +429,39 @@ class CaptureReader:
         big = False
         ifaces: list[tuple[int, int, int, int, int, int]] = []
         tables = self._if_tables(ifaces)
+        arrays = self._arrays()
+        ts_bad = np.zeros(2, np.int64)
+        try:
+            yield from self._walk_pcapng(info, big, ifaces, tables, arrays, ts_bad)
+        finally:
+            self._note_times(int(ts_bad[TS_OVERFLOW]), int(ts_bad[TS_MISSING]))
+
+    def _note_times(self, overflow: int, missing: int) -> None:
+        info = self.info
+        info.ts_overflow += overflow
+        info.ts_missing += missing
+        if overflow:
+            info.warnings.append(
+                f"{self.path}: {overflow} packet(s) have a timestamp that cannot be represented "
+                "(before 1677 or after 2262): each took the time of the packet before it"
+            )
+        if missing:
+            info.warnings.append(
+                f"{self.path}: {missing} packet(s) are Simple Packet Blocks, which carry no "
+                "time: each took the time of the packet before it"
+            )
+
+    def _walk_pcapng(
+        self,
+        info: CaptureInfo,
+        big: bool,
+        ifaces: list[tuple[int, int, int, int, int, int]],
+        tables: _Interfaces,
+        arrays: _Columns,
+        ts_bad: np.ndarray,
+    ) -> Iterator[PacketBatch]:
         last_ts = 0
         pos = 0
-        arrays = self._arrays()
         k = 0
         while True:
             a, t = arrays, tables
@@ -449,6 +485,7 @@ class CaptureReader:
                 a.links,
                 a.foff,
                 k,
+                ts_bad,
             )
             if status == BATCH_FULL:
                 yield self._emit(arrays, k)

@@ -36,6 +36,7 @@ from dsaudit.errors import CaptureError
 from dsaudit.pipeline import FlowBuilder, decode_batch
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import CaptureReader
+from tests.checked_kernels import asan_runtime, build_checked
 from tests.factories import client_hello, dns_response, http_request
 from tests.packets import (
     BASE_TS,
@@ -198,21 +199,16 @@ def test_any_file_reads_or_raises_capture_error(tmp_path: Path, data: bytes) -> 
 
 CHECKED_RUN = textwrap.dedent(
     """
+    import ctypes
     import sys
 
     import numpy as np
-    from numba import njit
 
-    @njit
-    def probe(a, i):
-        return a[i]
-
-    try:
-        probe(np.zeros(2), 5)
-    except IndexError:
-        pass
-    else:
-        sys.exit("NUMBA_BOUNDSCHECK is not in effect")
+    if sys.argv[1] == "probe":
+        # A read past the end of a numpy buffer must be caught: proves the sanitizer is live.
+        a = np.zeros(16, dtype=np.uint8)
+        ctypes.string_at(a.ctypes.data, 64)
+        sys.exit("AddressSanitizer is not in effect")
 
     from dsaudit.errors import CaptureError
     from dsaudit.pipeline import FlowBuilder, decode_batch
@@ -276,22 +272,30 @@ def test_kernels_never_read_out_of_bounds(tmp_path: Path) -> None:
         files.append(str(path))
     script = tmp_path / "checked_run.py"
     script.write_text(CHECKED_RUN)
+    checked = build_checked(tmp_path / "checked")
     env = {
         **os.environ,
-        "NUMBA_BOUNDSCHECK": "1",
-        "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"),
-        "PYTHONPATH": str(ROOT),
+        "LD_PRELOAD": asan_runtime(),
+        "ASAN_OPTIONS": "detect_leaks=0",
+        "PYTHONPATH": str(checked),
     }
-    proc = subprocess.run(
-        [sys.executable, str(script), str(frames_file), *files],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=300,
+        )
+
+    probe = run("probe")
+    assert probe.returncode != 0 and "heap-buffer-overflow" in probe.stderr, probe.stderr[-2000:]
+    proc = run(str(frames_file), *files)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok ")
+    assert "AddressSanitizer" not in proc.stderr
 
 
 @pytest.mark.parametrize("link", LINKS)

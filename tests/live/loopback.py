@@ -1,7 +1,8 @@
 """Real TCP traffic on loopback for the live tests: listeners, clients and an inventory.
 
-Every address is in 127.0.0.0/24 and every socket is bound to one of them: nothing here
-can reach beyond this machine.
+Every address is in one /24 of 127.0.0.0/8, chosen per test process, and every socket is
+bound to one of them: nothing here can reach beyond this machine, and two test runs at once
+never listen on the same address and port.
 """
 
 from __future__ import annotations
@@ -21,11 +22,22 @@ from typing import IO, Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MANAGER = "127.0.0.10"
-AGENT = "127.0.0.11"
-SILENT_AGENT = "127.0.0.12"  # in the inventory, never sends anything
-DATABASE = "127.0.0.20"
-RELAY = "127.0.0.30"
+
+
+def _own_block() -> str:
+    """The first three octets of a /24 of loopback derived from this process's id."""
+    pid = os.getpid()
+    return f"127.{100 + (pid >> 8) % 150}.{pid & 0xFF}"
+
+
+NET = _own_block()
+MANAGER = f"{NET}.10"
+AGENT = f"{NET}.11"
+SILENT_AGENT = f"{NET}.12"  # in the inventory, never sends anything
+DATABASE = f"{NET}.20"
+RELAY = f"{NET}.30"
+PROXY = f"{NET}.60"
+OUTSIDER = f"{NET}.99"  # no role in the inventory
 UNLISTED = 9999
 CLOSED = 4121  # nothing listens here: the kernel answers with a RST
 LISTEN = [(MANAGER, 4120), (RELAY, 4122), (DATABASE, 5432), (MANAGER, UNLISTED)]
@@ -38,7 +50,7 @@ CONVERSATIONS = [
     (AGENT, (MANAGER, CLOSED)),  # no rule, and rejected
     (MANAGER, (AGENT, 4118)),  # a documented heartbeat, rejected: a blocked expected flow
 ]
-BPF = "net 127.0.0.0/24"
+BPF = f"net {NET}.0/24"
 WATCHDOG_S = 60.0
 
 needs_root = pytest.mark.skipif(

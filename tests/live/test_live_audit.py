@@ -18,7 +18,17 @@ from dsaudit.report.live_view import JsonLinesSink, render
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.live import SourceStats
 from tests.factories import client_hello
-from tests.live.loopback import AGENT, MANAGER, RELAY, SILENT_AGENT, inventory_text
+from tests.live.loopback import (
+    AGENT,
+    BPF,
+    DATABASE,
+    MANAGER,
+    OUTSIDER,
+    PROXY,
+    RELAY,
+    SILENT_AGENT,
+    inventory_text,
+)
 from tests.packets import BASE_TS, LINK_ETHERNET, tcp_frame, udp_frame
 
 NS = 1_000_000_000
@@ -200,11 +210,11 @@ def test_findings_wait_until_the_flow_has_settled(catalog: Catalog) -> None:
 def test_a_flow_is_judged_only_once_its_proxy_target_could_be_known(catalog: Catalog) -> None:
     # Through a proxy a flow is judged by its CONNECT target, which arrives after the
     # handshake: judged at once, agent -> proxy:3128 would be a false "unexplained".
-    inventory = load_inventory("p.yaml", inventory_text() + '  proxy: ["127.0.0.60:3128"]\n')
+    inventory = load_inventory("p.yaml", inventory_text() + f'  proxy: ["{PROXY}:3128"]\n')
     audit, _, sink = _audit(catalog, inventory)
     t0 = BASE_TS
-    c, s = (AGENT, "127.0.0.60", 46000, 3128), ("127.0.0.60", AGENT, 3128, 46000)
-    connect = b"CONNECT 127.0.0.10:4120 HTTP/1.1\r\nHost: 127.0.0.10:4120\r\n\r\n"
+    c, s = (AGENT, PROXY, 46000, 3128), (PROXY, AGENT, 3128, 46000)
+    connect = f"CONNECT {MANAGER}:4120 HTTP/1.1\r\nHost: {MANAGER}:4120\r\n\r\n".encode()
     feed(
         audit,
         [
@@ -279,8 +289,7 @@ def test_an_active_flow_survives_expiry_whole_and_named(catalog: Catalog) -> Non
     ]
     # The noise comes first, so the flow that stays is renumbered when the noise leaves.
     noise = [
-        (t0 - NS + i * MS, udp_frame(AGENT, "127.0.0.99", 50000 + i, 5000, b"ping"))
-        for i in range(100)
+        (t0 - NS + i * MS, udp_frame(AGENT, OUTSIDER, 50000 + i, 5000, b"ping")) for i in range(100)
     ]
     seq = 101 + len(hello)
     closing = [
@@ -392,7 +401,7 @@ def test_run_stops_on_duration_and_keeps_what_arrived_at_the_end(catalog: Catalo
     source = FakeSource()
     now = [BASE_TS]
     source.pending = conversation(BASE_TS, AGENT, MANAGER, 44000, 9999)
-    source.at_stop = conversation(BASE_TS + MS * 50, MANAGER, "127.0.0.20", 44001, 5432)
+    source.at_stop = conversation(BASE_TS + MS * 50, MANAGER, DATABASE, 44001, 5432)
     out = io.StringIO()
     audit = LiveAudit(
         source,
@@ -454,7 +463,7 @@ def test_the_view_shows_packet_text_escaped() -> None:
     snap = LiveSnapshot(
         iface="lo",
         engine="scapy",
-        bpf="net 127.0.0.0/24",
+        bpf=BPF,
         linktype="ethernet",
         inventory="given",
         elapsed_s=3723.0,

@@ -173,7 +173,7 @@ def test_sigterm_mid_run_still_reports_and_heartbeats_go_missing(tmp_path: Path)
         run_clients()
 
         # Findings arrive while the capture runs: SIGTERM is sent only after reading them.
-        # 127.0.0.12 never speaks: once its 2 s interval (and grace) has passed it is missing.
+        # SILENT_AGENT never speaks: once its 2 s interval (and grace) has passed it is missing.
         def seen(events: list[dict[str, Any]]) -> bool:
             kinds = {(e["event"], e.get("agent") or e.get("server_port")) for e in events}
             return {("flow_blocked", 4118), ("heartbeat_missing", SILENT_AGENT)} <= kinds

@@ -44,6 +44,14 @@ EXPECTED_DIFFERENCES: dict[str, dict[str, tuple[list[Any], list[Any], str]]] = {
             "header claims 164 bytes, tshark keeps the first, whose UDP header claims 18",
         ),
     },
+    "pcapng-be-3-idbs-nrb-spb": {
+        "captures": (
+            [("pcapng", 5, True)],
+            [("pcapng", 5, False)],
+            "Simple Packet Blocks carry no time: the fast reader warns that they took the time "
+            "of the packet before them; tshark's fields do not tell",
+        ),
+    },
 }
 
 

@@ -1,0 +1,97 @@
+"""Types of the compiled flow table (table_kernel.pyx)."""
+
+import numpy as np
+
+F_A_HI: int
+F_A_LO: int
+F_B_HI: int
+F_B_LO: int
+F_A_PORT: int
+F_B_PORT: int
+F_PROTO: int
+F_VLAN0: int
+F_VLAN1: int
+F_L3: int
+F_ORIG_IS_A: int
+F_EVIDENCE: int
+F_FIRST_TS: int
+F_LAST_TS: int
+F_PKTS_C: int
+F_PKTS_S: int
+F_BYTES_C: int
+F_BYTES_S: int
+F_PAY_C: int
+F_PAY_S: int
+F_SEEN: int
+F_HIST: int
+F_HLEN: int
+F_ISN_C: int
+F_SEQEND_C: int
+F_SEQEND_S: int
+F_MODE: int
+F_NPAY_C: int
+F_NPAY_S: int
+F_NEED: int
+F_TRUNC: int
+F_ICMP_TC: int
+F_TUNNEL: int
+F_SYN_TS: int
+F_TEXT: int
+N_FCOLS: int
+EVIDENCE_SYN: int
+EVIDENCE_SYNACK: int
+EVIDENCE_PORT: int
+EVIDENCE_FIRST: int
+HISTORY_LETTERS: str
+H_S: int
+H_H: int
+H_A: int
+H_D: int
+H_F: int
+H_R: int
+H_T: int
+RESP_OFFSET: int
+M_UNDECIDED: int
+M_TLS: int
+M_TEXT: int
+M_DNS: int
+M_DONE: int
+M_QUIC: int
+TEXT_OTHER: int
+TEXT_HTTP: int
+TEXT_CONNECT: int
+EV_PAYLOAD: int
+EV_ICMP_ERROR: int
+OK: int
+FLOWS_FULL: int
+HASH_FULL: int
+FLOWS_LIMIT: int
+BAD_ROW: int
+TEXT_CLIENT_PACKETS: int
+TLS_PACKETS: int
+REORDER_PACKETS: int
+TEXT_SERVER_PACKETS: int
+DNS_PACKETS: int
+QUIC_PACKETS: int
+MAX_HELLO: int
+TCP_FIN: int
+TCP_SYN: int
+TCP_RST: int
+TCP_ACK: int
+
+def process_records(
+    rec: np.ndarray,
+    start: int,
+    nrec: int,
+    buf: np.ndarray,
+    fs: np.ndarray,
+    nflows: int,
+    htab: np.ndarray,
+    nused: int,
+    server_ports: np.ndarray,
+    timeouts: np.ndarray,
+    ev: np.ndarray,
+    nev: int,
+    max_flows: int,
+) -> tuple[int, int, int, int, int]: ...
+def rehash(fs: np.ndarray, nflows: int, htab: np.ndarray, live_after: int) -> int: ...

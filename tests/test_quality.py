@@ -70,3 +70,23 @@ def test_kernel_stubs_name_exactly_what_the_compiled_module_exports(module: str)
         and getattr(value, "__module__", module) in (module, "builtins", None)
     }
     assert declared == exported
+
+
+def test_known_gaps_are_strict_xfails() -> None:
+    # docs/security.md lists each known gap with the test that pins it; such a test must be a
+    # strict xfail (so fixing the gap fails the suite until the entry is removed), and no
+    # strict xfail may exist without its entry.
+    import re
+
+    doc = (ROOT / "docs" / "security.md").read_text()
+    section = doc[doc.index("Known gaps") : doc.index("## Text from a capture")]
+    listed = set(re.findall(r"^- `(?:[\w/]+\.py::)?(test_\w+)`", section, flags=re.M))
+    marked: set[str] = set()
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        marked |= set(
+            re.findall(
+                r"@pytest\.mark\.xfail\([^)]*strict=True[^)]*\)\s*(?:@[^\n]*\n\s*)*def (test_\w+)",
+                path.read_text(),
+            )
+        )
+    assert listed == marked

@@ -48,7 +48,7 @@ def _cell(cell: at.Cell) -> str:
 def render_markdown(result: AuditResult) -> str:
     """The whole Markdown report."""
     verdict = af.verdict(result)
-    mark = "✅" if verdict.compliant else "❌"
+    mark = {"pass": "✅", "warn": "⚠️"}.get(verdict.tone, "❌")
     lines = [
         f"# {mark} Deep Security traffic audit: {verdict.label}",
         "",

@@ -168,7 +168,11 @@ def network_hosts(
     if flows.empty or not any(role in ds for role, _ in inventory.networks()):
         return {}
     seen = pd.unique(pd.concat([flows["client_ip"], flows["server_ip"]]))
-    candidates = {str(a) for a in seen if inventory.network_roles(str(a)) & ds}
+    # A network's broadcast address is never one of its hosts.
+    group = inventory.broadcast_addresses()
+    candidates = {
+        str(a) for a in seen if str(a) not in group and inventory.network_roles(str(a)) & ds
+    }
     if not candidates:
         return {}
     c_in = flows["client_ip"].isin(candidates).to_numpy()

@@ -34,6 +34,8 @@ def _table(table: at.TextTable) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     if table.more:
         lines += ["", f"*… and {table.more} more {md(table.more_hint)}: see the JSON or HTML.*"]
+    if table.footnote:
+        lines += ["", md(table.footnote)]
     return lines + [""]
 
 

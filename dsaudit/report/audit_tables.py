@@ -29,6 +29,7 @@ class TextTable:
     more_hint: str = ""
     empty: str = "none"
     note: str = ""
+    footnote: str = ""  # how to read the numbers, said after the table
     wrap: dict[int, int] = field(default_factory=dict)  # column -> width for terminals
 
 
@@ -125,7 +126,7 @@ def compliance_by_role(result: AuditResult) -> TextTable:
         rows,
         numeric=frozenset(range(1, 8)),
         empty="no expected flows",
-        note=ROLE_NOTE if rows else "",
+        footnote=ROLE_NOTE if rows else "",
     )
 
 

@@ -76,6 +76,8 @@ def _table(table: at.TextTable, paint: _Paint) -> list[str]:
         maxcolwidths=widths if any(widths) else None,
     )
     lines.extend(rendered.splitlines())
+    if table.footnote:
+        lines += ["", paint(for_terminal(table.footnote), "muted")]
     if table.more:
         hint = "use --format html, json or csv for all of them"
         lines.append(paint(f"  … and {table.more} more {table.more_hint} ({hint})", "muted"))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import rdpcap
@@ -386,3 +387,38 @@ def test_vantage_evidence_never_says_only_100_percent() -> None:
     assert "10.0.0.1 and 10.0.0.2 both take part" in vantage.evidence
     few = detect_vantage(flows.iloc[:2])
     assert "too few" in few.evidence
+
+
+def test_an_ipv6_network_takes_its_agent_and_leaves_its_router_out(tmp_path: Path) -> None:
+    t = 1_700_000_000 * NS
+    manager, agent, router = "2001:db8:20::10", "2001:db8:21::11", "2001:db8:21::1"
+    frames: list[Frame] = []
+    for i in range(4):  # half an hour of heartbeats both ways, every ten minutes
+        up = TcpConversation(agent, manager, 50000 + i, 4120, start_ns=t + i * 600 * NS)
+        up.handshake()
+        up.close()
+        down = TcpConversation(manager, agent, 40000 + i, 4118, start_ns=t + i * 600 * NS + NS)
+        down.handshake()
+        down.close()
+        frames += up.frames + down.frames
+    ask = IPv6(src=router, dst="ff02::1:ff00:11") / ICMPv6ND_NS(tgt=agent)
+    answer = IPv6(src=agent, dst=router) / ICMPv6ND_NA(tgt=agent)
+    frames += [(t + 5 * NS, _ether(ask, "33:33:ff:00:00:11")), (t + 6 * NS, _ether(answer))]
+    frames.sort(key=lambda f: f[0])
+    capture = write_pcap(tmp_path / "v6.pcap", frames, nsec=True)
+    inv = tmp_path / "v6.yaml"
+    inv.write_text(
+        "deployment:\n  database: postgresql\n  updates: direct\n"
+        f"hosts:\n  manager: ['{manager}']\n  agent: ['2001:db8:21::/64']\n"
+    )
+    result = run_audit(
+        read_captures([str(capture)]), load_catalog(), load_inventory(inv), AuditOptions()
+    )
+    (network,) = result.summary["networks"]
+    assert [h["address"] for h in network["hosts"]] == [agent]
+    assert [h["address"] for h in network["left_out"]] == [router]
+    assert network["left_out"][0]["reason"].startswith("only infrastructure traffic")
+    assert router not in set(result.expectations["host"])
+    # Only the manager's database connection, not in this capture, is missing.
+    missing = result.findings[result.findings["kind"] == "missing_expected_flow"]
+    assert set(missing["host"]) == {manager} and "postgresql" in missing["message"].iloc[0]

@@ -12,12 +12,23 @@ import pandas as pd
 from dsaudit import __version__
 from dsaudit.catalog import Catalog
 from dsaudit.classify import classify_flows
-from dsaudit.expectations import Vantage, build_expectations, detect_vantage, heartbeats
+from dsaudit.expectations import (
+    Membership,
+    Vantage,
+    build_expectations,
+    describe_networks,
+    detect_vantage,
+    heartbeats,
+    host_criterion,
+    network_hosts,
+)
 from dsaudit.findings import (
     COMPLIANCE_DTYPES,
     FINDING_DTYPES,
     FINDING_KINDS,
+    INCONCLUSIVE_EXIT,
     SEVERITIES,
+    VERDICT_LABELS,
     AuditResult,
     typed_frame,
 )
@@ -26,6 +37,7 @@ from dsaudit.inventory import Inventory
 from dsaudit.pipeline import FlowResult
 
 POOR_NO_SYN_SHARE = 0.5
+WEIGHT = "merged_flows"  # a live session's rows say how many expired flows each stands for
 POOR_ONE_SIDED_SHARE = 0.3
 
 
@@ -136,7 +148,7 @@ def _group_findings(
 def _weight(members: list[dict[Any, Any]]) -> int:
     """Flows a group of rows stands for: a live session folds expired flows into one row per
     conversation and says in ``merged_flows`` how many it stands for."""
-    return sum(int(m.get("merged_flows", 1) or 1) for m in members)
+    return sum(int(m.get(WEIGHT, 1) or 1) for m in members)
 
 
 def _why(row: Any, group: Any) -> str:
@@ -284,10 +296,31 @@ def _findings(
 
 
 def _compliance(expectations: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
+    """Per role and per host: expected flows by status, unexplained flows and the score.
+
+    A host's unexplained count is the unexplained flows it takes part in; a role's is the
+    unexplained flows with at least one end a host of the role, each flow once (a flow
+    between two agents counts once for the agents; one between an agent and the manager
+    counts for both roles). The score is None when nothing was due.
+    """
     unexpl = flows[flows["verdict"].astype(str) == "unexplained"]
+    # A live session folds expired flows into one row that stands for several.
+    weight = (
+        unexpl[WEIGHT].fillna(1).astype("int64").to_numpy()
+        if WEIGHT in unexpl.columns
+        else np.ones(len(unexpl), dtype=np.int64)
+    )
+    client = unexpl["client_ip"].astype(str).to_numpy()
+    server = unexpl["server_ip"].astype(str).to_numpy()
     per_host_unexpl: dict[str, int] = {}
-    for ip in pd.concat([unexpl["client_ip"], unexpl["server_ip"]]):
-        per_host_unexpl[ip] = per_host_unexpl.get(ip, 0) + 1
+    for ends in (client, server):
+        tally = pd.Series(weight).groupby(ends).sum()
+        for ip, n in tally.items():
+            per_host_unexpl[str(ip)] = per_host_unexpl.get(str(ip), 0) + int(n)
+    same = client == server
+    if same.any():  # a flow from a host to itself is one flow of that host
+        for ip, n in pd.Series(weight[same]).groupby(client[same]).sum().items():
+            per_host_unexpl[str(ip)] -= int(n)
     rows: list[dict[str, Any]] = []
     visible = expectations[expectations["status"].astype(str) != "not-visible"]
 
@@ -308,17 +341,59 @@ def _compliance(expectations: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame
                 "missing": missing,
                 "inconclusive": int((status == "inconclusive").sum()),
                 "unexplained": unexplained,
-                "score": round(observed / due, 4) if due else 1.0,
+                "score": round(observed / due, 4) if due else None,
             }
         )
 
     for role, sub in visible.groupby("role", sort=True):
-        hosts = sorted(set(sub["host"]))
-        row("role", str(role), "", sub, sum(per_host_unexpl.get(h, 0) for h in hosts))
+        hosts = list(set(sub["host"].astype(str)))
+        either = np.isin(client, hosts) | np.isin(server, hosts)
+        row("role", str(role), "", sub, int(weight[either].sum()))
     for keys, sub in visible.groupby(["role", "host"], sort=True):
         role_name, host = str(keys[0]), str(keys[1])
         row("host", role_name, host, sub, per_host_unexpl.get(host, 0))
     return typed_frame(rows, COMPLIANCE_DTYPES)
+
+
+def _inconclusive(expectations: pd.DataFrame, flows: pd.DataFrame) -> list[str]:
+    """What the capture lacked for a verdict: no expected flow could be judged, or no
+    Deep Security traffic at all. Empty when it lacked neither."""
+    reasons: list[str] = []
+    status = expectations["status"].astype(str)
+    judged = int(status.isin(["observed", "blocked", "missing"]).sum())
+    if not len(expectations):
+        reasons.append("no expected flow to judge: the inventory names no host it expects one of")
+    elif not judged:
+        short = int((status == "inconclusive").sum())
+        hidden = int((status == "not-visible").sum())
+        parts = []
+        if short:
+            parts.append(f"{short} recur more slowly than the capture is long")
+        if hidden:
+            parts.append(f"{hidden} cannot be seen from where the capture was taken")
+        reasons.append(
+            f"none of the {len(expectations)} expected flows could be judged ({'; '.join(parts)})"
+        )
+    if not int((flows["verdict"].astype(str) == "explained").sum()):
+        reasons.append(
+            "the capture holds no Deep Security traffic: no flow that the port table explains"
+        )
+    return reasons
+
+
+def _without(
+    flows: pd.DataFrame,
+    read: FlowResult,
+    left_out: frozenset[str],
+    catalog: Catalog,
+    inventory: Inventory,
+    options: AuditOptions,
+) -> pd.DataFrame:
+    """The flows with every flow of a left-out network address judged again without the
+    role that address had only through its network."""
+    mask = (flows["client_ip"].isin(left_out) | flows["server_ip"].isin(left_out)).to_numpy()
+    again = classify_flows(read.flows[mask], catalog, inventory, options.strict, options.jobs)
+    return pd.concat([flows[~mask], again]).sort_index()
 
 
 def run_audit(
@@ -327,10 +402,18 @@ def run_audit(
     """Judge the flows of ``read`` against ``catalog`` for the deployment in ``inventory``."""
     options = options or AuditOptions()
     flows = classify_flows(read.flows, catalog, inventory, options.strict, options.jobs)
+    # An address that is a host only through a network entry must earn it with Deep
+    # Security traffic; the rest (gateways, printers) lose the role and are judged again.
+    members: dict[str, Membership] = network_hosts(flows, catalog, inventory)
+    left_out = frozenset(a for a, m in members.items() if not m.taken)
+    if left_out:
+        inventory = inventory.leaving_out(left_out)
+        flows = _without(flows, read, left_out, catalog, inventory, options)
+    taken = [a for a, m in members.items() if m.taken]
     vantage: Vantage = detect_vantage(flows, options.vantage)
     quality = _quality(flows, read)
     span = float(quality["span_seconds"] or 0.0)
-    expectations = build_expectations(flows, catalog, inventory, vantage, span)
+    expectations = build_expectations(flows, catalog, inventory, vantage, span, taken)
     beats = heartbeats(flows)
     findings = _findings(flows, expectations, quality)
     compliance = _compliance(expectations, flows)
@@ -342,8 +425,10 @@ def run_audit(
         expectations=expectations,
         compliance=compliance,
         heartbeats=beats,
+        inconclusive=_inconclusive(expectations, flows),
     )
     code = result.exit_code(options.fail_on)
+    networks = describe_networks(inventory, members, catalog)
     stats = read.stats
     start = stats.first_ts_ns
     end = stats.last_ts_ns
@@ -386,6 +471,10 @@ def run_audit(
             "blocked_expected": int(flows["blocked"].sum()),
         },
         "finding_counts": counts,
+        "networks": networks,
+        "host_criterion": host_criterion(catalog) if networks else None,
+        "verdict": VERDICT_LABELS[code] if code in VERDICT_LABELS else "NOT COMPLIANT",
+        "inconclusive": list(result.inconclusive) if code == INCONCLUSIVE_EXIT else [],
         "compliant": code == 0,
         "fail_on": options.fail_on,
         "exit_code": code,

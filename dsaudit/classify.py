@@ -15,8 +15,8 @@ The order of the checks, for a TCP or UDP flow:
 5. No rule: ``wrong_direction`` if the reverse conversation is documented,
    ``unknown_endpoint`` if an end has no known role, else ``no_rule``.
 
-Traffic the port table does not speak of (ICMP, DHCP, NetBIOS, mDNS, LLMNR, SSDP,
-multicast and broadcast, ARP) is ``infrastructure``, as is traffic between hosts that
+Traffic the port table does not speak of (ICMP, DHCP, NetBIOS, mDNS, LLMNR, SSDP, UDP to
+multicast and broadcast addresses, ARP) is ``infrastructure``, as is traffic between hosts that
 play no part in the deployment; neither counts against compliance unless ``strict``.
 """
 
@@ -76,16 +76,6 @@ def is_internal(address: str) -> bool:
     return any(ip.version == n.version and ip in n for n in _INTERNAL)
 
 
-@lru_cache(maxsize=1 << 16)
-def is_group_address(address: str) -> bool:
-    """Multicast or broadcast: never the server of a documented conversation."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return ip.is_multicast or address == "255.255.255.255" or address.endswith(".255")
-
-
 @dataclass(frozen=True)
 class Verdict:
     """How one flow was judged."""
@@ -122,7 +112,38 @@ class Classifier:
         self._by_port: dict[tuple[str, int], tuple[Rule, ...]] = {}
         self._conv: dict[tuple[object, ...], tuple[Rule, ...]] = {}
         self._lowered: dict[str, frozenset[str]] = {}
+        self._group: dict[str, bool] = {}
         self.scan_rule = next((r for r in catalog.rules if r.ports.any), None)
+
+    # -- broadcast ---------------------------------------------------------------------
+    def is_group(self, address: str) -> bool:
+        """Multicast or broadcast: never the server of a documented conversation.
+
+        A directed broadcast is the broadcast address of a network the inventory gives (a
+        /23 has a usable .255). Only an address the inventory knows nothing about is taken
+        for a broadcast by its .255, the common /24 case, for want of anything better.
+        """
+        known = self._group.get(address)
+        if known is None:
+            known = self._group[address] = self._is_group(address)
+        return known
+
+    def _is_group(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if ip.is_multicast or address == "255.255.255.255":
+            return True
+        if ip.version != 4:
+            return False
+        if address in self.inventory.broadcast_addresses():
+            return True
+        return (
+            address.endswith(".255")
+            and not self.inventory.in_a_network(address)
+            and not self.inventory.roles_of(address)
+        )
 
     # -- roles -----------------------------------------------------------------------
     def roles_of(self, address: str, name: str | None) -> frozenset[str]:
@@ -425,7 +446,9 @@ def _judge_one(
     name = name if isinstance(name, str) else None
     connect = connect if isinstance(connect, str) else None
     socks = socks if isinstance(socks, str) else None
-    if proto in ("tcp", "udp") and is_group_address(sip):
+    # Only UDP (and ICMP, never in the port table) can go to a group; a TCP flow to any
+    # address is a conversation with one host and is judged like any other.
+    if proto == "udp" and clf.is_group(sip):
         v = Verdict("infrastructure", reason_text="multicast or broadcast")
         cr, sr = clf.roles_of(cip, None), frozenset[str]()
     else:

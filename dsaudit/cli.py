@@ -60,7 +60,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it: never mistaken for 
 
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI and leave with its exit code: 0 compliant, 1 findings, 2 a usage or input
-    error (one line on stderr), 130 interrupted (Ctrl-C)."""
+    error (one line on stderr), 3 inconclusive (nothing could be judged), 130 interrupted
+    (Ctrl-C)."""
     # A one-shot process that builds millions of acyclic objects: the cyclic collector only
     # costs time here (see dsaudit.engine.no_cyclic_gc).
     gc.disable()

@@ -11,7 +11,8 @@ it, otherwise inconclusive or not visible.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,12 +67,19 @@ def detect_vantage(flows: pd.DataFrame, option: str | None = None) -> Vantage:
             "detected",
             f"{top} takes part in {involved} of {len(flows)} flows ({share:.0%})",
         )
-    return Vantage(
-        "span",
-        None,
-        "detected",
-        f"the busiest address, {top}, takes part in only {share:.0%} of the flows",
-    )
+    if len(flows) < 3 and share >= 0.95:
+        why = f"{len(flows)} flow(s) are too few to tell where the capture was taken"
+    elif share >= 0.95:
+        # Two addresses in (almost) every flow: one conversation, seen from either end or
+        # from between them.
+        second = str(others.index[0])
+        why = (
+            f"{top} and {second} both take part in (almost) every flow: the capture "
+            "could have been taken on either or between them"
+        )
+    else:
+        why = f"no address takes part in 95% of the flows (the busiest, {top}, in {share:.0%})"
+    return Vantage("span", None, "detected", why)
 
 
 def human_duration(seconds: float) -> str:
@@ -113,20 +121,158 @@ def recurrence(rule: Rule, inventory: Inventory) -> float:
     return float(rule.recurs)
 
 
-def _hosts(inventory: Inventory, role: str, flows: pd.DataFrame) -> list[str]:
-    """Concrete addresses of a role: listed addresses, plus addresses seen inside CIDRs."""
+def deep_security_ports(catalog: Catalog) -> frozenset[int]:
+    """Ports the catalog requires between Deep Security hosts and uses for nothing else
+    (4118, 4120 and 4122 with the vendor's table): a flow on one is Deep Security's own."""
+    ds = set(DS_ROLES)
+    own: set[int] = set()
+    shared: set[int] = set()
+    for rule in catalog.rules:
+        if rule.ports.any:
+            continue
+        ports = {
+            p for r in rule.ports.ranges if r.high - r.low < 16 for p in range(r.low, r.high + 1)
+        }
+        between_ds = rule.role in ds and set(rule.peers) <= ds
+        if between_ds and rule.expectation != "optional" and not rule.localhost_only:
+            own |= ports
+        elif not between_ds:
+            shared |= ports
+    return frozenset(own - shared)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Whether an address seen inside a network entry was taken as a host, and why."""
+
+    address: str
+    taken: bool
+    reason: str
+    flows: int
+
+
+_DS_ROLE = r"(?:^|\+)(?:manager|relay|agent)(?:\+|$)"
+HOST_CRITERION = (
+    "an address of a network is a host when it takes part in a flow between Deep Security "
+    "hosts that a rule explains, or in a flow on a Deep Security port ({ports}); any other "
+    "address of the network (a gateway, a printer) is left out and nothing is expected of it"
+)
+
+
+def network_hosts(
+    flows: pd.DataFrame, catalog: Catalog, inventory: Inventory
+) -> dict[str, Membership]:
+    """Every address of the flows that is a Deep Security host only through a network
+    entry, with whether it was taken as a host (see HOST_CRITERION) and the evidence."""
+    ds = set(DS_ROLES)
+    if flows.empty or not any(role in ds for role, _ in inventory.networks()):
+        return {}
+    seen = pd.unique(pd.concat([flows["client_ip"], flows["server_ip"]]))
+    # A network's broadcast address is never one of its hosts.
+    group = inventory.broadcast_addresses()
+    candidates = {
+        str(a) for a in seen if str(a) not in group and inventory.network_roles(str(a)) & ds
+    }
+    if not candidates:
+        return {}
+    c_in = flows["client_ip"].isin(candidates).to_numpy()
+    s_in = flows["server_ip"].isin(candidates).to_numpy()
+    sub = flows[c_in | s_in]
+    proto = sub["proto"].astype(str)
+    ports = deep_security_ports(catalog)
+    on_port = proto.isin(["tcp", "udp"]) & sub["server_port"].isin(list(ports))
+    both_ds = sub["client_role"].fillna("").str.contains(_DS_ROLE) & sub["server_role"].fillna(
+        ""
+    ).str.contains(_DS_ROLE)
+    # The manager's open-port scan reaches whatever it is pointed at: no evidence of an agent.
+    explained = (sub["verdict"].astype(str) == "explained") & (
+        sub["match"].fillna("").astype(str) != "scan"
+    )
+    qualifies = (on_port | (explained & both_ds)).to_numpy(dtype=bool)
+    infra = (sub["verdict"].astype(str) == "infrastructure").to_numpy(dtype=bool)
+    what = (proto + "/" + sub["server_port"].astype(str)).where(proto.isin(["tcp", "udp"]), proto)
+    rule = sub["rule"].fillna("").astype(str)
+    sides = []
+    for me, peer, word in (("client_ip", "server_ip", "to"), ("server_ip", "client_ip", "from")):
+        sides.append(
+            pd.DataFrame(
+                {
+                    "address": sub[me].to_numpy(),
+                    "text": (what + f" {word} " + sub[peer].astype(str)).to_numpy(),
+                    "rule": rule.to_numpy(),
+                    "qualifies": qualifies,
+                    "infra": infra,
+                }
+            )
+        )
+    ends = pd.concat(sides, ignore_index=True)
+    ends = ends[ends["address"].isin(candidates)]
+    out: dict[str, Membership] = {}
+    total: dict[str, int] = {str(k): int(v) for k, v in ends.groupby("address").size().items()}
+    good = ends[ends["qualifies"]]
+    count: dict[str, int] = {str(k): int(v) for k, v in good.groupby("address").size().items()}
+    first = good.drop_duplicates("address")
+    for address, text, rid in zip(
+        first["address"].tolist(), first["text"].tolist(), first["rule"].tolist(), strict=True
+    ):
+        because = f" ({rid})" if rid else ""
+        out[address] = Membership(
+            address,
+            True,
+            f"{count[address]} Deep Security flow(s), e.g. {text}{because}",
+            total[address],
+        )
+    rest = ends[~ends["address"].isin(list(out))]
+    only_infra = {str(k): bool(v) for k, v in rest.groupby("address")["infra"].all().items()}
+    first = rest.drop_duplicates("address")
+    for address, text in zip(first["address"].tolist(), first["text"].tolist(), strict=True):
+        kind = "only infrastructure traffic" if only_infra[address] else "no Deep Security flow"
+        n = total[address]
+        out[address] = Membership(address, False, f"{kind} ({n} flow(s), e.g. {text})", n)
+    return out
+
+
+def describe_networks(
+    inventory: Inventory, members: dict[str, Membership], catalog: Catalog
+) -> list[dict[str, Any]]:
+    """Per network entry of a Deep Security role: its hosts and the addresses left out."""
+    out: list[dict[str, Any]] = []
+    parsed = {a: ipaddress.ip_address(a) for a in members}
+    order = sorted(members, key=lambda a: (parsed[a].version, int(parsed[a])))
+    for role, net in inventory.networks():
+        if role not in DS_ROLES:
+            continue
+        inside = [members[a] for a in order if parsed[a] in net]
+        out.append(
+            {
+                "role": role,
+                "network": str(net),
+                "hosts": [{"address": m.address, "reason": m.reason} for m in inside if m.taken],
+                "left_out": [
+                    {"address": m.address, "reason": m.reason} for m in inside if not m.taken
+                ],
+            }
+        )
+    return out
+
+
+def host_criterion(catalog: Catalog) -> str:
+    """HOST_CRITERION with the catalog's Deep Security ports filled in."""
+    ports = ", ".join(str(p) for p in sorted(deep_security_ports(catalog))) or "none"
+    return HOST_CRITERION.format(ports=ports)
+
+
+def _hosts(inventory: Inventory, role: str, taken: Collection[str]) -> list[str]:
+    """Concrete addresses of a role: listed addresses, plus the addresses of its networks
+    taken as hosts (see network_hosts)."""
     out: dict[str, None] = {}
-    seen = pd.unique(pd.concat([flows["client_ip"], flows["server_ip"]])) if len(flows) else []
     for entry in inventory.hosts_for(role):
         net = entry.network
-        if net is None:
-            continue
-        if net.num_addresses == 1:
+        if net is not None and net.num_addresses == 1:
             out[str(net.network_address)] = None
-        else:
-            for ip in seen:
-                if inventory.roles_of(ip) and role in inventory.roles_of(ip):
-                    out[str(ip)] = None
+    for ip in taken:
+        if role in inventory.roles_of(ip):
+            out[ip] = None
     return list(out)
 
 
@@ -136,8 +282,10 @@ def build_expectations(
     inventory: Inventory,
     vantage: Vantage,
     span_s: float,
+    taken: Collection[str] = (),
 ) -> pd.DataFrame:
-    """One row per (host, role, expected rule) with its status."""
+    """One row per (host, role, expected rule) with its status; ``taken`` are the addresses
+    of network entries taken as hosts."""
     rows: list[dict[str, Any]] = []
     rule_sets = flows["_rules"].tolist() if len(flows) else []
     by_rule: dict[str, list[int]] = {}
@@ -160,7 +308,7 @@ def build_expectations(
         idx = sorted({i for rid in related for i in by_rule.get(rid, [])})
         every = recurrence(rule, inventory)
         for role, is_client in _subjects(rule, catalog):
-            for host in _hosts(inventory, role, flows):
+            for host in _hosts(inventory, role, taken):
                 if role != rule.role and rule.role in inventory.roles_of(host):
                     continue  # a relay does not reach a relay (itself) for its own updates
                 mine = [i for i in idx if (client[i] if is_client else server[i]) == host]

@@ -82,6 +82,10 @@ FINDING_KINDS: dict[str, FindingKind] = {
     )
 }
 
+INCONCLUSIVE_EXIT = 3
+# The headline of each exit code an audit can end with (2, bad input, never gets that far).
+VERDICT_LABELS = {0: "COMPLIANT", 1: "NOT COMPLIANT", INCONCLUSIVE_EXIT: "INCONCLUSIVE"}
+
 # Column -> dtype of each result table: the contract between the audit and the reports.
 FINDING_DTYPES: dict[str, Any] = {
     "finding_id": "int64",
@@ -131,7 +135,7 @@ COMPLIANCE_DTYPES: dict[str, Any] = {
     "missing": "int64",
     "inconclusive": "int64",
     "unexplained": "int64",
-    "score": "float64",  # observed / (observed + blocked + missing), 1.0 when nothing is due
+    "score": "float64",  # observed / (observed + blocked + missing), NaN when nothing is due
 }
 
 HEARTBEAT_DTYPES: dict[str, Any] = {
@@ -172,6 +176,8 @@ class AuditResult:
     compliance: pd.DataFrame  # COMPLIANCE_DTYPES: per role and per host
     heartbeats: pd.DataFrame  # HEARTBEAT_DTYPES
     summary: dict[str, Any] = field(default_factory=dict)
+    # What the capture lacked for a verdict (nothing judged, no Deep Security traffic).
+    inconclusive: list[str] = field(default_factory=list)
 
     def worst_severity(self) -> str | None:
         """The most severe finding's severity, or None without findings."""
@@ -180,8 +186,9 @@ class AuditResult:
         return min(self.findings["severity"].astype(str), key=SEVERITY_RANK.__getitem__)
 
     def exit_code(self, fail_on: str = "high") -> int:
-        """0 when no finding reaches ``fail_on``, else 1."""
+        """1 when a finding reaches ``fail_on``; else 3 when the capture could not show
+        compliance (``inconclusive``); else 0."""
         worst = self.worst_severity()
-        if worst is None:
-            return 0
-        return 1 if SEVERITY_RANK[worst] <= SEVERITY_RANK[fail_on] else 0
+        if worst is not None and SEVERITY_RANK[worst] <= SEVERITY_RANK[fail_on]:
+            return 1
+        return INCONCLUSIVE_EXIT if self.inconclusive else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,9 @@ class Inventory:
     # Indexes built on first use: single addresses by value, networks by prefix length
     # (an inferred inventory can list thousands of hosts; a linear scan per flow is too slow).
     _index: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # Addresses inside a network entry that the audit did not take as hosts (see
+    # expectations.network_hosts): they keep only the roles of entries naming them exactly.
+    left_out: frozenset[str] = field(default_factory=frozenset, compare=False, hash=False)
 
     def _build_index(self) -> dict[str, Any]:
         exact: dict[IPAddress, set[str]] = {}
@@ -117,15 +120,64 @@ class Inventory:
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         index = self._index or self._build_index()
         found = set(index["exact"].get(ip, ()))
+        if key not in self.left_out:
+            found |= self._network_roles(ip, index)
+        result = V.with_implied(found)
+        self._cache[key] = result
+        return result
+
+    def network_roles(self, address: str | IPAddress) -> frozenset[str]:
+        """Roles an address has only through network entries (not listed by itself)."""
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        index = self._index or self._build_index()
+        exact = set(index["exact"].get(ip, ()))
+        return frozenset(self._network_roles(ip, index) - exact)
+
+    @staticmethod
+    def _network_roles(ip: IPAddress, index: dict[str, Any]) -> set[str]:
+        found: set[str] = set()
         value = int(ip)
         width = 32 if ip.version == 4 else 128
         for (version, prefix), table in index["nets"].items():
             if version == ip.version:
                 base = (value >> (width - prefix)) << (width - prefix)
                 found |= table.get(base, set())
-        result = V.with_implied(found)
-        self._cache[key] = result
-        return result
+        return found
+
+    def networks(self) -> list[tuple[str, IPNetwork]]:
+        """(role, network) of every entry that is a network of more than one address."""
+        return [
+            (role, entry.network)
+            for role, entries in self.hosts.items()
+            for entry in entries
+            if entry.network is not None and entry.network.num_addresses > 1
+        ]
+
+    def broadcast_addresses(self) -> frozenset[str]:
+        """The directed broadcast address of every IPv4 network entry that has one."""
+        index = self._index or self._build_index()
+        found = index.get("broadcast")
+        if found is None:
+            found = frozenset(
+                str(net.broadcast_address)
+                for _, net in self.networks()
+                # /31 and /32 have no broadcast address (RFC 3021).
+                if net.version == 4 and net.prefixlen <= 30
+            )
+            index["broadcast"] = found
+        return found
+
+    def in_a_network(self, address: str) -> bool:
+        """Whether an address falls inside any network entry of the inventory."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return bool(self._network_roles(ip, self._index or self._build_index()))
+
+    def leaving_out(self, addresses: frozenset[str]) -> Inventory:
+        """This inventory with ``addresses`` no longer hosts of the networks holding them."""
+        return replace(self, left_out=frozenset(addresses), _cache={}, _index={})
 
     def roles_of_name(self, hostname: str) -> frozenset[str]:
         """Roles of a host name, from `hosts` entries and the `names` section."""

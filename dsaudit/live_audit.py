@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from dsaudit.audit import AuditOptions, run_audit
+from dsaudit.audit import WEIGHT, AuditOptions, run_audit
 from dsaudit.catalog import Catalog
 from dsaudit.classify import classify_flows
 from dsaudit.expectations import is_heartbeat
@@ -71,7 +71,6 @@ MAX_ROLE_ROWS = 10000  # distinct role/port rows in the view before the rest is 
 RECENT = 50  # findings kept for the view
 ARCHIVE_SUM = (*DIRECTION_COUNTERS, "truncated_packets")
 ARCHIVE_ICMP_ERRORS = 20
-WEIGHT = "merged_flows"
 
 
 def iso(ns: int | None) -> str | None:

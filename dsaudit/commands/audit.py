@@ -53,7 +53,9 @@ def audit(
 ) -> None:
     """Audit CAPTURES against the Deep Security port catalog.
 
-    Exit code 0: compliant; 1: findings at or above --fail-on; 2: usage or input error.
+    Exit code 0: compliant; 1: findings at or above --fail-on; 2: usage or input error
+    (an empty capture too); 3: inconclusive (no expected flow could be judged, or no Deep
+    Security traffic).
     """
     from dsaudit.audit import AuditOptions, run_audit
     from dsaudit.catalog import load_catalog

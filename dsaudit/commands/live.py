@@ -15,6 +15,7 @@ from dsaudit.commands.options import (
     limit_options,
     limits,
 )
+from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.safe_text import for_terminal
 
@@ -107,7 +108,8 @@ def live(
 
     Stops on --duration, --count, Ctrl-C or SIGTERM, then prints the same report as
     `dsaudit audit`. Exit code 0: compliant; 1: findings at or above --fail-on;
-    2: usage, privilege or input error.
+    2: usage, privilege or input error, or no packet captured; 3: inconclusive (no
+    expected flow could be judged, or no Deep Security traffic).
     """
     from dsaudit.sources.live import list_interfaces, open_source
 
@@ -170,6 +172,9 @@ def live(
         )
     for warning in outcome.flows.warnings:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
+    if outcome.stats.packets == 0:
+        # No packets is not compliance, as with `dsaudit audit` on an empty file.
+        raise DsauditError(_no_packets(iface, bpf, outcome.stop_reason, outcome.error))
     to_stdout = output in (None, "-")
     if outcome.stop_reason == "output-closed" and to_stdout:
         # Whoever read stdout has gone (`| head`): there is nobody to print the report to.
@@ -177,6 +182,21 @@ def live(
         sys.exit(outcome.result.exit_code(fail_on))
     write_audit(outcome.result, fmt, output)
     sys.exit(outcome.result.exit_code(fail_on))
+
+
+def _no_packets(iface: str, bpf: str | None, why: str, error: str | None) -> str:
+    """The one-line reason a live session that captured nothing gives no verdict."""
+    stopped = {
+        "duration": "the --duration ran out",
+        "interrupted": "it was interrupted",
+        "terminated": "it was terminated",
+        "error": f"the capture failed ({for_terminal(error)})" if error else "the capture failed",
+    }.get(why, "it stopped")
+    hint = f" with the filter {bpf!r}" if bpf else ""
+    return (
+        f"no packets were captured on {iface}{hint} before {stopped}: nothing to audit "
+        "(check the interface and the filter)"
+    )
 
 
 def _sink(mode: str) -> EventSink:

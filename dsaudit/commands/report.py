@@ -85,7 +85,8 @@ def report(
 ) -> None:
     """Audit PATHS (files, globs, directories) as one period and report with trends.
 
-    Exit code 0: compliant; 1: findings at or above --fail-on; 2: usage or input error.
+    Exit code 0: compliant; 1: findings at or above --fail-on; 2: usage or input error;
+    3: inconclusive (no expected flow could be judged, or no Deep Security traffic).
     """
     from dsaudit.audit import AuditOptions, run_audit
     from dsaudit.catalog import load_catalog

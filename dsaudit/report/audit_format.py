@@ -92,9 +92,9 @@ def fmt_count(count: object) -> str:
 
 
 def fmt_score(score: object) -> str:
-    """A 0..1 compliance score as a whole percentage; a dash when there is none."""
+    """A 0..1 compliance score as a whole percentage; n/a when nothing was due."""
     if is_missing(score):
-        return "–"
+        return "n/a"
     return f"{float(score) * 100:.0f}%"  # type: ignore[arg-type]
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from dsaudit.findings import SEVERITIES, SEVERITY_RANK, AuditResult
+from dsaudit.findings import INCONCLUSIVE_EXIT, SEVERITIES, SEVERITY_RANK, AuditResult
 from dsaudit.flows.records import FLOW_COLUMNS
 from dsaudit.report import audit_format as fm
 
@@ -40,13 +40,28 @@ class Verdict:
     fail_on: str
     counts: dict[str, int]
     quality_notes: list[str]
+    missing: list[str] = field(default_factory=list)  # what an inconclusive capture lacked
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.exit_code == INCONCLUSIVE_EXIT
 
     @property
     def label(self) -> str:
-        return "COMPLIANT" if self.compliant else "NOT COMPLIANT"
+        if self.compliant:
+            return "COMPLIANT"
+        return "INCONCLUSIVE" if self.inconclusive else "NOT COMPLIANT"
+
+    @property
+    def tone(self) -> str:
+        """pass, warn or fail: how a renderer colours the headline."""
+        return "pass" if self.compliant else "warn" if self.inconclusive else "fail"
 
     def reason(self) -> str:
         """One sentence on why the verdict is what it is."""
+        if self.inconclusive:
+            lacked = "; ".join(self.missing) or "the capture could not show compliance"
+            return f"No verdict: {lacked}."
         due = [s for s in SEVERITIES if SEVERITY_RANK[s] <= SEVERITY_RANK[self.fail_on]]
         hits = [f"{self.counts[s]} {s}" for s in due if self.counts.get(s)]
         total = sum(self.counts.get(s, 0) for s in due)
@@ -75,7 +90,13 @@ def verdict(result: AuditResult) -> Verdict:
         counts.update({s: int(tally.get(s, 0)) for s in SEVERITIES})
     code = int(summary["exit_code"]) if "exit_code" in summary else result.exit_code(fail_on)
     compliant = bool(summary["compliant"]) if "compliant" in summary else code == 0
-    return Verdict(compliant, code, fail_on, counts, quality_notes(summary))
+    given_missing = summary.get("inconclusive")
+    missing = (
+        [fm.text(m) for m in given_missing]
+        if isinstance(given_missing, list)
+        else list(result.inconclusive)
+    )
+    return Verdict(compliant, code, fail_on, counts, quality_notes(summary), missing)
 
 
 def quality_notes(summary: dict[str, Any]) -> list[str]:
@@ -215,6 +236,29 @@ def generated_by(summary: dict[str, Any]) -> str:
     tool = f"{fm.text(summary.get('tool')) or 'dsaudit'} {fm.text(summary.get('version'))}".strip()
     when = fm.text(summary.get("generated_at"))
     return f"{tool}, {when}" if when else tool
+
+
+def describe_networks(summary: dict[str, Any], limit: int | None = None) -> list[str]:
+    """Per network entry: which of its addresses were taken as hosts and which were left
+    out, each with why; ``limit`` caps the addresses listed per network."""
+    networks = summary.get("networks") or []
+    if not networks:
+        return []
+    lines = [f"Rule: {fm.text(summary.get('host_criterion'))}."]
+    for net in networks:
+        hosts, left = net.get("hosts") or [], net.get("left_out") or []
+        lines.append(
+            f"{fm.text(net.get('role'))} {fm.text(net.get('network'))}: "
+            f"{len(hosts)} taken as hosts, {len(left)} left out"
+        )
+        for word, members in (("host", hosts), ("left out", left)):
+            shown = members if limit is None else members[:limit]
+            lines.extend(
+                f"  {word} {fm.text(m.get('address'))}: {fm.text(m.get('reason'))}" for m in shown
+            )
+            if len(shown) < len(members):
+                lines.append(f"  … and {len(members) - len(shown)} more ({word})")
+    return lines
 
 
 def describe_inventory(summary: dict[str, Any]) -> str:

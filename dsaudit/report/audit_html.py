@@ -31,8 +31,8 @@ def _banner(verdict: af.Verdict) -> str:
         f"<b>{verdict.counts.get(s, 0)}</b> {s}</li>"
         for s in SEVERITIES
     )
-    cls = "pass" if verdict.compliant else "fail"
-    title = "Compliant" if verdict.compliant else "Not compliant"
+    cls = verdict.tone
+    title = verdict.label.capitalize()
     return (
         f'<header class="banner {cls}"><div class="wrap">'
         '<p class="kicker">Deep Security traffic audit</p>'

@@ -9,6 +9,7 @@ from dsaudit.findings import SEVERITIES, AuditResult
 from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report.audit_charts import OUTCOME_FILL, bar_chart, heartbeat_timeline
+from dsaudit.report.audit_tables import ROLE_NOTE
 from dsaudit.report.safe_text import for_html, for_terminal
 
 EVIDENCE_ROWS = 20
@@ -119,11 +120,13 @@ def _matrix(result: AuditResult) -> str:
     hosts, rules, cells = af.expectation_matrix(result)
     if not hosts:
         return '<p class="muted">No expected flows: the inventory names no Deep Security hosts.</p>'
-    scores = {fm.text(r["host"]): r["score"] for r in af.compliance_rows(result, "host")}
+    per_host = {fm.text(r["host"]): r for r in af.compliance_rows(result, "host")}
     head = "".join(f'<th class="rule" title="{h(r)}"><span>{h(r)}</span></th>' for r in rules)
     body = []
     for host, role in hosts:
-        score = scores.get(host)
+        known = per_host.get(host) or {}
+        score = known.get("score")
+        unsure = fm.fmt_count(known.get("inconclusive", 0))
         tds = []
         for rule in rules:
             rows = cells.get((host, rule))
@@ -137,11 +140,13 @@ def _matrix(result: AuditResult) -> str:
             )
         body.append(
             f'<tr><th class="host">{h(host)}</th><td class="muted">{h(role)}</td>'
-            f'<td class="num">{esc(fm.fmt_score(score))}</td>{"".join(tds)}</tr>'
+            f'<td class="num">{esc(fm.fmt_score(score))}</td>'
+            f'<td class="num">{esc(unsure)}</td>{"".join(tds)}</tr>'
         )
     return (
         _legend() + '<div class="scroll"><table class="matrix"><thead><tr><th>host</th>'
-        f'<th>role</th><th class="num">score</th>{head}</tr></thead>'
+        f'<th>role</th><th class="num">score</th><th class="num">inconclusive</th>{head}'
+        "</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
@@ -151,7 +156,9 @@ def compliance_section(result: AuditResult) -> str:
     return (
         '<section id="compliance"><h2>Compliance</h2>'
         '<p class="lead">Each Deep Security role must be able to reach its peers on the ports '
-        "the vendor documents. The score is the share of due flows that were seen working.</p>"
+        "the vendor documents. The score is the share of due flows that were seen working "
+        "(n/a when none was due).</p>"
+        f'<p class="lead">{esc(ROLE_NOTE)}</p>'
         + (f'<div class="cards">{cards}</div>' if cards else "")
         + "<h3>Per host and rule</h3>"
         + '<p class="lead">Rows are hosts, columns the documented flows expected of them. '

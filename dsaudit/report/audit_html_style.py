@@ -36,6 +36,7 @@ p.lead { color: var(--muted); margin: 0.3rem 0 1rem; max-width: 46em; }
   -webkit-print-color-adjust: exact; }
 .banner.pass { background: var(--pass); }
 .banner.fail { background: var(--fail); }
+.banner.warn { background: #8a5a00; }
 .banner .kicker { text-transform: uppercase; letter-spacing: 0.12em; font-size: 0.78rem;
   margin: 0; opacity: 0.9; }
 .banner h1 { font-size: 2.6rem; margin: 0.2rem 0 0.4rem; font-weight: 800; }

@@ -34,6 +34,8 @@ def _table(table: at.TextTable) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     if table.more:
         lines += ["", f"*… and {table.more} more {md(table.more_hint)}: see the JSON or HTML.*"]
+    if table.footnote:
+        lines += ["", md(table.footnote)]
     return lines + [""]
 
 
@@ -48,7 +50,7 @@ def _cell(cell: at.Cell) -> str:
 def render_markdown(result: AuditResult) -> str:
     """The whole Markdown report."""
     verdict = af.verdict(result)
-    mark = "✅" if verdict.compliant else "❌"
+    mark = {"pass": "✅", "warn": "⚠️"}.get(verdict.tone, "❌")
     lines = [
         f"# {mark} Deep Security traffic audit: {verdict.label}",
         "",

@@ -29,6 +29,7 @@ class TextTable:
     more_hint: str = ""
     empty: str = "none"
     note: str = ""
+    footnote: str = ""  # how to read the numbers, said after the table
     wrap: dict[int, int] = field(default_factory=dict)  # column -> width for terminals
 
 
@@ -44,6 +45,7 @@ class Limits:
 
 TERMINAL_LIMITS = Limits(findings=40, destinations=10, hosts=25, heartbeats=40)
 MARKDOWN_LIMITS = Limits(findings=500, destinations=50, hosts=500, heartbeats=500)
+TERMINAL_NETWORK_ADDRESSES = 20  # addresses listed per network and kind in the terminal
 
 
 def _n(value: object) -> Cell:
@@ -57,7 +59,7 @@ def _counted(value: object, tone: str) -> Cell:
 
 def _score(value: object) -> Cell:
     if fm.is_missing(value):
-        return Cell("–", "muted")
+        return Cell("n/a", "muted")
     score = float(value)  # type: ignore[arg-type]
     return Cell(fm.fmt_score(score), "good" if score >= 1 else "bad" if score < 0.5 else "warn")
 
@@ -68,17 +70,22 @@ def _cap(rows: list[list[Cell]], limit: int | None) -> tuple[list[list[Cell]], i
     return rows[:limit], len(rows) - limit
 
 
-def overview(result: AuditResult) -> list[tuple[str, list[str]]]:
-    """Labelled lines under the verdict: captures, span, vantage, inventory, flows."""
+def overview(result: AuditResult, limit: int | None = None) -> list[tuple[str, list[str]]]:
+    """Labelled lines under the verdict: captures, span, vantage, inventory, networks,
+    flows; ``limit`` caps the addresses listed per network."""
     s = result.summary
-    return [
+    rows = [
         ("Captures", af.describe_captures(s) or ["none"]),
         ("Time span", [af.describe_span(s)]),
         ("Vantage", [af.describe_vantage(s)]),
         ("Inventory", [af.describe_inventory(s)]),
         ("Deployment", [af.describe_deployment(s)]),
-        ("Flows", [af.describe_flow_counts(result)]),
     ]
+    networks = af.describe_networks(s, limit)
+    if networks:
+        rows.append(("Networks", networks))
+    rows.append(("Flows", [af.describe_flow_counts(result)]))
+    return rows
 
 
 def severity_line(verdict: af.Verdict) -> list[Cell]:
@@ -119,7 +126,15 @@ def compliance_by_role(result: AuditResult) -> TextTable:
         rows,
         numeric=frozenset(range(1, 8)),
         empty="no expected flows",
+        footnote=ROLE_NOTE if rows else "",
     )
+
+
+ROLE_NOTE = (
+    "unexplained: flows with at least one end a host of the role, each flow once per role "
+    "(a flow between two agents counts once; one between an agent and the manager counts "
+    "for both roles). score: observed / (observed + blocked + missing); n/a when none was due."
+)
 
 
 def hosts_needing_attention(result: AuditResult, limit: int | None) -> TextTable:
@@ -135,18 +150,19 @@ def hosts_needing_attention(result: AuditResult, limit: int | None) -> TextTable
             _n(r["observed"]),
             _counted(r["blocked"], "bad"),
             _counted(r["missing"], "warn"),
+            _counted(r["inconclusive"], "muted"),
             _counted(r["unexplained"], "warn"),
             _score(r["score"]),
         ]
         for r in bad
     ]
     rows, more = _cap(rows, limit)
-    headers = ["host", "role", "expected", "observed", "blocked", "missing", "unexplained"]
+    headers = ["host", "role", "expected", "observed", "blocked", "missing", "inconclusive"]
     return TextTable(
         "Hosts needing attention",
-        headers + ["score"],
+        headers + ["unexplained", "score"],
         rows,
-        numeric=frozenset(range(2, 8)),
+        numeric=frozenset(range(2, 9)),
         more=more,
         more_hint="hosts",
         empty=f"none of {len(every)} hosts" if every else "no hosts in the inventory",

@@ -27,6 +27,8 @@ _SGR = {
     "label": "1",
     "pass": "1;97;42",
     "fail": "1;97;41",
+    # The verdict badge of an inconclusive audit: neither pass nor fail.
+    "warn_badge": "1;30;43",
 }
 
 
@@ -74,6 +76,8 @@ def _table(table: at.TextTable, paint: _Paint) -> list[str]:
         maxcolwidths=widths if any(widths) else None,
     )
     lines.extend(rendered.splitlines())
+    if table.footnote:
+        lines += ["", paint(for_terminal(table.footnote), "muted")]
     if table.more:
         hint = "use --format html, json or csv for all of them"
         lines.append(paint(f"  … and {table.more} more {table.more_hint} ({hint})", "muted"))
@@ -86,14 +90,14 @@ def render_terminal(result: AuditResult, colour: bool = False) -> str:
     verdict = af.verdict(result)
     # The padding makes a coloured badge; without colour it would only look like a typo.
     label = f" {verdict.label} " if colour else verdict.label
-    badge = paint(label, "pass" if verdict.compliant else "fail")
+    badge = paint(label, "warn_badge" if verdict.tone == "warn" else verdict.tone)
     lines = [
         f"Deep Security traffic audit: {badge} (exit code {verdict.exit_code})",
         for_terminal(verdict.reason()),
         "Findings: " + " · ".join(paint(c.text, c.tone) for c in at.severity_line(verdict)),
         "",
     ]
-    for label, values in at.overview(result):
+    for label, values in at.overview(result, at.TERMINAL_NETWORK_ADDRESSES):
         for i, value in enumerate(values):
             head = paint(f"{label:<11}", "label") if i == 0 else " " * 11
             lines.append(f"{head} {for_terminal(value)}")

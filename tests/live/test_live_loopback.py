@@ -231,6 +231,60 @@ def test_count_stops_after_n_packets(tmp_path: Path) -> None:
     assert sum(f["packets_c2s"] + f["packets_s2c"] for f in report["flows"]) == 4
 
 
+# Nothing on this machine sends to this address: a filter that can match no packet.
+NOTHING = "host 127.0.0.253 and udp port 7"
+
+
+def test_a_capture_of_no_packets_is_exit_2_with_the_reason(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    proc = dsaudit(
+        "live",
+        "--interface",
+        "lo",
+        "--bpf",
+        NOTHING,
+        "--duration",
+        "1",
+        "--inventory",
+        _inventory(tmp_path),
+        "--events",
+        "none",
+        "--format",
+        "json",
+        "--output",
+        str(out),
+    )
+    run_clients()  # traffic on the interface (refused or not), none of it through the filter
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dsaudit: error: no packets were captured on lo")
+    assert NOTHING in lines[0] and "--duration ran out" in lines[0]
+    assert not out.exists()  # no report: there was nothing to judge
+
+
+def test_ctrl_c_before_any_packet_is_exit_2(tmp_path: Path) -> None:
+    proc = dsaudit(
+        "live",
+        "--interface",
+        "lo",
+        "--bpf",
+        NOTHING,
+        "--inventory",
+        _inventory(tmp_path),
+        "--events",
+        "jsonl",
+    )
+    assert proc.stdout is not None
+    read_event(proc.stdout, "capture_started")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines()[-1].startswith("dsaudit: error: no packets were captured")
+    assert "interrupted" in err
+
+
 def test_unknown_interface_lists_the_real_ones() -> None:
     proc = dsaudit("live", "--interface", "dsaudit-nope0", "--duration", "1")
     out, err = proc.communicate(timeout=30)

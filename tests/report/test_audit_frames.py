@@ -45,7 +45,7 @@ def test_formatting_helpers() -> None:
     assert fm.endpoint("2001:db8::1", 443) == "[2001:db8::1]:443"
     assert fm.fmt_duration(1800.0) == "30 min" and fm.fmt_duration(93784) == "1 d 2 h"
     assert fm.fmt_bytes(80000) == "80.0 kB" and fm.fmt_bytes(999) == "999 B"
-    assert fm.fmt_score(None) == "–" and fm.fmt_score(0.5) == "50%"
+    assert fm.fmt_score(None) == "n/a" and fm.fmt_score(0.5) == "50%"
     assert fm.iso_utc("2024-05-06T09:00:00+02:00") == "2024-05-06T07:00:00.000000Z"
     assert fm.role_key("relay+agent") < fm.role_key("agent") < fm.role_key("unknown")
 

@@ -199,7 +199,18 @@ def join_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["dns_queries"] = queries
     out["dns_answers"] = [a for r in rows for a in r["dns_answers"]][:MAX_DNS_ANSWERS]
     out["tunnel"] = any(bool(r["tunnel"]) for r in rows)
+    out["tls_client_hello"] = any(bool(r["tls_client_hello"]) for r in rows)
+    out["max_segment_c2s"] = max(int(r["max_segment_c2s"]) for r in rows)
+    out["dns_rcode"] = _last(rows, "dns_rcode")
     return out
+
+
+def _last(rows: list[dict[str, Any]], col: str) -> Any:
+    """The last piece's value that is there (a DNS flow's latest response code)."""
+    for r in reversed(rows):
+        if isinstance(r[col], str) and r[col]:
+            return r[col]
+    return None
 
 
 def _restated(frame: pd.DataFrame) -> pd.DataFrame:

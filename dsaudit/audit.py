@@ -178,7 +178,7 @@ def _findings(
     flows: pd.DataFrame,
     expectations: pd.DataFrame,
     quality: dict[str, Any],
-    why_missing: Callable[[dict[str, Any]], tuple[str, str]] | None = None,
+    why_missing: Callable[[dict[Any, Any]], tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     verdict = flows["verdict"].astype(str).to_numpy()

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.catalog import Catalog
+from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
 
 REJECTED_BY_HOST = "rejected by host"
@@ -81,20 +82,18 @@ def dns_failures(flows: pd.DataFrame) -> dict[str, list[DnsFailure]]:
     asked = flows["dns_queries"].map(len).to_numpy() > 0
     if not asked.any():
         return out
-    sub = flows[asked]
-    for r in sub[["client_ip", "server_ip", "start", "dns_queries", "dns_rcode"]].itertuples(
-        index=False
-    ):
-        rcode = r.dns_rcode if isinstance(r.dns_rcode, str) else None
+    cols = ["client_ip", "server_ip", "start", "dns_queries", "dns_rcode"]
+    for r in row_dicts(flows[asked][cols]):
+        rcode = r["dns_rcode"] if isinstance(r["dns_rcode"], str) else None
         if rcode is None:
             what = "no answer"
         elif rcode in FAILED_RCODES:
             what = rcode
         else:
             continue
-        for name in r.dns_queries:
-            out.setdefault(str(r.client_ip), []).append(
-                (r.start, str(name).lower().rstrip("."), what, str(r.server_ip))
+        for name in r["dns_queries"]:
+            out.setdefault(str(r["client_ip"]), []).append(
+                (r["start"], str(name).lower().rstrip("."), what, str(r["server_ip"]))
             )
     return out
 
@@ -198,7 +197,7 @@ def add_causes(flows: pd.DataFrame, inventory: Inventory) -> pd.DataFrame:
     blocked = np.flatnonzero(out["blocked"].to_numpy(dtype=bool)) if n else np.array([], int)
     if len(blocked):
         failures = dns_failures(out)
-        rows = out.iloc[blocked].to_dict("records")
+        rows = row_dicts(out.iloc[blocked])
         for i, row in zip(blocked.tolist(), rows, strict=True):
             name = row["server_name"] if isinstance(row["server_name"], str) else None
             roles = str(row["server_role"] or "").split("+")

@@ -16,6 +16,7 @@ from dsaudit.firewall.cloud import render_aws, render_azure
 from dsaudit.firewall.iptables import render_iptables
 from dsaudit.firewall.nftables import render_nftables
 from dsaudit.firewall.plan import Allow, Endpoint, Plan, _endpoint
+from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
 
 FIX_DIALECTS = ("nftables", "iptables", "aws-sg", "azure-nsg")
@@ -89,7 +90,7 @@ def plan_fixes(
     per: dict[int, list[Allow]] = {}
     allows: list[Allow] = []
     skipped: list[tuple[str, str]] = []
-    for f in findings[findings["kind"].astype(str).isin(FIX_KINDS)].to_dict("records"):
+    for f in row_dicts(findings[findings["kind"].astype(str).isin(FIX_KINDS)]):
         rule_id = f["rule"]
         if not isinstance(rule_id, str) or rule_id not in catalog:
             continue
@@ -173,4 +174,6 @@ def attach_fixes(
         return findings
     _, per = plan_fixes(findings, flows, catalog, inventory)
     fixes = [finding_lines(per.get(int(i), []), inventory, dialect) for i in findings["finding_id"]]
-    return findings.assign(fix=fixes)
+    out = findings.copy()
+    out["fix"] = pd.Series(fixes, index=findings.index, dtype="object")
+    return out

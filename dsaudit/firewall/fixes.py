@@ -33,7 +33,7 @@ def _host(address: str, role: str) -> Endpoint | None:
     return Endpoint(role, (net,), tag=tag)
 
 
-def _role_of(roles: str, candidates: tuple[str, ...]) -> str:
+def _role_of(roles: Any, candidates: tuple[str, ...]) -> str:
     mine = [r for r in str(roles or "").split("+") if r]
     for r in mine:
         if r in candidates:
@@ -48,13 +48,13 @@ def _blocked_allows(
     sub = flows[flows["flow_id"].isin(ids)]
     out: list[Allow] = []
     cols = ["client_ip", "client_role", "server_ip", "server_role", "proto", "server_port"]
-    for r in sub[cols].drop_duplicates().itertuples(index=False):
-        client = _host(str(r.client_ip), _role_of(r.client_role, rule.client_roles))
-        server = _host(str(r.server_ip), _role_of(r.server_role, rule.server_roles))
-        if client is None or server is None or str(r.proto) not in ("tcp", "udp"):
+    for r in row_dicts(sub[cols].drop_duplicates()):
+        client = _host(str(r["client_ip"]), _role_of(r["client_role"], rule.client_roles))
+        server = _host(str(r["server_ip"]), _role_of(r["server_role"], rule.server_roles))
+        if client is None or server is None or str(r["proto"]) not in ("tcp", "udp"):
             continue
-        ports = Ports.of(int(r.server_port)) if rule.ports.any else rule.ports
-        out.append(Allow((rule.id,), rule.purpose_en, client, server, str(r.proto), ports))
+        ports = Ports.of(int(r["server_port"])) if rule.ports.any else rule.ports
+        out.append(Allow((rule.id,), rule.purpose_en, client, server, str(r["proto"]), ports))
     return out, "" if out else "the blocked flows are not TCP or UDP between addresses"
 
 

@@ -193,7 +193,7 @@ def _findings(
         lambda r, g: (
             f"{r['client_role']} {r['client_ip']} -> {r['server_role']} {r['server_ip']}:"
             f"{r['server_port']}{_name(r)} ({r['rule']}): {_weight(g)} attempt(s) "
-            f"{_failure(g)}; likely cause: {r['cause']}"
+            f"{_failure(g)}; likely cause: {r['cause']} ({r['cause_evidence']})"
         ),
     )
     rows += _group_findings(
@@ -275,7 +275,7 @@ def _findings(
                     # The first port the rule lists ("80, 443" -> 80; "any" -> none).
                     "port": int(ports.split(",")[0].split("-")[0]) if ports[:1].isdigit() else None,
                     "message": f"{r['role']} {r['host']}: no {r['rule']} flow: {r['detail']}"
-                    + (f"; likely cause: {cause}" if cause else ""),
+                    + (f"; likely cause: {cause} ({cause_evidence})" if cause else ""),
                     "flow_ids": [],
                     "count": 0,
                     "first_seen": pd.NaT,

@@ -145,7 +145,8 @@ def flow_cause(
         return REJECTED_BY_HOST, f"ICMP {_icmp_text(e)[0]} from {server} at {_ts(e['ts'])}"
     outcome = str(row["outcome"])
     if outcome == "rejected" or (server_rst and outcome != "failed"):
-        return REJECTED_BY_HOST, f"RST from {server} at {_ts(row['end'])} ({_syns(row)})"
+        to = "in answer to the SYN " if str(row["state"]) == "REJ" else ""
+        return REJECTED_BY_HOST, f"RST from {server} {to}at {_ts(row['end'])}"
     if outcome == "failed":
         seg = int(row.get("max_segment_c2s", 0) or 0)
         if "T" in history and seg >= FULL_SIZE_SEGMENT:
@@ -218,8 +219,9 @@ def missing_cause(
 ) -> tuple[str, str]:
     """Why an expected flow never appeared: a failed lookup of a name it needed, or unknown."""
     mine = failures.get(host)
-    if mine and rule_id in catalog:
-        rule = catalog.get(rule_id)
+    rule = catalog.get(rule_id) if rule_id in catalog else None
+    # Only a client resolves a name to open the flow.
+    if mine and rule is not None and role in rule.client_roles:
         peers = rule.peers if role == rule.role else (rule.role,)
         version = inventory.deployment.version
         why = _name_failure(mine, needed_names(peers, inventory, rule.hostnames.names(version)))

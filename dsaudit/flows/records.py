@@ -260,7 +260,7 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     order = np.lexsort((np.arange(n), first))
     df = df.iloc[order].reset_index(drop=True)
     df.insert(0, "flow_id", np.arange(n, dtype=np.int64))
-    return df.astype(FLOW_DTYPES)
+    return df[FLOW_COLUMNS].astype(FLOW_DTYPES)
 
 
 # A TLS alert record is 7 bytes (5 of header, level and description): a server that answers a

@@ -8,8 +8,7 @@ import click
 
 from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
 from dsaudit.errors import DsauditError
-from dsaudit.firewall.fixes import FIX_DIALECTS
-from dsaudit.report.formats import AUDIT_FORMATS
+from dsaudit.report.formats import AUDIT_FORMATS, FIX_DIALECTS
 from dsaudit.report.safe_text import for_terminal
 
 

@@ -10,11 +10,16 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.engine import no_cyclic_gc
-from dsaudit.flows.records import DIRECTION_COUNTERS, FLOW_DTYPES, empty_flows
+from dsaudit.flows.records import (
+    DIRECTION_COUNTERS,
+    FLOW_DTYPES,
+    empty_flows,
+    failed_handshakes,
+)
 from dsaudit.flows.table import Timeouts
 from dsaudit.frames import row_dicts
 from dsaudit.pipeline import CaptureStats, FlowResult
-from dsaudit.sources.flowlogs.common import outcomes, states_from_history
+from dsaudit.sources.flowlogs.common import outcomes, seen_bits, states_from_history
 from dsaudit.sources.flowlogs.pcap import (
     PAYLOAD_SOURCES,
     FlowIndex,
@@ -223,7 +228,11 @@ def _restated(frame: pd.DataFrame) -> pd.DataFrame:
     pkts_s = out["packets_s2c"].to_numpy()
     state = states_from_history(out["history"].astype(str), proto, pkts_s)
     out["state"] = state
-    out["outcome"] = outcomes(proto, state, out["packets_c2s"].to_numpy(), pkts_s)
+    outcome = outcomes(proto, state, out["packets_c2s"].to_numpy(), pkts_s)
+    seen = np.array([seen_bits(h) for h in out["history"].astype(str)], dtype=np.int64)
+    hello = out["tls_client_hello"].to_numpy(dtype=bool)
+    failed = failed_handshakes(outcome, hello, out["payload_bytes_s2c"].to_numpy(), seen)
+    out["outcome"] = np.where(failed, "failed", outcome)
     return out.astype({"state": FLOW_DTYPES["state"], "outcome": FLOW_DTYPES["outcome"]})
 
 

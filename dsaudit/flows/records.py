@@ -210,7 +210,7 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     rejected_by_icmp = names.pop("_rejected")
     outcome = np.where(rejected_by_icmp & (pkts_s == 0), "rejected", outcome)
     outcome = np.where(
-        _failed_handshakes(outcome, names["tls_client_hello"], fs[:, F_PAY_S], seen),
+        failed_handshakes(outcome, names["tls_client_hello"], fs[:, F_PAY_S], seen),
         "failed",
         outcome,
     )
@@ -268,7 +268,7 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
 ALERT_RECORD_BYTES = 7
 
 
-def _failed_handshakes(
+def failed_handshakes(
     outcome: np.ndarray, hello: np.ndarray, pay_s: np.ndarray, seen: np.ndarray
 ) -> np.ndarray:
     """Connected TCP flows whose ClientHello got no ServerHello: the server sent nothing (or

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 from dsaudit import __version__
 from dsaudit.catalog import Catalog
+from dsaudit.causes import add_causes, dns_failures, missing_cause
 from dsaudit.classify import classify_flows
 from dsaudit.expectations import (
     Membership,
@@ -32,6 +34,7 @@ from dsaudit.findings import (
     AuditResult,
     typed_frame,
 )
+from dsaudit.firewall.fixes import attach_fixes
 from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
 from dsaudit.pipeline import FlowResult
@@ -50,6 +53,7 @@ class AuditOptions:
     fail_on: str = "high"
     inventory_label: str | None = None
     jobs: int = 1  # processes that may judge flows side by side
+    fix: str = "nftables"  # the firewall dialect of each finding's allow rules
 
 
 def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
@@ -140,9 +144,21 @@ def _group_findings(
                 "count": _weight(members),
                 "first_seen": min(m["start"] for m in members),
                 "last_seen": max(m["end"] for m in members),
+                "cause": first.get("cause"),
+                "cause_evidence": _evidence(members),
+                "fix": [],
             }
         )
     return rows
+
+
+def _evidence(members: list[dict[Any, Any]]) -> str | None:
+    """The distinct evidence of a group's flows (the first few), for the finding."""
+    seen = list(dict.fromkeys(m["cause_evidence"] for m in members if m.get("cause_evidence")))
+    if not seen:
+        return None
+    more = f" (and {len(seen) - 3} more)" if len(seen) > 3 else ""
+    return "; ".join(seen[:3]) + more
 
 
 def _weight(members: list[dict[Any, Any]]) -> int:
@@ -156,13 +172,25 @@ def _why(row: Any, group: Any) -> str:
     return f"{row['client_ip']} -> {row['server_ip']}:{row['server_port']}: {row['reason_text']}"
 
 
+def _failure(group: list[dict[Any, Any]]) -> str:
+    outcomes = {str(m["outcome"]) for m in group}
+    if "rejected" in outcomes:
+        return "rejected"
+    if outcomes == {"failed"}:
+        return "connected, but the TLS handshake failed"
+    return "never answered"
+
+
 def _name(row: Any) -> str:
     name = row["server_name"]
     return f" ({name})" if isinstance(name, str) else ""
 
 
 def _findings(
-    flows: pd.DataFrame, expectations: pd.DataFrame, quality: dict[str, Any]
+    flows: pd.DataFrame,
+    expectations: pd.DataFrame,
+    quality: dict[str, Any],
+    why_missing: Callable[[dict[Any, Any]], tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     verdict = flows["verdict"].astype(str).to_numpy()
@@ -173,11 +201,11 @@ def _findings(
         flows,
         flows["blocked"].to_numpy(),
         "blocked_expected_flow",
-        endpoint + ["rule"],
+        endpoint + ["rule", "cause"],
         lambda r, g: (
             f"{r['client_role']} {r['client_ip']} -> {r['server_role']} {r['server_ip']}:"
             f"{r['server_port']}{_name(r)} ({r['rule']}): {_weight(g)} attempt(s) "
-            f"{'rejected' if any(m['outcome'] == 'rejected' for m in g) else 'never answered'}"
+            f"{_failure(g)}; likely cause: {r['cause']} ({r['cause_evidence']})"
         ),
     )
     rows += _group_findings(
@@ -245,6 +273,9 @@ def _findings(
         sub = expectations[expectations["status"].astype(str) == status]
         for r in sub.to_dict("records"):
             ports = str(r["port"])
+            cause, cause_evidence = (None, None)
+            if status == "missing" and why_missing is not None:
+                cause, cause_evidence = why_missing(r)
             rows.append(
                 {
                     "kind": kind,
@@ -255,11 +286,15 @@ def _findings(
                     "peer": r["peer_role"],
                     # The first port the rule lists ("80, 443" -> 80; "any" -> none).
                     "port": int(ports.split(",")[0].split("-")[0]) if ports[:1].isdigit() else None,
-                    "message": f"{r['role']} {r['host']}: no {r['rule']} flow: {r['detail']}",
+                    "message": f"{r['role']} {r['host']}: no {r['rule']} flow: {r['detail']}"
+                    + (f"; likely cause: {cause} ({cause_evidence})" if cause else ""),
                     "flow_ids": [],
                     "count": 0,
                     "first_seen": pd.NaT,
                     "last_seen": pd.NaT,
+                    "cause": cause,
+                    "cause_evidence": cause_evidence,
+                    "fix": [],
                 }
             )
     for note in quality["notes"]:
@@ -277,6 +312,9 @@ def _findings(
                 "count": 0,
                 "first_seen": pd.NaT,
                 "last_seen": pd.NaT,
+                "cause": None,
+                "cause_evidence": None,
+                "fix": [],
             }
         )
     rank = {s: i for i, s in enumerate(SEVERITIES)}
@@ -284,6 +322,8 @@ def _findings(
         key=lambda r: (
             rank[r["severity"]],
             r["kind"],
+            # Blocked flows of one cause together: the same cause usually has the same remedy.
+            str(r["cause"] or ""),
             str(r["host"]),
             str(r["rule"]),
             str(r["peer"]),
@@ -415,7 +455,15 @@ def run_audit(
     span = float(quality["span_seconds"] or 0.0)
     expectations = build_expectations(flows, catalog, inventory, vantage, span, taken)
     beats = heartbeats(flows)
-    findings = _findings(flows, expectations, quality)
+    flows = add_causes(flows, inventory)
+    failures = dns_failures(flows)
+    findings = _findings(
+        flows,
+        expectations,
+        quality,
+        lambda r: missing_cause(r["host"], r["role"], r["rule"], catalog, inventory, failures),
+    )
+    findings = attach_fixes(findings, flows, catalog, inventory, options.fix)
     compliance = _compliance(expectations, flows)
     counts = {s: int((findings["severity"].astype(str) == s).sum()) for s in SEVERITIES}
     verdicts = flows["verdict"].astype(str)

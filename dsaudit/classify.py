@@ -376,12 +376,14 @@ UDP_REQUEST_PORTS = (53, 123, 161)
 
 
 def failed_attempts(proto: np.ndarray, port: np.ndarray, outcome: np.ndarray) -> np.ndarray:
-    """Flows that tried and got nowhere: rejected, unanswered, or a UDP request with no reply.
+    """Flows that tried and got nowhere: rejected, unanswered, a TLS handshake that failed
+    after the TCP connection (outcome ``failed``), or a UDP request with no reply.
 
     One-way UDP to syslog or SNMP-trap receivers is how those protocols work, not a failure.
     """
     udp_request = (proto == "udp") & np.isin(port, UDP_REQUEST_PORTS)
-    return np.isin(outcome, ["rejected", "unanswered"]) | (udp_request & (outcome == "one-way"))
+    failed = np.isin(outcome, ["rejected", "unanswered", "failed"])
+    return failed | (udp_request & (outcome == "one-way"))
 
 
 def find_scans(flows: pd.DataFrame, scanners: Collection[str]) -> np.ndarray:

@@ -101,6 +101,11 @@ FINDING_DTYPES: dict[str, Any] = {
     "count": "int64",
     "first_seen": "datetime64[ns, UTC]",
     "last_seen": "datetime64[ns, UTC]",
+    # Blocked and missing expected flows: the likely cause (dsaudit.causes), the packets it
+    # rests on, and the allow rules that would open the flow (the audit's --fix dialect).
+    "cause": "string",
+    "cause_evidence": "string",
+    "fix": "object",  # list[str]
 }
 
 EXPECTATION_STATUSES = [

@@ -34,6 +34,7 @@ import pandas as pd
 
 from dsaudit.audit import WEIGHT, AuditOptions, run_audit
 from dsaudit.catalog import Catalog
+from dsaudit.causes import DnsFailure, dns_failures, flow_cause, needed_names
 from dsaudit.classify import classify_flows
 from dsaudit.expectations import is_heartbeat
 from dsaudit.findings import FINDING_KINDS, AuditResult, typed_frame
@@ -68,6 +69,7 @@ REASON_KIND = {
     "unknown_endpoint": "unknown_endpoint",
 }
 MAX_ROLE_ROWS = 10000  # distinct role/port rows in the view before the rest is "other"
+MAX_DNS_FAILURES = 32  # failed lookups kept per client for the cause of a blocked flow
 RECENT = 50  # findings kept for the view
 ARCHIVE_SUM = (*DIRECTION_COUNTERS, "truncated_packets")
 ARCHIVE_ICMP_ERRORS = 20
@@ -407,6 +409,8 @@ class LiveAudit:
         self.emitted: set[tuple[Any, ...]] = set()
         self.recent_unexplained: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.recent_blocked: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # Failed DNS lookups per client, newest last: evidence for a blocked flow's cause.
+        self.dns_failed: dict[str, list[DnsFailure]] = {}
         self.judged = 0
         self._tmo = options.flow.timeouts.as_array()
         if inventory is not None:
@@ -537,6 +541,11 @@ class LiveAudit:
             self.hb.seen(str(agent), int(pd.Timestamp(rec["start"]).value))
         if verdict == "unexplained":
             self._unexplained(rec, now_ns)
+        if rec["dns_queries"]:
+            for client, failed in dns_failures(pd.DataFrame([rec])).items():
+                kept = self.dns_failed.setdefault(client, [])
+                kept += failed
+                del kept[:-MAX_DNS_FAILURES]
 
     def _flow_fields(self, rec: dict[str, Any]) -> dict[str, Any]:
         name = rec["server_name"]
@@ -599,11 +608,17 @@ class LiveAudit:
         if seen is not None:
             seen["flows"] += 1
             return
+        name = rec["server_name"] if isinstance(rec["server_name"], str) else None
+        assert self.inventory is not None
+        names = needed_names(str(rec["server_role"] or "").split("+"), self.inventory, [name or ""])
+        cause, evidence = flow_cause(rec, self.dns_failed.get(str(rec["client_ip"])), names)
         data = {
             "finding": "blocked_expected_flow",
             "severity": FINDING_KINDS["blocked_expected_flow"].severity,
             **self._flow_fields(rec),
             "rule": rule,
+            "cause": cause,
+            "cause_evidence": evidence,
         }
         self._remember(self.recent_blocked, key, {**data, "flows": 1})
         if key not in self.emitted:

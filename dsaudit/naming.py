@@ -70,6 +70,8 @@ class FlowPayload:
     dns_rcodes: list[int] = field(default_factory=list)
     icmp_errors: list[dict[str, object]] = field(default_factory=list)
     starttls: bool = False
+    # Largest client segment read, for telling a path-MTU stall from a lost ClientHello.
+    max_segment_c2s: int = 0
     # Reassembly state, dropped once the flow is named.
     segs: tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]] = field(
         default_factory=lambda: ([], [])
@@ -271,6 +273,8 @@ class Namer:
         if len(segs) >= MAX_SEGMENTS:
             return
         segs.append((seq, data))
+        if d == 0 and len(data) > p.max_segment_c2s:
+            p.max_segment_c2s = len(data)
         self.buffered += len(data)
         self._buffering[f] = None
         if self.buffered > self.max_buffered:

@@ -73,6 +73,12 @@ UNLISTED_NAME_AT = 540.0
 LOCALHOST_PORT_AT = 700.0
 SCAN_AT = 800.0
 PROXY_UPDATE_AT = 960.0
+# Planted after everything else, so that the random draws of the earlier flows stay as they were.
+FIREWALL_REJECT_AT = 1100.0
+MTU_STALL_AT = 1200.0
+TLS_ALERT_AT = 1300.0
+NXDOMAIN_AT = (400.0, 1000.0)
+UNANSWERED_NTP_AT = 1500.0
 SMALL_MTU_HEARTBEAT = 1  # which 4118 session to 10.20.1.11 (0-based) meets the small-MTU router
 NEXT_HOP_MTU = 1400
 SCAN_OPEN_PORTS = (22, 4118)
@@ -366,6 +372,40 @@ class Deployment:
         for at in self.times(first, HEARTBEAT_INTERVAL):
             TcpConn(self.cap, MANAGER, agent, 4118, at, LAN_RTT).refused()
 
+    def firewall_rejects(self, agent: str, at: float) -> None:
+        """(j) A web-reputation query whose SYN a router refuses with ICMP admin-prohibited."""
+        at = self.resolve(agent, WEB_REPUTATION_HOST, at)
+        conn = TcpConn(self.cap, agent, ZONE[WEB_REPUTATION_HOST], 5274, at, LAN_RTT)
+        for retry in range(2):
+            syn = conn.segment(CLIENT, "S", seq=conn.isn[CLIENT] if retry else None)
+            self.cap.admin_prohibited(conn.now + us(0.0004), ROUTER, syn)
+            conn.now += us(1.0)
+
+    def mtu_black_hole(self, agent: str, at: float) -> None:
+        """(k) A manager-to-agent session whose large ClientHello never gets through: no ICMP."""
+        conn = TcpConn(self.cap, MANAGER, agent, 4118, at, LAN_RTT)
+        conn.handshake()
+        conn.stalled(pl.client_hello(self.rng, None, ("http/1.1",), padding=1600), (0.2, 0.6, 1.4))
+
+    def tls_alert(self, agent: str, at: float) -> None:
+        """(l) A heartbeat whose ClientHello the peer answers with a fatal alert, then FIN."""
+        at = self.resolve(agent, "dsm.corp.example", at)
+        conn = TcpConn(self.cap, agent, MANAGER, 4120, at, LAN_RTT)
+        conn.handshake()
+        conn.transfer(CLIENT, pl.client_hello(self.rng, "dsm.corp.example", ("http/1.1",)))
+        conn.transfer(SERVER, pl.alert(40), ack=False)
+        conn.close(SERVER)
+
+    def nxdomain(self, agent: str) -> None:
+        """(c) The silent agent cannot resolve the manager's name: NXDOMAIN, so no heartbeat."""
+        for at in NXDOMAIN_AT:
+            self.cap.failed_lookup(agent, "dsm.corp.example", us(at))
+
+    def unanswered_ntp(self, host: str, at: float) -> None:
+        """(m) One NTP request and no reply: nothing in the capture says why."""
+        request = b"\x23" + bytes(47)  # version 4, client mode
+        self.cap.udp(us(at), host, self.cap.ephemeral_port(host), NTP_SERVER, 123, request)
+
     def port_scan(self, target: str) -> None:
         """(g) The manager's open-port scan of an agent: 100 ports in 1.5 s, a new port each."""
         for number, port in enumerate(SCAN_PORTS):
@@ -445,6 +485,11 @@ def problems(seed: int, duration: float) -> Deployment:
     site.port_scan("10.20.1.11")  # (g)
     site.update_through_proxy("10.20.1.11")  # (h)
     site.database()
+    site.firewall_rejects("10.20.1.13", FIREWALL_REJECT_AT)  # (j)
+    site.mtu_black_hole("10.20.1.12", MTU_STALL_AT)  # (k)
+    site.tls_alert("10.20.1.13", TLS_ALERT_AT)  # (l)
+    site.nxdomain(SILENT_AGENT)  # (c)
+    site.unanswered_ntp("10.20.1.11", UNANSWERED_NTP_AT)  # (m)
     return site
 
 

@@ -50,8 +50,11 @@ def _extension(ext_type: int, data: bytes) -> bytes:
     return struct.pack("!H", ext_type) + _u16(data)
 
 
-def client_hello(rng: random.Random, sni: str | None, alpn: tuple[str, ...]) -> bytes:
-    """A complete ClientHello record: SNI (if any), ALPN, supported_versions, key_share and more."""
+def client_hello(
+    rng: random.Random, sni: str | None, alpn: tuple[str, ...], padding: int = 0
+) -> bytes:
+    """A complete ClientHello record: SNI (if any), ALPN, supported_versions, key_share and more;
+    ``padding`` bytes more in a padding extension (RFC 7685), as large key shares would add."""
     extensions = []
     if sni is not None:
         entry = b"\x00" + _u16(sni.encode("ascii"))  # name_type host_name
@@ -73,6 +76,8 @@ def client_hello(rng: random.Random, sni: str | None, alpn: tuple[str, ...]) -> 
         _extension(45, _u8(b"\x01")),  # psk_dhe_ke
         _extension(43, _u8(struct.pack("!2H", 0x0304, 0x0303))),
     ]
+    if padding:
+        extensions.append(_extension(21, bytes(padding)))
     body = (
         struct.pack("!H", 0x0303)
         + rng.randbytes(32)
@@ -89,6 +94,11 @@ def _key(name: str) -> Ed25519PrivateKey:
     # Ed25519 keys come from 32 seed bytes and sign deterministically, so the same certificate
     # comes out on every run; RSA key generation could not be seeded.
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(name.encode()).digest())
+
+
+def alert(description: int) -> bytes:
+    """A fatal TLS alert record (40: handshake_failure, 48: unknown_ca)."""
+    return _record(21, bytes([2, description]))
 
 
 @functools.cache

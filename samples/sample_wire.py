@@ -157,6 +157,20 @@ class Capture:
         quoted = bytes(offender[IP])[:548]
         self.emit(at, router, offender[IP].src, ICMP(type=3, code=4, nexthopmtu=mtu) / quoted)
 
+    def admin_prohibited(self, at: int, router: str, offender: Packet) -> None:
+        """ICMP 'communication administratively prohibited' (type 3 code 13): a filter's no."""
+        quoted = bytes(offender[IP])[:548]
+        self.emit(at, router, offender[IP].src, ICMP(type=3, code=13) / quoted)
+
+    def failed_lookup(self, host: str, name: str, at: int, rcode: int = 3) -> None:
+        """A lookup the resolver answers with an error (3: NXDOMAIN, 2: SERVFAIL)."""
+        qid = self.rng.getrandbits(16)
+        sport = self.ephemeral_port(host)
+        query = DNS(id=qid, rd=1, qd=DNSQR(qname=name, qtype="A"))
+        self.emit(at, host, self.dns_server, UDP(sport=sport, dport=53) / query)
+        answer = DNS(id=qid, qr=1, rd=1, ra=1, rcode=rcode, qd=DNSQR(qname=name, qtype="A"))
+        self.emit(at + us(0.0004), self.dns_server, host, UDP(sport=53, dport=sport) / answer)
+
     def timeline(self, only: str | None = None) -> list[tuple[EDecimal, Packet]]:
         """Frames in time order, optionally just those to or from one host, with epoch times."""
         frames = sorted(self.frames, key=lambda f: (f.at, f.order))
@@ -327,6 +341,19 @@ class TcpConn:
         for delay in retries:
             self.now = first + us(delay)
             self.segment(CLIENT, "S", seq=self.isn[CLIENT])
+
+    def stalled(self, data: bytes, retries: tuple[float, ...]) -> Packet:
+        """The client's first full-size segment of ``data``, lost on the path with no ICMP
+        (a path-MTU black hole): retransmitted after each delay, then the client resets."""
+        first = self.nxt[CLIENT]
+        sent = self.segment(CLIENT, "A", data[: self.mss])
+        start = self.now
+        for delay in retries:
+            self.now = start + us(delay)
+            self.segment(CLIENT, "A", data[: self.mss], seq=first)
+        self.now += us(0.5)
+        self.segment(CLIENT, "RA")
+        return sent
 
     def probe_open(self) -> None:
         """A port-scan probe to an open port: SYN, SYN-ACK, then the scanner's RST."""

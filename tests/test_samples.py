@@ -134,6 +134,8 @@ def client_hellos(found: list[Segment]) -> Iterator[tuple[Segment, str | None]]:
     for seg in found:
         if seg.payload[:1] != b"\x16" or seg.payload[5:6] != b"\x01":
             continue
+        if int.from_bytes(seg.payload[3:5], "big") + 5 > len(seg.payload):
+            continue  # cut at the MSS: the stalled hello of planted problem (k) is never whole
         hello = TLS(seg.payload).msg[0]
         assert isinstance(hello, TLSClientHello)
         names = [e for e in hello.ext or [] if isinstance(e, TLS_Ext_ServerName)]
@@ -336,11 +338,16 @@ def test_manager_connections_to_4118_are_rejected_with_rst(
         assert [(r.flags, r.ack) for r in answer] == [("RA", (syn.seq + 1) & 0xFFFFFFFF)]
 
 
-def test_silent_agent_is_listed_and_absent(
+def test_silent_agent_is_listed_and_only_fails_to_resolve_the_manager(
     packets: dict[str, list[Packet]], inventories: dict[str, Any]
 ) -> None:
     assert SILENT_AGENT in inventories["problems.pcap"]["hosts"]["agent"]
-    assert not [p for p in packets["problems.pcap"] if SILENT_AGENT in (p[IP].src, p[IP].dst)]
+    mine = [p for p in packets["problems.pcap"] if SILENT_AGENT in (p[IP].src, p[IP].dst)]
+    assert mine and all(DNS in p for p in mine)
+    answers = [p[DNS] for p in mine if p[DNS].qr == 1]
+    assert [(a.qd[0].qname, a.rcode, a.ancount) for a in answers] == [
+        (b"dsm.corp.example.", 3, 0)
+    ] * 2
 
 
 def test_unlisted_port_8443_carries_a_full_tls_handshake(
@@ -430,7 +437,7 @@ def test_update_through_proxy_uses_connect_then_tls_in_the_same_connection(
 def test_fragmentation_needed_quotes_a_4118_packet_and_segments_shrink(
     packets: dict[str, list[Packet]], segments: dict[str, list[Segment]]
 ) -> None:
-    icmp = [p for p in packets["problems.pcap"] if ICMP in p]
+    icmp = [p for p in packets["problems.pcap"] if ICMP in p and p[ICMP].code == 4]
     assert len(icmp) == 1
     message = icmp[0]
     assert (message[IP].src, message[IP].dst) == (ROUTER, MANAGER)
@@ -455,9 +462,44 @@ def test_fragmentation_needed_quotes_a_4118_packet_and_segments_shrink(
 def test_problems_keep_the_healthy_heartbeats(segments: dict[str, list[Segment]]) -> None:
     found = segments["problems.pcap"]
     for agent in (RELAY, BUSY_AGENT, REJECTING_AGENT):
-        syns = syn_seqs(found, agent, MANAGER, 4120)
+        # Planted problem (l), the heartbeat refused with a TLS alert, comes after these.
+        syns = [s for s in syn_seqs(found, agent, MANAGER, 4120) if not 1300 <= s.time < 1301]
         assert len(syns) == 3
         assert all(replies(found, s)[0].flags == "SA" for s in syns)
+
+
+def test_a_router_refuses_web_reputation_with_admin_prohibited(
+    packets: dict[str, list[Packet]],
+) -> None:
+    refusals = [p for p in packets["problems.pcap"] if ICMP in p and p[ICMP].code == 13]
+    assert len(refusals) == 2
+    for p in refusals:
+        assert (p[IP].src, p[IP].dst, p[ICMP].type) == (ROUTER, REJECTING_AGENT, 3)
+        assert (p[TCPerror].dport, p[TCPerror].flags) == (5274, "S")
+
+
+def test_the_stalled_client_hello_is_resent_full_size_and_never_acked(
+    segments: dict[str, list[Segment]],
+) -> None:
+    found = segments["problems.pcap"]
+    big = [s for s in found if s.src == MANAGER and s.dport == 4118 and len(s.payload) == 1448]
+    first = next(s for s in big if s.time >= 1200)
+    stalled = [s for s in big if s.sport == first.sport]
+    assert len(stalled) == 4 and len({s.seq for s in stalled}) == 1
+    back = [
+        s for s in found if (s.src, s.sport, s.dport) == (BLOCKED_AGENT, 4118, stalled[0].sport)
+    ]
+    assert all(s.ack != (stalled[0].seq + 1448) & 0xFFFFFFFF for s in back)
+    assert [s.flags for s in found if s.sport == stalled[0].sport][-1] == "RA"
+
+
+def test_a_heartbeat_client_hello_is_answered_with_an_alert(
+    segments: dict[str, list[Segment]],
+) -> None:
+    found = segments["problems.pcap"]
+    late = [s for s in found if s.src == MANAGER and s.sport == 4120 and 1300 <= s.time < 1301]
+    data = [s.payload for s in late if s.payload]
+    assert data == [b"\x15\x03\x03\x00\x02\x02\x28"]  # fatal handshake_failure
 
 
 # ---- manager-host.pcapng -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import click
 
 from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
 from dsaudit.errors import DsauditError
-from dsaudit.report.formats import AUDIT_FORMATS
+from dsaudit.report.formats import AUDIT_FORMATS, FIX_DIALECTS
 from dsaudit.report.safe_text import for_terminal
 
 
@@ -34,6 +34,19 @@ from dsaudit.report.safe_text import for_terminal
     help="Read ahead in a thread; judge flows and write JSON in this many processes "
     "(results are identical for any value).",
 )
+@click.option(
+    "--fix",
+    "fix",
+    type=click.Choice(FIX_DIALECTS),
+    default=None,
+    help="Also write allow rules for exactly the blocked and missing expected flows.",
+)
+@click.option(
+    "--fix-output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File for the --fix rules (default: standard output, when the report has --output).",
+)
 @click.option("--progress/--no-progress", default=None)
 def audit(
     captures: tuple[str, ...],
@@ -49,6 +62,8 @@ def audit(
     max_flows: int,
     max_dns_entries: int,
     max_reassembly_mb: int,
+    fix: str | None,
+    fix_output: str | None,
     progress: bool | None,
 ) -> None:
     """Audit CAPTURES against the Deep Security port catalog.
@@ -65,6 +80,10 @@ def audit(
     from dsaudit.pipeline import FlowOptions
     from dsaudit.report.audit_output import write_audit
 
+    if fix is not None and fix_output is None and output is None:
+        raise DsauditError("--fix needs --fix-output FILE, or --output for the report")
+    if fix is None and fix_output is not None:
+        raise DsauditError("--fix-output needs --fix DIALECT")
     catalog = load_catalog(extra_paths=rule_files)
     inventory = load_inventory(inventory_path) if inventory_path else None
     show = sys.stderr.isatty() if progress is None else progress
@@ -93,8 +112,23 @@ def audit(
         catalog,
         inventory,
         AuditOptions(
-            strict=strict, vantage=vantage, fail_on=fail_on, inventory_label=label, jobs=jobs
+            strict=strict,
+            vantage=vantage,
+            fail_on=fail_on,
+            inventory_label=label,
+            jobs=jobs,
+            fix=fix or "nftables",
         ),
     )
     write_audit(result, fmt, output, jobs=jobs)
+    if fix is not None:
+        from dsaudit.firewall.fixes import plan_fixes, render_fixes
+        from dsaudit.report.text_out import write_text
+
+        plan, _ = plan_fixes(result.findings, result.flows, catalog, inventory)
+        text = render_fixes(plan, inventory, fix)
+        if fix_output is None:
+            click.echo(text, nl=False)
+        else:
+            write_text([text], fix_output)
     sys.exit(result.exit_code(fail_on))

@@ -152,6 +152,27 @@ class _Truncated(DecodeError):
     """The message ends before a field it declares; turned into ``partial`` for answers."""
 
 
+# Response codes of RFC 1035 and RFC 2136 section 2.2.
+RCODE_NAMES = {
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    6: "YXDOMAIN",
+    7: "YXRRSET",
+    8: "NXRRSET",
+    9: "NOTAUTH",
+    10: "NOTZONE",
+}
+
+
+def rcode_name(rcode: int) -> str:
+    """Mnemonic of a DNS response code, or ``RCODEn`` when unassigned."""
+    return RCODE_NAMES.get(rcode) or f"RCODE{rcode}"
+
+
 def rtype_name(rtype: int) -> str:
     """Mnemonic of a record type, or ``TYPEnnn`` (RFC 3597) when unknown."""
     return RTYPE_NAMES.get(rtype) or f"TYPE{rtype}"

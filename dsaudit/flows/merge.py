@@ -10,11 +10,16 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.engine import no_cyclic_gc
-from dsaudit.flows.records import DIRECTION_COUNTERS, FLOW_DTYPES, empty_flows
+from dsaudit.flows.records import (
+    DIRECTION_COUNTERS,
+    FLOW_DTYPES,
+    empty_flows,
+    failed_handshakes,
+)
 from dsaudit.flows.table import Timeouts
 from dsaudit.frames import row_dicts
 from dsaudit.pipeline import CaptureStats, FlowResult
-from dsaudit.sources.flowlogs.common import outcomes, states_from_history
+from dsaudit.sources.flowlogs.common import outcomes, seen_bits, states_from_history
 from dsaudit.sources.flowlogs.pcap import (
     PAYLOAD_SOURCES,
     FlowIndex,
@@ -199,7 +204,18 @@ def join_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["dns_queries"] = queries
     out["dns_answers"] = [a for r in rows for a in r["dns_answers"]][:MAX_DNS_ANSWERS]
     out["tunnel"] = any(bool(r["tunnel"]) for r in rows)
+    out["tls_client_hello"] = any(bool(r["tls_client_hello"]) for r in rows)
+    out["max_segment_c2s"] = max(int(r["max_segment_c2s"]) for r in rows)
+    out["dns_rcode"] = _last(rows, "dns_rcode")
     return out
+
+
+def _last(rows: list[dict[str, Any]], col: str) -> Any:
+    """The last piece's value that is there (a DNS flow's latest response code)."""
+    for r in reversed(rows):
+        if isinstance(r[col], str) and r[col]:
+            return r[col]
+    return None
 
 
 def _restated(frame: pd.DataFrame) -> pd.DataFrame:
@@ -212,7 +228,11 @@ def _restated(frame: pd.DataFrame) -> pd.DataFrame:
     pkts_s = out["packets_s2c"].to_numpy()
     state = states_from_history(out["history"].astype(str), proto, pkts_s)
     out["state"] = state
-    out["outcome"] = outcomes(proto, state, out["packets_c2s"].to_numpy(), pkts_s)
+    outcome = outcomes(proto, state, out["packets_c2s"].to_numpy(), pkts_s)
+    seen = np.array([seen_bits(h) for h in out["history"].astype(str)], dtype=np.int64)
+    hello = out["tls_client_hello"].to_numpy(dtype=bool)
+    failed = failed_handshakes(outcome, hello, out["payload_bytes_s2c"].to_numpy(), seen)
+    out["outcome"] = np.where(failed, "failed", outcome)
     return out.astype({"state": FLOW_DTYPES["state"], "outcome": FLOW_DTYPES["outcome"]})
 
 

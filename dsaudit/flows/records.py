@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dsaudit.decode.dns import rtype_name
+from dsaudit.decode.dns import rcode_name, rtype_name
 from dsaudit.flows.addresses import addr_key, key_to_text, split_host_port
 from dsaudit.flows.table_kernel import (
     EVIDENCE_FIRST,
@@ -46,12 +46,14 @@ from dsaudit.flows.table_kernel import (
     H_H,
     H_R,
     H_S,
+    H_T,
     HISTORY_LETTERS,
     RESP_OFFSET,
 )
 from dsaudit.naming import Namer
 
-OUTCOMES = ["established", "rejected", "unanswered", "partial", "one-way"]
+# "failed": TCP connected, but the TLS handshake never completed (see _failed_handshakes).
+OUTCOMES = ["established", "rejected", "unanswered", "partial", "one-way", "failed"]
 EVIDENCES = ["syn", "synack", "port", "first-packet"]
 NAME_SOURCES = ["connect", "socks", "sni", "http_host", "dns", "none"]
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
@@ -91,6 +93,9 @@ FLOW_DTYPES: dict[str, Any] = {
     "icmp_errors": "object",
     "truncated_packets": "int64",
     "tunnel": "bool",
+    "tls_client_hello": "bool",
+    "max_segment_c2s": "int32",
+    "dns_rcode": "string",
 }
 FLOW_COLUMNS = list(FLOW_DTYPES)
 # Per-direction counters: they add up when pieces of one conversation are joined, and swap
@@ -204,6 +209,11 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     outcome = _outcomes(proto, state, pkts_c, pkts_s)
     rejected_by_icmp = names.pop("_rejected")
     outcome = np.where(rejected_by_icmp & (pkts_s == 0), "rejected", outcome)
+    outcome = np.where(
+        failed_handshakes(outcome, names["tls_client_hello"], fs[:, F_PAY_S], seen),
+        "failed",
+        outcome,
+    )
 
     evidence = np.array(EVIDENCES, dtype=object)[
         np.select(
@@ -250,7 +260,27 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     order = np.lexsort((np.arange(n), first))
     df = df.iloc[order].reset_index(drop=True)
     df.insert(0, "flow_id", np.arange(n, dtype=np.int64))
-    return df.astype(FLOW_DTYPES)
+    return df[FLOW_COLUMNS].astype(FLOW_DTYPES)
+
+
+# A TLS alert record is 7 bytes (5 of header, level and description): a server that answers a
+# ClientHello with at most that and hangs up refused the handshake.
+ALERT_RECORD_BYTES = 7
+
+
+def failed_handshakes(
+    outcome: np.ndarray, hello: np.ndarray, pay_s: np.ndarray, seen: np.ndarray
+) -> np.ndarray:
+    """Connected TCP flows whose ClientHello got no ServerHello: the server sent nothing (or
+    one alert record) and the connection was closed or reset, or the client had to
+    retransmit. A flow merely cut off by the end of the capture stays established."""
+    ended = np.zeros(len(seen), dtype=bool)
+    for letter in (H_F, H_R):
+        ended |= _bit(seen, letter) | _bit(seen, letter + RESP_OFFSET)
+    retransmitted = _bit(seen, H_T)
+    return (
+        (outcome == "established") & hello & (pay_s <= ALERT_RECORD_BYTES) & (ended | retransmitted)
+    )
 
 
 def _names(
@@ -266,6 +296,9 @@ def _names(
     answers: list[Any] = [[] for _ in range(n)]
     icmp_errors: list[Any] = [[] for _ in range(n)]
     rejected = np.zeros(n, dtype=bool)
+    hello = np.zeros(n, dtype=bool)
+    max_seg = np.zeros(n, dtype=np.int32)
+    rcode: list[str | None] = [None] * n
     found = namer.flows
     lookup = namer.dns.lookup
     first_l = first.tolist()
@@ -278,6 +311,10 @@ def _names(
             cols["connect_target"][f] = p.connect
             cols["socks_target"][f] = p.socks
             queries[f] = p.dns_queries
+            hello[f] = p.hello_seq is not None
+            max_seg[f] = p.max_segment_c2s
+            if p.dns_rcodes:
+                rcode[f] = rcode_name(p.dns_rcodes[-1])
             answers[f] = [
                 {"name": nm, "type": rtype_name(t), "data": d, "ttl": ttl}
                 for nm, t, d, ttl in p.dns_answers
@@ -303,6 +340,9 @@ def _names(
         "dns_queries": queries,
         "dns_answers": answers,
         "icmp_errors": icmp_errors,
+        "tls_client_hello": hello,
+        "max_segment_c2s": max_seg,
+        "dns_rcode": rcode,
         "_rejected": rejected,
     }
 

@@ -20,6 +20,7 @@ OUTCOME_FILL = {
     "unanswered": "#dc6803",
     "partial": "#7a5af8",
     "one-way": "#98a2b3",
+    "failed": "#912018",
 }
 OTHER_FILL = "#98a2b3"
 _TICK_STEPS = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)

@@ -63,7 +63,7 @@ LIST_TYPES: dict[str, dict[str, pa.DataType]] = {
         "dns_answers": pa.list_(_DNS_ANSWER),
         "icmp_errors": pa.list_(pa.string()),
     },
-    "findings": {"flow_ids": pa.list_(pa.int64())},
+    "findings": {"flow_ids": pa.list_(pa.int64()), "fix": pa.list_(pa.string())},
     "heartbeats": {"times": pa.list_(pa.string()), "outcomes": pa.list_(pa.string())},
 }
 

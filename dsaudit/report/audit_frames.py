@@ -22,6 +22,8 @@ AUDIT_FLOW_COLUMNS = (
     "reason_text",
     "match",
     "blocked",
+    "cause",
+    "cause_evidence",
 )
 # Most alarming first: when one host/rule cell of the matrix covers several peers, the cell
 # shows the status that needs attention.

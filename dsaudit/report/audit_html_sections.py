@@ -207,6 +207,8 @@ def _finding(row: dict[str, Any], index: af.FlowIndex) -> str:
         ("flows", fm.fmt_count(row["count"]) if int(row["count"]) else ""),
         ("first seen", fm.fmt_time(row["first_seen"])),
         ("last seen", fm.fmt_time(row["last_seen"])),
+        ("likely cause", fm.text(row.get("cause"))),
+        ("because", fm.text(row.get("cause_evidence"))),
     ]
     dl = "".join(f"<div><dt>{k}</dt><dd>{esc(v)}</dd></div>" for k, v in facts if v)
     return (
@@ -215,8 +217,17 @@ def _finding(row: dict[str, Any], index: af.FlowIndex) -> str:
         f'<p class="message">{h(row["message"])}</p>'
         f'<p class="means">{h(fm.kind_description(row["kind"]))}</p>'
         + (f"<dl>{dl}</dl>" if dl else "")
+        + _fix(row.get("fix"))
         + f"{_evidence(index, row['flow_ids'])}</article>"
     )
+
+
+def _fix(lines: Any) -> str:
+    """The allow rules that would open the flow (audit --fix picks the dialect)."""
+    if not isinstance(lines, list) or not lines:
+        return ""
+    body = "\n".join(esc(str(line)) for line in lines)
+    return f'<p class="fix-title">Rule that would open it:</p><pre class="fix">{body}</pre>'
 
 
 # Findings of one severity shown in full, with the flows they rest on; the rest of that
@@ -232,6 +243,7 @@ def _compact(rows: list[dict[str, Any]]) -> str:
         ("rule", False),
         ("peer", False),
         ("flows", True),
+        ("cause", False),
         ("message", False),
     ]
     cells = [
@@ -241,6 +253,7 @@ def _compact(rows: list[dict[str, Any]]) -> str:
             h(r["rule"]),
             h(fm.endpoint(r["peer"], r["port"]) if fm.text(r["peer"]) else fm.text(r["port"])),
             esc(fm.fmt_count(r["count"]) if int(r["count"]) else ""),
+            h(r.get("cause")),
             h(r["message"]),
         ]
         for r in rows

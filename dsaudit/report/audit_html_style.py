@@ -118,6 +118,9 @@ table.matrix th.host { white-space: nowrap; font-weight: 600; }
   align-items: center; flex-wrap: wrap; }
 .finding .message { margin: 4px 0 8px; font-size: 1rem; overflow-wrap: anywhere; }
 .finding .means { color: var(--muted); font-size: 0.88rem; margin: 0 0 8px; }
+.finding .fix-title { font-size: 0.88rem; margin: 8px 0 2px; }
+.finding pre.fix { font-size: 0.8rem; overflow-x: auto; white-space: pre-wrap;
+  overflow-wrap: anywhere; margin: 0 0 8px; }
 .finding dl { display: flex; flex-wrap: wrap; gap: 2px 22px; margin: 0 0 8px;
   font-size: 0.86rem; }
 .finding dl div { display: flex; gap: 6px; }

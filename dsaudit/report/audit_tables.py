@@ -186,19 +186,20 @@ def findings(result: AuditResult, limit: int | None) -> TextTable:
                 Cell(fm.text(f["rule"])),
                 Cell(peer),
                 _n(f["count"]),
+                Cell(fm.text(f["cause"])),
                 Cell(fm.text(f["message"])),
             ]
         )
     rows, more = _cap(rows, limit)
     return TextTable(
         "Findings, most severe first",
-        ["severity", "finding", "host", "rule", "peer", "flows", "message"],
+        ["severity", "finding", "host", "rule", "peer", "flows", "cause", "message"],
         rows,
         numeric=frozenset({5}),
         more=more,
         more_hint="findings",
         empty="no findings",
-        wrap={1: 22, 3: 26, 4: 28, 6: 56},
+        wrap={1: 22, 3: 26, 4: 28, 6: 14, 7: 56},
     )
 
 

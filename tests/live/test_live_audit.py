@@ -202,6 +202,9 @@ def test_findings_wait_until_the_flow_has_settled(catalog: Catalog) -> None:
         "unanswered",
     )
     assert blocked["rule"] == "manager.out.heartbeat-4118"
+    # One SYN and nothing else: the capture cannot say why.
+    assert blocked["cause"] == "unknown"
+    assert "one attempt" in blocked["cause_evidence"]
     audit.evaluate(t0 + 7 * NS)
     assert sink.kinds() == ["flow_unexplained", "flow_blocked"]
     assert audit.verdicts == Counter(explained=2, unexplained=1, blocked=1)

@@ -66,6 +66,8 @@ AUDIT_DTYPES: dict[str, Any] = {
     "reason_text": "string",
     "match": "string",
     "blocked": "bool",
+    "cause": "string",
+    "cause_evidence": "string",
 }
 
 # fmt: off
@@ -184,10 +186,18 @@ def _flow(row: tuple[Any, ...]) -> dict[str, Any]:
         "dns_queries": [name] if name else [],
         "dns_answers": [{"name": name, "type": "A", "data": sip, "ttl": 300}] if name else [],
         "icmp_errors": [], "truncated_packets": 0, "tunnel": False,
+        "tls_client_hello": bool(name) and sport != 53, "max_segment_c2s": 517 if name else 0,
+        "dns_rcode": None,
         "client_role": ROLE[cip], "server_role": ROLE.get(sip, "internet"),
         "verdict": verdict, "rule": rule, "reason": reason,
         "reason_text": REASON_TEXT.get(reason or "", ""), "match": match,
         "blocked": verdict == EXP and not ok,
+        "cause": None if verdict != EXP or ok else (
+            "rejected by host" if outcome == REJ else "dropped silently"
+        ),
+        "cause_evidence": None if verdict != EXP or ok else (
+            f"RST from {sip}" if outcome == REJ else "3 SYN(s) over 2.0 s, no answer"
+        ),
     }  # fmt: skip
 
 
@@ -206,6 +216,9 @@ def findings() -> pd.DataFrame:
             "message": message, "flow_ids": ids, "count": len(ids),
             "first_seen": at(min(minutes, default=None)),
             "last_seen": at(max(minutes, default=None)),
+            "cause": "rejected by host" if kind == "blocked_expected_flow" else None,
+            "cause_evidence": "RST from the server" if kind == "blocked_expected_flow" else None,
+            "fix": [],
         })  # fmt: skip
     return typed_frame(rows, FINDING_DTYPES)
 

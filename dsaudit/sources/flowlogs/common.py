@@ -125,6 +125,9 @@ def base_row() -> dict[str, Any]:
         "icmp_errors": [],
         "truncated_packets": 0,
         "tunnel": False,
+        "tls_client_hello": False,
+        "max_segment_c2s": 0,
+        "dns_rcode": None,
     }
 
 

@@ -10,6 +10,7 @@ from dsaudit.catalog import load_catalog
 from dsaudit.catalog.export import FORMATS, render
 from dsaudit.catalog.lint import lint as lint_files
 from dsaudit.catalog.roles import DIRECTIONS, DS_ROLES, VERSIONS
+from dsaudit.report.fit import output_width
 
 _RULES_DIR = click.option(
     "--rules-dir",
@@ -59,7 +60,7 @@ def list_rules(
     """List catalog rules."""
     catalog = load_catalog(site_files, rules_dir)
     selected = catalog.rules_for(role, direction, version, implied=with_implied)
-    click.echo(render(selected, fmt, version), nl=False)
+    click.echo(render(selected, fmt, version, output_width()), nl=False)
 
 
 @rules.command("lint")

@@ -13,6 +13,7 @@ from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_json import iter_audit_json, json_value
 from dsaudit.report.audit_markdown import render_markdown
 from dsaudit.report.audit_terminal import render_terminal, use_colour
+from dsaudit.report.fit import output_width
 from dsaudit.report.formats import REPORT_FORMATS
 from dsaudit.report.report_html import add_sections
 from dsaudit.report.report_text import markdown_sections, terminal_sections
@@ -79,7 +80,9 @@ def write_report(
         write_text(_json(result, period, trends, jobs), output)
     elif fmt == "table":
         colour = output in (None, "-") and use_colour(sys.stdout)
-        text = render_terminal(result, colour=colour) + terminal_sections(period, trends)
+        width = output_width() if output in (None, "-") else None
+        text = render_terminal(result, colour=colour, width=width)
+        text += terminal_sections(period, trends, width)
         write_text([text], output)
     else:
         raise DsauditError(f"unknown report format {fmt!r}; use one of {', '.join(REPORT_FORMATS)}")

@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.commands.options import (
+    inventory_options,
+    judgement_options,
+    limit_options,
+    limits,
+    output_path,
+)
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.safe_text import for_terminal
@@ -24,7 +30,13 @@ from dsaudit.report.safe_text import for_terminal
     show_default=True,
     type=click.Choice(AUDIT_FORMATS),
 )
-@click.option("--output", "-o", type=click.Path(), help="File (or stem for parquet) to write.")
+@click.option(
+    "--output",
+    "-o",
+    callback=output_path,
+    type=click.Path(),
+    help="File (or stem for parquet) to write.",
+)
 @click.option(
     "--jobs",
     "-j",

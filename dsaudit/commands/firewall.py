@@ -8,6 +8,7 @@ import click
 
 from dsaudit.catalog import load_catalog
 from dsaudit.catalog.roles import DIRECTIONS, HOST_ROLES
+from dsaudit.commands.options import output_path
 from dsaudit.firewall import FORMATS, build_plan, render
 from dsaudit.inventory import load_inventory
 from dsaudit.report.text_out import write_text
@@ -61,6 +62,7 @@ _NO_COMMENTS = ("aws-sg", "azure-nsg", "csv")
 @click.option(
     "-o",
     "--output",
+    callback=output_path,
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write to this file instead of standard output.",
 )

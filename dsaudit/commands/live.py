@@ -14,6 +14,7 @@ from dsaudit.commands.options import (
     judgement_options,
     limit_options,
     limits,
+    output_path,
 )
 from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.safe_text import for_terminal
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 @click.option(
     "--write",
     "write_path",
+    callback=output_path,
     type=click.Path(dir_okay=False),
     help="Save every captured packet to this pcap (written as it goes, flushed).",
 )
@@ -49,7 +51,13 @@ if TYPE_CHECKING:
     type=click.Choice(AUDIT_FORMATS),
     help="Format of the final report.",
 )
-@click.option("--output", "-o", type=click.Path(), help="File (or stem for parquet) to write.")
+@click.option(
+    "--output",
+    "-o",
+    callback=output_path,
+    type=click.Path(),
+    help="File (or stem for parquet) to write.",
+)
 @click.option(
     "--engine",
     type=click.Choice(["scapy", "tshark"]),

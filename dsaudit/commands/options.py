@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
@@ -70,6 +71,18 @@ def _vantage(ctx: click.Context, param: click.Parameter, value: str | None) -> s
         raise click.BadParameter(
             f"{value!r} is neither an IP address nor span", ctx=ctx, param=param
         ) from None
+
+
+def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse an output whose folder does not exist while the options are read, not after a
+    whole audit was spent on it. Creating folders is left to the user: a typo must not
+    leave directories behind."""
+    if value is None or str(value) == "-":
+        return value
+    parent = os.path.dirname(os.path.abspath(str(value)))
+    if not os.path.isdir(parent):
+        raise click.BadParameter(f"the folder {parent} does not exist", ctx=ctx, param=param)
+    return value
 
 
 # Idle timeouts in seconds: zero or less would end every flow at its first packet.

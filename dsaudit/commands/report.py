@@ -8,7 +8,13 @@ import sys
 
 import click
 
-from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.commands.options import (
+    inventory_options,
+    judgement_options,
+    limit_options,
+    limits,
+    output_path,
+)
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import REPORT_FORMATS
 from dsaudit.report.safe_text import for_terminal
@@ -48,7 +54,13 @@ from dsaudit.report.safe_text import for_terminal
     type=click.Choice(REPORT_FORMATS),
     help="Default: from the --output extension (.html, .md, .json), else table.",
 )
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write.")
+@click.option(
+    "--output",
+    "-o",
+    callback=output_path,
+    type=click.Path(dir_okay=False),
+    help="File to write.",
+)
 @click.option(
     "--jobs",
     "-j",
@@ -89,7 +101,7 @@ def report(
     """
     from dsaudit.audit import AuditOptions, run_audit
     from dsaudit.catalog import load_catalog
-    from dsaudit.history import History, default_path
+    from dsaudit.history import History, check_folder, default_path
     from dsaudit.inference import infer
     from dsaudit.inventory import load_inventory
     from dsaudit.periodic import parse_when, read_period
@@ -98,6 +110,10 @@ def report(
     from dsaudit.report.trends import build_trends
     from dsaudit.sources.flowlogs.vpc import parse_format
 
+    # Settle where everything goes before the work: a typo must not cost a whole audit.
+    fmt = format_for(fmt, output)
+    if not no_history:
+        check_folder(history_path or default_path())
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     now = dt.datetime.now(dt.UTC)
     since_ns = parse_when(since, now) if since else None
@@ -143,5 +159,5 @@ def report(
             run = store.run(store.record(result, period, label, started))
             trends = build_trends(store, run, trend_runs)
         period["run_id"] = run.id
-    write_report(result, period, trends, format_for(fmt, output), output, jobs=jobs)
+    write_report(result, period, trends, fmt, output, jobs=jobs)
     sys.exit(result.exit_code(fail_on))

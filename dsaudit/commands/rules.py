@@ -71,7 +71,8 @@ def lint(ctx: click.Context, files: tuple[Path, ...], rules_dir: Path | None) ->
     """Check rules files; with no FILES, the vendor catalog.
 
     Files outside the catalog directory are checked as site files on top of the catalog.
-    Every problem is printed as FILE:LINE: MESSAGE; the exit code is 2 if there are any.
+    Every problem is printed as FILE:LINE: MESSAGE on stdout (their count on stderr), and
+    the exit code is 2 if there are any; a clean check prints "ok: ..." on stdout.
     """
     result = lint_files(files, rules_dir)
     for loc, message in result.problems:
@@ -80,4 +81,5 @@ def lint(ctx: click.Context, files: tuple[Path, ...], rules_dir: Path | None) ->
         count = len(result.problems)
         click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
         ctx.exit(2)
-    click.echo(f"ok: {result.rules} rules in {len(result.files)} files", err=True)
+    # The result of the check, as the problem lines are: stdout, for scripts to read.
+    click.echo(f"ok: {result.rules} rules in {len(result.files)} files")

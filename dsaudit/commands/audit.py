@@ -29,6 +29,7 @@ from dsaudit.report.safe_text import for_terminal
     default="table",
     show_default=True,
     type=click.Choice(AUDIT_FORMATS),
+    help="Report format (docs/reports.md); table fits the terminal.",
 )
 @click.option(
     "--output",
@@ -46,7 +47,11 @@ from dsaudit.report.safe_text import for_terminal
     help="Read ahead in a thread; judge flows and write JSON in this many processes "
     "(results are identical for any value).",
 )
-@click.option("--progress/--no-progress", default=None)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
 def audit(
     captures: tuple[str, ...],
     inventory_path: str | None,

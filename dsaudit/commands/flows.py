@@ -16,7 +16,12 @@ from dsaudit.report.safe_text import for_terminal
 @limit_options
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
-    "--format", "fmt", type=click.Choice(FLOW_FORMATS), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(FLOW_FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format; table fits the terminal, parquet needs --output.",
 )
 @click.option(
     "--output",

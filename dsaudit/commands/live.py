@@ -74,8 +74,20 @@ if TYPE_CHECKING:
     help="While running: a terminal view, or JSON Lines on stdout (auto: the view when "
     "stdout is a terminal).",
 )
-@click.option("--tcp-timeout", type=TIMEOUT, default=300.0, show_default=True)
-@click.option("--udp-timeout", type=TIMEOUT, default=60.0, show_default=True)
+@click.option(
+    "--tcp-timeout",
+    type=TIMEOUT,
+    default=300.0,
+    show_default=True,
+    help="Seconds of silence after which a TCP flow ends.",
+)
+@click.option(
+    "--udp-timeout",
+    type=TIMEOUT,
+    default=60.0,
+    show_default=True,
+    help="Seconds of silence after which a UDP or ICMP flow ends.",
+)
 @click.option(
     "--window",
     type=click.FloatRange(min=1.0),
@@ -84,8 +96,19 @@ if TYPE_CHECKING:
     metavar="S",
     help="Every S seconds, flows idle past their timeout leave memory (see docs/live.md).",
 )
-@click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True)
-@click.option("--promisc/--no-promisc", default=True, show_default=True)
+@click.option(
+    "--snaplen",
+    type=click.IntRange(64, 262144),
+    default=262144,
+    show_default=True,
+    help="Bytes of each packet kept (names come from the first payload bytes).",
+)
+@click.option(
+    "--promisc/--no-promisc",
+    default=True,
+    show_default=True,
+    help="Put the interface in promiscuous mode, to see traffic between other hosts.",
+)
 def live(
     iface: str,
     bpf: str | None,

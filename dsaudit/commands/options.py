@@ -14,15 +14,41 @@ from dsaudit.severities import SEVERITIES
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def inventory_options(func: F) -> F:
-    """--inventory and --rules: the deployment and the site's own rules."""
-    func = click.option(
+class AliasedOption(click.Option):
+    """An option whose old names still work but no longer show in --help."""
+
+    def __init__(self, *args: Any, hidden_aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = hidden_aliases
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = self.opts
+        self.opts = [o for o in shown if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def site_option(dest: str, path_type: type[Any] | None = None) -> Callable[[F], F]:
+    """--site FILE: a site rules file, the same name in every command. ``--rules`` (what
+    audit, report and live called it before 0.2) still works, unlisted, for a release."""
+    return click.option(
+        "--site",
         "--rules",
-        "rule_files",
+        dest,
+        cls=AliasedOption,
+        hidden_aliases=("--rules",),
         multiple=True,
-        type=click.Path(dir_okay=False),
-        help="A site rules file (extra rules, port overrides); may repeat.",
-    )(func)
+        metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=path_type),
+        help="A site rules file (added rules, port overrides); repeatable.",
+    )
+
+
+def inventory_options(func: F) -> F:
+    """--inventory and --site: the deployment and the site's own rules."""
+    func = site_option("rule_files")(func)
     return click.option(
         "--inventory",
         "-i",

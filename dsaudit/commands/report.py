@@ -47,12 +47,19 @@ from dsaudit.report.safe_text import for_terminal
     "~/.local/share/dsaudit/history.sqlite.",
 )
 @click.option("--no-history", is_flag=True, help="Neither store this run nor show trends.")
-@click.option("--trend-runs", type=click.IntRange(2, 1000), default=10, show_default=True)
+@click.option(
+    "--trend-runs",
+    type=click.IntRange(2, 1000),
+    default=10,
+    show_default=True,
+    help="Stored runs the compliance trend covers.",
+)
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(REPORT_FORMATS),
-    help="Default: from the --output extension (.html, .md, .json), else table.",
+    help="Report format. Default: from the --output extension (.html, .md, .json, .txt), "
+    "else table; any other extension is an error.",
 )
 @click.option(
     "--output",
@@ -70,7 +77,11 @@ from dsaudit.report.safe_text import for_terminal
     help="Worker processes that read captures, judge flows and write JSON.",
 )
 @click.option("--dask", "dask_address", metavar="ADDRESS", help="Read on this Dask scheduler.")
-@click.option("--progress/--no-progress", default=None)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
 def report(
     paths: tuple[str, ...],
     inventory_path: str | None,

@@ -10,6 +10,7 @@ from dsaudit.catalog import load_catalog
 from dsaudit.catalog.export import FORMATS, render
 from dsaudit.catalog.lint import lint as lint_files
 from dsaudit.catalog.roles import DIRECTIONS, DS_ROLES, VERSIONS
+from dsaudit.commands.options import site_option
 from dsaudit.report.fit import output_width
 
 _RULES_DIR = click.option(
@@ -39,14 +40,15 @@ def rules() -> None:
     type=click.Choice(VERSIONS),
     help="Only rules for this version; host names of this version.",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
-    "--site",
-    "site_files",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A site rules file (added rules, port overrides); repeatable.",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format; table fits the terminal.",
 )
+@site_option("site_files", Path)
 @_RULES_DIR
 def list_rules(
     role: str | None,

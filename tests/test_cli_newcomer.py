@@ -46,7 +46,7 @@ def test_an_output_in_a_missing_folder_is_refused_before_the_work(tmp_path: Path
         ("firewall", "--inventory", INVENTORY),
     ):
         line = _one_error_line(dsaudit_process(*args, "-o", str(target)))
-        assert f"the folder {target.parent} does not exist" in line
+        assert f"cannot write {target}: the folder {target.parent} does not exist" in line
         # Refused while reading the options: no audit ran, so no note about inferred roles.
         assert "note" not in line
     assert not target.parent.exists()

@@ -7,11 +7,11 @@ import sys
 import click
 
 from dsaudit.commands.options import (
+    check_output,
     inventory_options,
     judgement_options,
     limit_options,
     limits,
-    output_path,
 )
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS
@@ -34,7 +34,6 @@ from dsaudit.report.safe_text import for_terminal
 @click.option(
     "--output",
     "-o",
-    callback=output_path,
     type=click.Path(),
     help="File (or stem for parquet) to write.",
 )
@@ -80,6 +79,8 @@ def audit(
     from dsaudit.pipeline import FlowOptions
     from dsaudit.report.audit_output import write_audit
 
+    if fmt != "parquet":  # parquet's --output is a directory or stem its writer creates
+        check_output(output)
     catalog = load_catalog(extra_paths=rule_files)
     inventory = load_inventory(inventory_path) if inventory_path else None
     show = sys.stderr.isatty() if progress is None else progress

@@ -10,6 +10,7 @@ import click
 
 from dsaudit.commands.options import (
     TIMEOUT,
+    check_output,
     inventory_options,
     judgement_options,
     limit_options,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 @click.option(
     "--output",
     "-o",
-    callback=output_path,
     type=click.Path(),
     help="File (or stem for parquet) to write.",
 )
@@ -142,6 +142,8 @@ def live(
     """
     from dsaudit.sources.live import list_interfaces, open_source
 
+    if fmt != "parquet":  # parquet's --output is a directory or stem its writer creates
+        check_output(output)
     # The privilege and interface checks come first: they are the likely failures and
     # need nothing else loaded.
     source = open_source(engine, iface, bpf=bpf, snaplen=snaplen, promisc=promisc, count=count)

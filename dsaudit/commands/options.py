@@ -9,6 +9,7 @@ from typing import Any, TypedDict, TypeVar
 
 import click
 
+from dsaudit.errors import DsauditError
 from dsaudit.severities import SEVERITIES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,15 +100,20 @@ def _vantage(ctx: click.Context, param: click.Parameter, value: str | None) -> s
         ) from None
 
 
-def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """Refuse an output whose folder does not exist while the options are read, not after a
-    whole audit was spent on it. Creating folders is left to the user: a typo must not
-    leave directories behind."""
-    if value is None or str(value) == "-":
-        return value
-    parent = os.path.dirname(os.path.abspath(str(value)))
+def check_output(path: object) -> None:
+    """Refuse an output whose folder does not exist before the work, not after a whole audit
+    was spent on it. Creating folders is left to the user: a typo must not leave directories
+    behind (Parquet's output directory is the exception: its writer creates it)."""
+    if path is None or str(path) == "-":
+        return
+    parent = os.path.dirname(os.path.abspath(str(path)))
     if not os.path.isdir(parent):
-        raise click.BadParameter(f"the folder {parent} does not exist", ctx=ctx, param=param)
+        raise DsauditError(f"cannot write {path}: the folder {parent} does not exist")
+
+
+def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback form of check_output, run while the options are read."""
+    check_output(value)
     return value
 
 

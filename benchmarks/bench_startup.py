@@ -14,6 +14,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -24,7 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def install(dest: Path) -> Path:
     """A venv in ``dest`` with this tree installed the way a user installs it."""
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(dest)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(dest)], check=True)
+    # Dependencies from the running environment (perhaps itself a venv), not its dsaudit.
+    (site,) = dest.glob("lib/python*/site-packages")
+    paths = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    (site / "running-env.pth").write_text("".join(f"{p}\n" for p in paths))
     src = dest / "src"
     shutil.copytree(
         ROOT,

@@ -55,6 +55,10 @@ def cli() -> None:
     """Audit Trend Micro Deep Security traffic against the vendor's port matrix."""
 
 
+# click 8.2+ shows a group's help through a UsageError when it is given no subcommand.
+_NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
+    t for t in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if t is not None
+)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it: never mistaken for findings (1)
 
 
@@ -75,6 +79,15 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("dsaudit: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except click.UsageError as exc:
+        if isinstance(exc, _NO_ARGS_IS_HELP):  # a bare group: its help is what was asked for
+            exc.show()
+            sys.exit(exc.exit_code)
+        # One line, as for every other input error: click's usage block buries the message.
+        where = exc.ctx.command_path if exc.ctx else "dsaudit"
+        message = " ".join(click.unstyle(exc.format_message()).split())
+        click.echo(f"dsaudit: error: {message} (see {where} --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -371,6 +371,22 @@ def is_heartbeat(rules: Iterable[str]) -> bool:
     return any("heartbeat" in r or r.endswith("manager-443") for r in rules)
 
 
+def _agent_is_client(rules: Iterable[str], client_role: object) -> bool:
+    """Whether the agent opened this heartbeat, by the rule that explains it: a host that is
+    manager and agent at once (``manager+agent``) tells nothing by its roles, while
+    ``manager.out.heartbeat-4118`` is always manager to agent."""
+    for rule in rules:
+        if not is_heartbeat([rule]):
+            continue
+        role, _, rest = rule.partition(".")
+        direction = rest.partition(".")[0]
+        if role == "manager" and direction in ("in", "out"):
+            return direction == "in"
+        if role in ("agent", "relay") and direction in ("in", "out"):
+            return direction == "out"
+    return "agent" in str(client_role).split("+")
+
+
 def heartbeats(flows: pd.DataFrame) -> pd.DataFrame:
     """Per agent and direction: heartbeat attempts, outcomes and intervals."""
     if flows.empty:
@@ -382,7 +398,7 @@ def heartbeats(flows: pd.DataFrame) -> pd.DataFrame:
     for keys, group in hb.groupby(["client_ip", "server_ip", "server_port"]):
         cip, sip, port = (str(keys[0]), str(keys[1]), int(str(keys[2])))
         group = group.sort_values("start")
-        agent_is_client = "agent" in str(group["client_role"].iloc[0]).split("+")
+        agent_is_client = _agent_is_client(group["_rules"].iloc[0], group["client_role"].iloc[0])
         agent = cip if agent_is_client else sip
         starts = group["start"]
         gaps = starts.diff().dt.total_seconds().dropna()

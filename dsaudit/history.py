@@ -70,8 +70,22 @@ def default_path() -> str:
     env = os.environ.get("DSAUDIT_HISTORY")
     if env:
         return env
+    return standard_path()
+
+
+def standard_path() -> str:
+    """$XDG_DATA_HOME/dsaudit/history.sqlite: the one place whose folder dsaudit creates."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
     return os.path.join(base, "dsaudit", "history.sqlite")
+
+
+def check_folder(path: str) -> None:
+    """Refuse a history store whose folder does not exist, unless it is the standard place:
+    a mistyped --history must not create folders (at the root, as root)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder) or os.path.abspath(path) == os.path.abspath(standard_path()):
+        return
+    raise DsauditError(f"{path}: the folder {folder} does not exist (history store)")
 
 
 def finding_key(row: dict[str, Any]) -> str:
@@ -127,9 +141,9 @@ class History:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        folder = os.path.dirname(os.path.abspath(path))
+        check_folder(path)
         try:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self.db = sqlite3.connect(path, timeout=60)
             self.db.execute("PRAGMA foreign_keys = ON")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtual environment with dsaudit built and installed from this tree (offline)."""
     base = tmp_path_factory.mktemp("install")
     env_dir = base / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)], check=True
-    )
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    # The new environment sees the running one's packages (numpy, pandas, Cython...), which
+    # may themselves live in a virtual environment, but not its editable dsaudit: a path
+    # line in a .pth adds the folder without running the .pth files inside it.
+    (site,) = env_dir.glob("lib/python*/site-packages")
+    paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (site / "running-env.pth").write_text("".join(f"{p}\n" for p in paths))
     build = base / "src"
     # A copy, so that the build writes nothing into the work tree.
     shutil.copytree(

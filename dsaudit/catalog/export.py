@@ -6,10 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tabulate import tabulate
-
 from dsaudit.catalog.schema import Rule, recurs_text
 from dsaudit.catalog.textcells import render_csv, render_markdown
+from dsaudit.report.fit import render_table
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -91,8 +90,11 @@ def _row(rule: Rule, version: str | None, sep: str) -> list[str]:
     ]
 
 
-def render(rules: Sequence[Rule], fmt: str, version: str | None = None) -> str:
-    """The rules in one of FORMATS; with a version, host names are those of that version."""
+def render(
+    rules: Sequence[Rule], fmt: str, version: str | None = None, width: int | None = None
+) -> str:
+    """The rules in one of FORMATS; with a version, host names are those of that version.
+    The table fits ``width`` columns (None: no limit)."""
     if fmt == "json":
         return json.dumps([rule_record(r) for r in rules], ensure_ascii=False, indent=2) + "\n"
     if fmt == "csv":
@@ -107,8 +109,9 @@ def render(rules: Sequence[Rule], fmt: str, version: str | None = None) -> str:
     if fmt == "markdown":
         return render_markdown(_COLUMNS, [_row(r, version, "\n") for r in rules])
     if fmt == "table":
+        # Host names go one per line and, like ids, are never broken: a broken name reads as
+        # two. Too wide a row puts its purpose, then its host names, ... under itself.
         rows = [_row(r, version, "\n") for r in rules]
-        # Host names are never wrapped (one per line): a broken name reads as two.
-        widths: list[int | None] = [None, None, 14, None, 24, None, None, 30, None, None, None, 44]
-        return tabulate(rows, headers=_COLUMNS, tablefmt="simple", maxcolwidths=widths) + "\n"
+        last = len(_COLUMNS) - 1
+        return render_table(_COLUMNS, rows, width, bare=last) + "\n"
     raise ValueError(f"unknown format {fmt!r}")

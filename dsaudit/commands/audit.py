@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.commands.options import (
+    check_output,
+    inventory_options,
+    judgement_options,
+    limit_options,
+    limits,
+)
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS, FIX_DIALECTS
 from dsaudit.report.safe_text import for_terminal
@@ -23,8 +29,14 @@ from dsaudit.report.safe_text import for_terminal
     default="table",
     show_default=True,
     type=click.Choice(AUDIT_FORMATS),
+    help="Report format (docs/reports.md); table fits the terminal.",
 )
-@click.option("--output", "-o", type=click.Path(), help="File (or stem for parquet) to write.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(),
+    help="File (or stem for parquet) to write.",
+)
 @click.option(
     "--jobs",
     "-j",
@@ -47,7 +59,11 @@ from dsaudit.report.safe_text import for_terminal
     default=None,
     help="File for the --fix rules (default: standard output, when the report has --output).",
 )
-@click.option("--progress/--no-progress", default=None)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
 def audit(
     captures: tuple[str, ...],
     inventory_path: str | None,
@@ -84,6 +100,10 @@ def audit(
         raise DsauditError("--fix needs --fix-output FILE, or --output for the report")
     if fix is None and fix_output is not None:
         raise DsauditError("--fix-output needs --fix DIALECT")
+    if fmt != "parquet":  # parquet's --output is a directory or stem its writer creates
+        check_output(output)
+    if fix_output is not None:
+        check_output(fix_output)
     catalog = load_catalog(extra_paths=rule_files)
     inventory = load_inventory(inventory_path) if inventory_path else None
     show = sys.stderr.isatty() if progress is None else progress

@@ -8,6 +8,7 @@ import click
 
 from dsaudit.catalog import load_catalog
 from dsaudit.catalog.roles import DIRECTIONS, HOST_ROLES
+from dsaudit.commands.options import output_path, site_option
 from dsaudit.firewall import FORMATS, build_plan, render
 from dsaudit.inventory import load_inventory
 from dsaudit.report.text_out import write_text
@@ -24,7 +25,14 @@ _NO_COMMENTS = ("aws-sg", "azure-nsg", "csv")
     type=click.Path(dir_okay=False, path_type=Path),
     help="The deployment's inventory YAML.",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="nftables", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="nftables",
+    show_default=True,
+    help="Rule syntax to write.",
+)
 @click.option(
     "--role",
     type=click.Choice(HOST_ROLES),
@@ -45,13 +53,7 @@ _NO_COMMENTS = ("aws-sg", "azure-nsg", "csv")
     help="nftables/iptables: policy of the input/forward/output chains.",
 )
 @click.option("--port-scan", is_flag=True, help="Also allow the manager's all-ports scan.")
-@click.option(
-    "--site",
-    "site_files",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A site rules file (added rules, port overrides); repeatable.",
-)
+@site_option("site_files", Path)
 @click.option(
     "--rules-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -61,6 +63,7 @@ _NO_COMMENTS = ("aws-sg", "azure-nsg", "csv")
 @click.option(
     "-o",
     "--output",
+    callback=output_path,
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write to this file instead of standard output.",
 )

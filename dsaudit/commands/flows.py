@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dsaudit.commands.options import TIMEOUT, limit_options, limits
+from dsaudit.commands.options import TIMEOUT, limit_options, limits, output_path
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import FLOW_FORMATS
 from dsaudit.report.safe_text import for_terminal
@@ -16,10 +16,19 @@ from dsaudit.report.safe_text import for_terminal
 @limit_options
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
-    "--format", "fmt", type=click.Choice(FLOW_FORMATS), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(FLOW_FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format; table fits the terminal, parquet needs --output.",
 )
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False), help="File to write (default stdout)."
+    "--output",
+    "-o",
+    callback=output_path,
+    type=click.Path(dir_okay=False),
+    help="File to write (default stdout).",
 )
 @click.option(
     "--engine",

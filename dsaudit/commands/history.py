@@ -7,8 +7,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import click
-from tabulate import tabulate
 
+from dsaudit.report.fit import output_width, render_table
 from dsaudit.report.safe_text import for_terminal
 
 if TYPE_CHECKING:
@@ -21,7 +21,12 @@ _history_option = click.option(
     help="History store (default: $DSAUDIT_HISTORY or ~/.local/share/dsaudit/history.sqlite).",
 )
 _format_option = click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for tools.",
 )
 
 
@@ -50,13 +55,30 @@ def _resolve(store: Any, ref: str) -> Any:
     return store.run(int(ref))
 
 
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: pd.DataFrame, bare: str | None = None) -> str:
+    """The frame as a table fitting the terminal; the ``bare`` column (a message) goes under
+    its row when the row is too wide."""
     import pandas as pd
 
     if frame.empty:
         return "  (none)"
     rows = [[for_terminal("" if pd.isna(v) else str(v)) for v in row] for row in frame.values]
-    return tabulate(rows, headers=list(map(str, frame.columns)), disable_numparse=True)
+    heads = list(map(str, frame.columns))
+    last = heads.index(bare) if bare in heads else None
+    return render_table(heads, rows, output_width(), bare=last)
+
+
+def _pct(score: Any) -> str:
+    import pandas as pd
+
+    return "" if pd.isna(score) else f"{float(score) * 100:.1f}%"
+
+
+def _pp(change: Any) -> str:
+    """A score change in percentage points, rounded: ``-33.3 pp``, ``+5.0 pp``."""
+    import pandas as pd
+
+    return "" if pd.isna(change) else f"{float(change) * 100:+.1f} pp"
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -89,7 +111,9 @@ def history() -> None:
 @_history_option
 @_format_option
 @click.option("--inventory", "-i", "inventory_path", help="Only runs of this inventory.")
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1), default=50, show_default=True, help="At most this many runs."
+)
 def list_runs(history_path: str | None, fmt: str, inventory_path: str | None, limit: int) -> None:
     """The stored runs, newest first."""
     with _open(history_path) as store:
@@ -112,7 +136,8 @@ def list_runs(history_path: str | None, fmt: str, inventory_path: str | None, li
         for r in runs
     ]
     heads = ["run", "period start", "period end", "source", "files", "findings", "ok", "inventory"]
-    click.echo(tabulate(rows, headers=heads, disable_numparse=True) if rows else "no runs")
+    text = [[str(c) for c in r] for r in rows]
+    click.echo(render_table(heads, text, output_width(), right=[0, 4]) if rows else "no runs")
 
 
 @history.command("show")
@@ -139,16 +164,20 @@ def show(run_ref: str, history_path: str | None, fmt: str) -> None:
     info = _run_dict(run)
     click.echo("\n".join(f"{k}: {for_terminal(str(v))}" for k, v in info.items()))
     click.echo("\nCompliance\n" + _table(comp.drop(columns=["scope"])))
-    click.echo("\nFindings\n" + _table(found[["severity", "kind", "host", "message"]]))
+    click.echo("\nFindings\n" + _table(found[["severity", "kind", "host", "message"]], "message"))
 
 
 @history.command("diff")
-@click.argument("run_a", metavar="RUN_A")
-@click.argument("run_b", metavar="RUN_B")
+@click.argument("run_a", required=False, default="previous")
+@click.argument("run_b", required=False, default="latest")
 @_history_option
 @_format_option
 def diff(run_a: str, run_b: str, history_path: str | None, fmt: str) -> None:
-    """What changed from RUN_A to RUN_B: findings, compliance, heartbeats."""
+    """What changed from RUN_A to RUN_B: findings, compliance, heartbeats.
+
+    Without run ids, the two latest runs (previous to latest); with one, that run to the
+    latest. Score changes are in percentage points.
+    """
     with _open(history_path) as store:
         d = store.diff(_resolve(store, run_a), _resolve(store, run_b))
     cols = ["severity", "kind", "host", "message"]
@@ -158,16 +187,21 @@ def diff(run_a: str, run_b: str, history_path: str | None, fmt: str) -> None:
             "b": d.b.id,
             "new_findings": _records(d.new[cols + ["finding_key"]]),
             "resolved_findings": _records(d.resolved[cols + ["finding_key"]]),
-            "compliance": _records(d.compliance),
+            "compliance": _records(
+                d.compliance.assign(change_pp=(d.compliance["change"] * 100).round(1))
+            ),
             "heartbeats_stopped": _records(d.heartbeats_stopped),
             "heartbeats_resumed": _records(d.heartbeats_resumed),
         }
         click.echo(json.dumps(doc, indent=2))
         return
-    changed = d.compliance[d.compliance["change"].fillna(1) != 0]
+    changed = d.compliance[d.compliance["change"].fillna(1) != 0].copy()
+    for col in ("score_a", "score_b"):
+        changed[col] = changed[col].map(_pct).astype(object)
+    changed["change"] = changed["change"].map(_pp).astype(object)
     click.echo(f"run {d.a.id} -> run {d.b.id}")
-    click.echo(f"\nNew findings ({len(d.new)})\n" + _table(d.new[cols]))
-    click.echo(f"\nResolved findings ({len(d.resolved)})\n" + _table(d.resolved[cols]))
+    click.echo(f"\nNew findings ({len(d.new)})\n" + _table(d.new[cols], "message"))
+    click.echo(f"\nResolved findings ({len(d.resolved)})\n" + _table(d.resolved[cols], "message"))
     click.echo(f"\nCompliance changes ({len(changed)})\n" + _table(changed))
     click.echo(
         f"\nHeartbeats that stopped ({len(d.heartbeats_stopped)})\n" + _table(d.heartbeats_stopped)

@@ -17,6 +17,7 @@ from dsaudit.report.safe_text import for_terminal
     type=click.Choice(["table", "json"]),
     default="table",
     show_default=True,
+    help="A table for people, or JSON for tools.",
 )
 def interfaces(fmt: str) -> None:
     """List capture interfaces with their state, link type and addresses."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from dsaudit.commands.options import output_path
 from dsaudit.errors import DsauditError
 from dsaudit.inventory import load_inventory
 
@@ -38,7 +39,13 @@ def check(file: Path) -> None:
 
 @inventory.command("infer")
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the YAML here.")
+@click.option(
+    "--output",
+    "-o",
+    callback=output_path,
+    type=click.Path(dir_okay=False),
+    help="Write the YAML here.",
+)
 def infer_cmd(captures: tuple[str, ...], output: str | None) -> None:
     """Infer an inventory from CAPTURES: roles per address, with evidence and confidence.
 

@@ -10,10 +10,12 @@ import click
 
 from dsaudit.commands.options import (
     TIMEOUT,
+    check_output,
     inventory_options,
     judgement_options,
     limit_options,
     limits,
+    output_path,
 )
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 @click.option(
     "--write",
     "write_path",
+    callback=output_path,
     type=click.Path(dir_okay=False),
     help="Save every captured packet to this pcap (written as it goes, flushed).",
 )
@@ -50,7 +53,12 @@ if TYPE_CHECKING:
     type=click.Choice(AUDIT_FORMATS),
     help="Format of the final report.",
 )
-@click.option("--output", "-o", type=click.Path(), help="File (or stem for parquet) to write.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(),
+    help="File (or stem for parquet) to write.",
+)
 @click.option(
     "--engine",
     type=click.Choice(["scapy", "tshark"]),
@@ -67,8 +75,20 @@ if TYPE_CHECKING:
     help="While running: a terminal view, or JSON Lines on stdout (auto: the view when "
     "stdout is a terminal).",
 )
-@click.option("--tcp-timeout", type=TIMEOUT, default=300.0, show_default=True)
-@click.option("--udp-timeout", type=TIMEOUT, default=60.0, show_default=True)
+@click.option(
+    "--tcp-timeout",
+    type=TIMEOUT,
+    default=300.0,
+    show_default=True,
+    help="Seconds of silence after which a TCP flow ends.",
+)
+@click.option(
+    "--udp-timeout",
+    type=TIMEOUT,
+    default=60.0,
+    show_default=True,
+    help="Seconds of silence after which a UDP or ICMP flow ends.",
+)
 @click.option(
     "--window",
     type=click.FloatRange(min=1.0),
@@ -77,8 +97,19 @@ if TYPE_CHECKING:
     metavar="S",
     help="Every S seconds, flows idle past their timeout leave memory (see docs/live.md).",
 )
-@click.option("--snaplen", type=click.IntRange(64, 262144), default=262144, show_default=True)
-@click.option("--promisc/--no-promisc", default=True, show_default=True)
+@click.option(
+    "--snaplen",
+    type=click.IntRange(64, 262144),
+    default=262144,
+    show_default=True,
+    help="Bytes of each packet kept (names come from the first payload bytes).",
+)
+@click.option(
+    "--promisc/--no-promisc",
+    default=True,
+    show_default=True,
+    help="Put the interface in promiscuous mode, to see traffic between other hosts.",
+)
 def live(
     iface: str,
     bpf: str | None,
@@ -113,6 +144,8 @@ def live(
     """
     from dsaudit.sources.live import list_interfaces, open_source
 
+    if fmt != "parquet":  # parquet's --output is a directory or stem its writer creates
+        check_output(output)
     # The privilege and interface checks come first: they are the likely failures and
     # need nothing else loaded.
     source = open_source(engine, iface, bpf=bpf, snaplen=snaplen, promisc=promisc, count=count)

@@ -3,25 +3,53 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
 import click
 
+from dsaudit.errors import DsauditError
 from dsaudit.severities import SEVERITIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def inventory_options(func: F) -> F:
-    """--inventory and --rules: the deployment and the site's own rules."""
-    func = click.option(
+class AliasedOption(click.Option):
+    """An option whose old names still work but no longer show in --help."""
+
+    def __init__(self, *args: Any, hidden_aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = hidden_aliases
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = self.opts
+        self.opts = [o for o in shown if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def site_option(dest: str, path_type: type[Any] | None = None) -> Callable[[F], F]:
+    """--site FILE: a site rules file, the same name in every command. ``--rules`` (what
+    audit, report and live called it before 0.2) still works, unlisted, for a release."""
+    return click.option(
+        "--site",
         "--rules",
-        "rule_files",
+        dest,
+        cls=AliasedOption,
+        hidden_aliases=("--rules",),
         multiple=True,
-        type=click.Path(dir_okay=False),
-        help="A site rules file (extra rules, port overrides); may repeat.",
-    )(func)
+        metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=path_type),
+        help="A site rules file (added rules, port overrides); repeatable.",
+    )
+
+
+def inventory_options(func: F) -> F:
+    """--inventory and --site: the deployment and the site's own rules."""
+    func = site_option("rule_files")(func)
     return click.option(
         "--inventory",
         "-i",
@@ -70,6 +98,23 @@ def _vantage(ctx: click.Context, param: click.Parameter, value: str | None) -> s
         raise click.BadParameter(
             f"{value!r} is neither an IP address nor span", ctx=ctx, param=param
         ) from None
+
+
+def check_output(path: object) -> None:
+    """Refuse an output whose folder does not exist before the work, not after a whole audit
+    was spent on it. Creating folders is left to the user: a typo must not leave directories
+    behind (Parquet's output directory is the exception: its writer creates it)."""
+    if path is None or str(path) == "-":
+        return
+    parent = os.path.dirname(os.path.abspath(str(path)))
+    if not os.path.isdir(parent):
+        raise DsauditError(f"cannot write {path}: the folder {parent} does not exist")
+
+
+def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback form of check_output, run while the options are read."""
+    check_output(value)
+    return value
 
 
 # Idle timeouts in seconds: zero or less would end every flow at its first packet.

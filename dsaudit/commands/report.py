@@ -8,7 +8,13 @@ import sys
 
 import click
 
-from dsaudit.commands.options import inventory_options, judgement_options, limit_options, limits
+from dsaudit.commands.options import (
+    inventory_options,
+    judgement_options,
+    limit_options,
+    limits,
+    output_path,
+)
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import REPORT_FORMATS
 from dsaudit.report.safe_text import for_terminal
@@ -41,14 +47,27 @@ from dsaudit.report.safe_text import for_terminal
     "~/.local/share/dsaudit/history.sqlite.",
 )
 @click.option("--no-history", is_flag=True, help="Neither store this run nor show trends.")
-@click.option("--trend-runs", type=click.IntRange(2, 1000), default=10, show_default=True)
+@click.option(
+    "--trend-runs",
+    type=click.IntRange(2, 1000),
+    default=10,
+    show_default=True,
+    help="Stored runs the compliance trend covers.",
+)
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(REPORT_FORMATS),
-    help="Default: from the --output extension (.html, .md, .json), else table.",
+    help="Report format. Default: from the --output extension (.html, .md, .json, .txt), "
+    "else table; any other extension is an error.",
 )
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File to write.")
+@click.option(
+    "--output",
+    "-o",
+    callback=output_path,
+    type=click.Path(dir_okay=False),
+    help="File to write.",
+)
 @click.option(
     "--jobs",
     "-j",
@@ -58,7 +77,11 @@ from dsaudit.report.safe_text import for_terminal
     help="Worker processes that read captures, judge flows and write JSON.",
 )
 @click.option("--dask", "dask_address", metavar="ADDRESS", help="Read on this Dask scheduler.")
-@click.option("--progress/--no-progress", default=None)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
 def report(
     paths: tuple[str, ...],
     inventory_path: str | None,
@@ -90,7 +113,7 @@ def report(
     """
     from dsaudit.audit import AuditOptions, run_audit
     from dsaudit.catalog import load_catalog
-    from dsaudit.history import History, default_path
+    from dsaudit.history import History, check_folder, default_path
     from dsaudit.inference import infer
     from dsaudit.inventory import load_inventory
     from dsaudit.periodic import parse_when, read_period
@@ -99,6 +122,10 @@ def report(
     from dsaudit.report.trends import build_trends
     from dsaudit.sources.flowlogs.vpc import parse_format
 
+    # Settle where everything goes before the work: a typo must not cost a whole audit.
+    fmt = format_for(fmt, output)
+    if not no_history:
+        check_folder(history_path or default_path())
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     now = dt.datetime.now(dt.UTC)
     since_ns = parse_when(since, now) if since else None
@@ -144,5 +171,5 @@ def report(
             run = store.run(store.record(result, period, label, started))
             trends = build_trends(store, run, trend_runs)
         period["run_id"] = run.id
-    write_report(result, period, trends, format_for(fmt, output), output, jobs=jobs)
+    write_report(result, period, trends, fmt, output, jobs=jobs)
     sys.exit(result.exit_code(fail_on))

@@ -10,6 +10,8 @@ from dsaudit.catalog import load_catalog
 from dsaudit.catalog.export import FORMATS, render
 from dsaudit.catalog.lint import lint as lint_files
 from dsaudit.catalog.roles import DIRECTIONS, DS_ROLES, VERSIONS
+from dsaudit.commands.options import site_option
+from dsaudit.report.fit import output_width
 
 _RULES_DIR = click.option(
     "--rules-dir",
@@ -38,14 +40,15 @@ def rules() -> None:
     type=click.Choice(VERSIONS),
     help="Only rules for this version; host names of this version.",
 )
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option(
-    "--site",
-    "site_files",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A site rules file (added rules, port overrides); repeatable.",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format; table fits the terminal.",
 )
+@site_option("site_files", Path)
 @_RULES_DIR
 def list_rules(
     role: str | None,
@@ -59,7 +62,7 @@ def list_rules(
     """List catalog rules."""
     catalog = load_catalog(site_files, rules_dir)
     selected = catalog.rules_for(role, direction, version, implied=with_implied)
-    click.echo(render(selected, fmt, version), nl=False)
+    click.echo(render(selected, fmt, version, output_width()), nl=False)
 
 
 @rules.command("lint")
@@ -70,7 +73,8 @@ def lint(ctx: click.Context, files: tuple[Path, ...], rules_dir: Path | None) ->
     """Check rules files; with no FILES, the vendor catalog.
 
     Files outside the catalog directory are checked as site files on top of the catalog.
-    Every problem is printed as FILE:LINE: MESSAGE; the exit code is 2 if there are any.
+    Every problem is printed as FILE:LINE: MESSAGE on stdout (their count on stderr), and
+    the exit code is 2 if there are any; a clean check prints "ok: ..." on stdout.
     """
     result = lint_files(files, rules_dir)
     for loc, message in result.problems:
@@ -79,4 +83,5 @@ def lint(ctx: click.Context, files: tuple[Path, ...], rules_dir: Path | None) ->
         count = len(result.problems)
         click.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
         ctx.exit(2)
-    click.echo(f"ok: {result.rules} rules in {len(result.files)} files", err=True)
+    # The result of the check, as the problem lines are: stdout, for scripts to read.
+    click.echo(f"ok: {result.rules} rules in {len(result.files)} files")

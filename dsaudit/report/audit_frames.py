@@ -192,6 +192,10 @@ def describe_vantage(summary: dict[str, Any]) -> str:
     return f"{where} ({detail})" if detail else where
 
 
+# The inventory's `updates` setting in words ("updates via direct" read as a typo).
+_UPDATES = {"direct": "direct updates from Trend Micro", "relay": "updates from relays"}
+
+
 def describe_deployment(summary: dict[str, Any]) -> str:
     """The deployment the capture was judged against, as one line."""
     d = summary.get("deployment") or {}
@@ -202,10 +206,11 @@ def describe_deployment(summary: dict[str, Any]) -> str:
         ("mode", "{}"),
         ("communication", "{} communication"),
         ("database", "{} database"),
-        ("updates", "updates via {}"),
     ):
         if d.get(key):
             parts.append(fmt.format(fm.text(d[key])))
+    if d.get("updates"):
+        parts.append(_UPDATES.get(fm.text(d["updates"]), f"updates: {fm.text(d['updates'])}"))
     if not fm.is_missing(d.get("heartbeat_interval_s")) and d.get("heartbeat_interval_s"):
         parts.append(f"heartbeat every {fm.fmt_duration(d['heartbeat_interval_s'])}")
     return ", ".join(parts) or "not stated"

@@ -9,9 +9,9 @@ from dsaudit.report import audit_frames as af
 from dsaudit.report import audit_tables as at
 from dsaudit.report.safe_text import for_markdown
 
-# for_markdown handles pipes, HTML, backticks and line breaks; a name from a packet could
-# still carry emphasis or a [link](target), and a backslash right before a pipe would undo
-# the pipe's escape, so those characters are escaped here first.
+# for_markdown handles pipes, HTML (by backslash escapes), backticks and line breaks; a name
+# from a packet could still carry emphasis or a [link](target), and a backslash right before
+# a pipe would undo the pipe's escape, so those characters are escaped here first.
 _MD_PUNCT = re.compile(r"([\\*_\[\]~#!])")
 
 

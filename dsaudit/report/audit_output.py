@@ -17,6 +17,7 @@ from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_json import iter_audit_json
 from dsaudit.report.audit_markdown import render_markdown
 from dsaudit.report.audit_terminal import render_terminal, use_colour
+from dsaudit.report.fit import output_width
 from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.text_out import write_text
 
@@ -28,7 +29,9 @@ def _to_stdout(output: str | None) -> bool:
 def _table(result: AuditResult, output: str | None, jobs: int) -> list[str]:
     # Colour only on an interactive stdout: a file must never collect escape sequences.
     colour = _to_stdout(output) and use_colour(sys.stdout)
-    write_text([render_terminal(result, colour=colour)], output)
+    # A file keeps whole lines (no width to fit); a terminal or $COLUMNS sets one.
+    width = output_width() if _to_stdout(output) else None
+    write_text([render_terminal(result, colour=colour, width=width)], output)
     return [] if _to_stdout(output) else [str(output)]
 
 

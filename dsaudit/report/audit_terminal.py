@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from typing import IO
 
-from tabulate import tabulate
-
 from dsaudit.findings import AuditResult
 from dsaudit.report import audit_frames as af
 from dsaudit.report import audit_tables as at
+from dsaudit.report.fit import Table, wrap, wrap_labelled
 from dsaudit.report.safe_text import for_terminal
 
 # SGR parameters per tone; one place so the palette stays consistent across sections.
@@ -56,36 +55,40 @@ class _Paint:
         return f"\x1b[{code}m{text}\x1b[0m"
 
 
-def _table(table: at.TextTable, paint: _Paint) -> list[str]:
+def _table(table: at.TextTable, paint: _Paint, width: int | None) -> list[str]:
     lines = [paint(table.title, "title")]
     if table.note:
-        lines.append(for_terminal(table.note))
+        lines.extend(wrap(for_terminal(table.note), width))
     if not table.rows:
         lines.append(f"  ({table.empty})")
         return lines
-    # Escape first, colour second: data can never smuggle its own escape sequences in.
-    body = [[paint(for_terminal(c.text), c.tone) for c in row] for row in table.rows]
-    aligns = ["right" if i in table.numeric else "left" for i in range(len(table.headers))]
-    widths = [table.wrap.get(i) for i in range(len(table.headers))]
-    rendered = tabulate(
-        body,
-        headers=table.headers,
-        tablefmt="simple",
-        colalign=aligns,
-        disable_numparse=True,
-        maxcolwidths=widths if any(widths) else None,
+    # Escape first, colour last (after the layout): data can never smuggle its own escape
+    # sequences in, and padding is measured on the visible text.
+    # Too wide a row sheds its free-text columns (the widest wrap hint first) under itself.
+    hinted = sorted(table.wrap, key=lambda i: (-table.wrap[i], i))
+    rest = [i for i in range(len(table.headers) - 1, 0, -1) if i not in hinted]
+    fitted = Table(
+        headers=list(table.headers),
+        rows=[[for_terminal(c.text) for c in row] for row in table.rows],
+        right=frozenset(table.numeric),
+        tones=[[c.tone for c in row] for row in table.rows],
+        below=hinted + rest,
+        # The widest free-text column (the message) reads best on its own lines, unlabelled.
+        bare=hinted[0] if hinted and hinted[0] == len(table.headers) - 1 else None,
     )
-    lines.extend(rendered.splitlines())
+    lines.extend(fitted.render(width, paint))
     if table.footnote:
         lines += ["", paint(for_terminal(table.footnote), "muted")]
     if table.more:
         hint = "use --format html, json or csv for all of them"
-        lines.append(paint(f"  … and {table.more} more {table.more_hint} ({hint})", "muted"))
+        more = f"  … and {table.more} more {table.more_hint} ({hint})"
+        lines.extend(paint(line, "muted") for line in wrap(more, width))
     return lines
 
 
-def render_terminal(result: AuditResult, colour: bool = False) -> str:
-    """The whole terminal report as one string."""
+def render_terminal(result: AuditResult, colour: bool = False, width: int | None = None) -> str:
+    """The whole terminal report as one string, fitted to ``width`` columns (None: lines as
+    long as they need, for files)."""
     paint = _Paint(colour)
     verdict = af.verdict(result)
     # The padding makes a coloured badge; without colour it would only look like a typo.
@@ -93,22 +96,28 @@ def render_terminal(result: AuditResult, colour: bool = False) -> str:
     badge = paint(label, "warn_badge" if verdict.tone == "warn" else verdict.tone)
     lines = [
         f"Deep Security traffic audit: {badge} (exit code {verdict.exit_code})",
-        for_terminal(verdict.reason()),
+        *wrap(for_terminal(verdict.reason()), width),
         "Findings: " + " · ".join(paint(c.text, c.tone) for c in at.severity_line(verdict)),
         "",
     ]
     for label, values in at.overview(result, at.TERMINAL_NETWORK_ADDRESSES):
         for i, value in enumerate(values):
+            text = wrap_labelled(" " * 12, for_terminal(value), width, 12)
             head = paint(f"{label:<11}", "label") if i == 0 else " " * 11
-            lines.append(f"{head} {for_terminal(value)}")
+            lines.append(f"{head} {text[0][12:]}")
+            lines.extend(text[1:])
     lines.append("")
     heading = at.quality_heading(verdict)
-    lines.append(paint(heading, "warn" if verdict.quality_notes else "good"))
-    lines.extend(f"  ! {for_terminal(n)}" for n in verdict.quality_notes)
+    lines.extend(
+        paint(line, "warn" if verdict.quality_notes else "good") for line in wrap(heading, width)
+    )
+    for note in verdict.quality_notes:
+        lines.extend(wrap_labelled("  !", for_terminal(note), width, 4))
     metrics = af.quality_metrics(result.summary)
-    width = max((len(k) for k, _ in metrics), default=0)
-    lines.extend(f"    {k:<{width}}  {for_terminal(v)}" for k, v in metrics)
+    keys = max((len(k) for k, _ in metrics), default=0)
+    for k, v in metrics:
+        lines.extend(wrap_labelled(f"    {k}", for_terminal(v), width, keys + 6))
     for table in at.sections(result, at.TERMINAL_LIMITS):
         lines.append("")
-        lines.extend(_table(table, paint))
+        lines.extend(_table(table, paint, width))
     return "\n".join(lines) + "\n"

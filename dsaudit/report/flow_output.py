@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tabulate import tabulate
 
 from dsaudit.errors import DsauditError, cannot_write
 from dsaudit.parallel import fork_map, row_chunks
+from dsaudit.report.fit import output_width, render_table
 from dsaudit.report.safe_text import for_csv, for_terminal
 from dsaudit.report.text_out import write_text
 
@@ -33,6 +33,7 @@ TABLE_COLUMNS = [
     "name_source",
 ]
 LIST_COLUMNS = ("dns_queries", "dns_answers", "icmp_errors")
+_NUMERIC = ("packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c")
 
 
 def _endpoint(ip: str, port: int) -> str:
@@ -64,7 +65,7 @@ def flows_for_json(df: pd.DataFrame) -> str:
     return "".join(iter_json_lines(df))
 
 
-def _table(df: pd.DataFrame) -> str:
+def _table(df: pd.DataFrame, width: int | None = None) -> str:
     if df.empty:
         return "(no flows)\n"
     view = pd.DataFrame(
@@ -82,7 +83,9 @@ def _table(df: pd.DataFrame) -> str:
         view[col] = df[col]
     view["vlan"] = view["vlan"].astype("string").fillna("")
     view["server_name"] = [for_terminal(s) if isinstance(s, str) else "" for s in df["server_name"]]
-    return tabulate(view.values.tolist(), headers=TABLE_COLUMNS, tablefmt="simple") + "\n"
+    rows = [["" if pd.isna(v) else str(v) for v in row] for row in view.itertuples(index=False)]
+    numeric = [TABLE_COLUMNS.index(c) for c in _NUMERIC]
+    return render_table(TABLE_COLUMNS, rows, width, right=numeric) + "\n"
 
 
 def _csv(df: pd.DataFrame) -> str:
@@ -141,7 +144,12 @@ def write_flows(
         except OSError as exc:
             raise cannot_write(output, exc) from None
         return
-    parts = RENDERERS[fmt](df, jobs)
+    if fmt == "table":
+        # A terminal (or $COLUMNS) sets the width; a file gets whole lines.
+        width = output_width() if output in (None, "-") else None
+        parts: Iterator[str] = iter([_table(df, width)])
+    else:
+        parts = RENDERERS[fmt](df, jobs)
     if fmt == "table" and notes:
         tail = "\n" + "\n".join(f"warning: {for_terminal(n)}" for n in notes) + "\n"
         parts = itertools.chain(parts, [tail])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -13,24 +14,39 @@ from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_json import iter_audit_json, json_value
 from dsaudit.report.audit_markdown import render_markdown
 from dsaudit.report.audit_terminal import render_terminal, use_colour
+from dsaudit.report.fit import output_width
 from dsaudit.report.formats import REPORT_FORMATS
 from dsaudit.report.report_html import add_sections
 from dsaudit.report.report_text import markdown_sections, terminal_sections
 from dsaudit.report.text_out import write_text
 from dsaudit.report.trends import Trends, trends_dict
 
-EXTENSIONS = {".html": "html", ".htm": "html", ".md": "markdown", ".json": "json"}
+EXTENSIONS = {
+    ".html": "html",
+    ".htm": "html",
+    ".md": "markdown",
+    ".json": "json",
+    ".txt": "table",
+}
 
 
 def format_for(fmt: str | None, output: str | None) -> str:
-    """The format asked for, else the one the output's extension names, else a table."""
+    """The format asked for, else the one the output's extension names, else a table (for
+    stdout or a name without an extension). Any other extension is an error: a text table
+    in ``r.xlsx`` or ``r.pdf`` is a file its reader cannot open."""
     if fmt:
         return fmt
-    if output and output != "-":
-        for ext, name in EXTENSIONS.items():
-            if output.lower().endswith(ext):
-                return name
-    return "table"
+    if not output or output == "-":
+        return "table"
+    ext = os.path.splitext(output)[1].lower()
+    if not ext:
+        return "table"
+    if ext not in EXTENSIONS:
+        known = ", ".join(EXTENSIONS)
+        raise DsauditError(
+            f"{output}: no report format writes {ext} files; name it {known} or give --format"
+        )
+    return EXTENSIONS[ext]
 
 
 def _markdown(result: AuditResult, period: dict[str, Any], trends: Trends | None) -> str:
@@ -79,7 +95,9 @@ def write_report(
         write_text(_json(result, period, trends, jobs), output)
     elif fmt == "table":
         colour = output in (None, "-") and use_colour(sys.stdout)
-        text = render_terminal(result, colour=colour) + terminal_sections(period, trends)
+        width = output_width() if output in (None, "-") else None
+        text = render_terminal(result, colour=colour, width=width)
+        text += terminal_sections(period, trends, width)
         write_text([text], output)
     else:
         raise DsauditError(f"unknown report format {fmt!r}; use one of {', '.join(REPORT_FORMATS)}")

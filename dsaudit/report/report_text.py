@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from tabulate import tabulate
 
 from dsaudit.report.audit_markdown import md
+from dsaudit.report.fit import render_table, wrap_labelled
 from dsaudit.report.safe_text import for_terminal
 from dsaudit.report.trends import Trends, run_label
 
@@ -94,22 +94,29 @@ def markdown_sections(period: dict[str, Any], trends: Trends | None) -> list[str
     return lines
 
 
-def terminal_sections(period: dict[str, Any], trends: Trends | None) -> str:
-    """Plain-text tables for a terminal."""
+def terminal_sections(
+    period: dict[str, Any], trends: Trends | None, width: int | None = None
+) -> str:
+    """Plain-text tables for a terminal of ``width`` columns (None: no limit)."""
     out = ["", "Period and sources"]
-    out += [f"  {k}: {for_terminal(v)}" for k, v in period_facts(period)]
+    for k, v in period_facts(period):
+        out += wrap_labelled(f"  {k}: ", for_terminal(v), width, len(k) + 4)
     for limit in period.get("limitations") or []:
-        out.append(f"  ! {for_terminal(limit)}")
+        out += wrap_labelled("  !", for_terminal(limit), width, 4)
     if trends is not None:
         headers, rows = _score_rows(trends)
-        out += ["", "Compliance trend", tabulate(rows, headers=headers, disable_numparse=True)]
+        rows = [[for_terminal(c) for c in r] for r in rows]
+        right = range(2, len(headers))
+        out += ["", "Compliance trend", render_table(headers, rows, width, right=right)]
         for title, frame in (("New findings", trends.new), ("Resolved findings", trends.resolved)):
             found = [[for_terminal(c) for c in r] for r in _finding_rows(frame)]
             out += ["", f"{title} ({len(found)})"]
             if found:
-                out.append(tabulate(found, headers=["severity", "kind", "host", "message"]))
-        beats = _beat_rows(trends.heartbeats_stopped)
+                heads = ["severity", "kind", "host", "message"]
+                out.append(render_table(heads, found, width, below=[3, 1], bare=3))
+        beats = [[for_terminal(c) for c in r] for r in _beat_rows(trends.heartbeats_stopped)]
         out += ["", f"Heartbeats that stopped ({len(beats)})"]
         if beats:
-            out.append(tabulate(beats, headers=["agent", "direction", "port", "last working"]))
+            heads = ["agent", "direction", "port", "last working"]
+            out.append(render_table(heads, beats, width))
     return "\n".join(out) + "\n"

@@ -29,10 +29,15 @@ def for_csv(text: str) -> str:
     return text
 
 
+# Markdown's own escapes, not HTML entities: "->" must read "->", not "-&gt;", in the raw
+# text. A backslash before "<" means no tag or autolink can open, before "&" no entity.
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "<&|`"})
+
+
 def for_markdown(text: str) -> str:
-    """A single Markdown table cell: pipes escaped, no line breaks, no raw HTML."""
-    text = for_terminal(text)
-    return html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
+    """A single Markdown table cell: pipes escaped, no line breaks, no raw HTML (a backslash
+    escape before every "<" and "&")."""
+    return for_terminal(text).translate(_MARKDOWN)
 
 
 def for_html(text: str) -> str:

@@ -49,8 +49,9 @@ def test_every_row_has_as_many_cells_as_its_header() -> None:
 
 def test_hostile_text_is_inert() -> None:
     out = render_markdown(build_result())
-    assert "<script" not in out and "<img" not in out and "\x1b" not in out
-    assert "&lt;script&gt;document.querySelector" in out
+    # Every "<" is backslash-escaped, so no tag can open; "->" stays readable.
+    assert re.search(r"(?<!\\)<(?!/?sub>|br>)", out) is None and "\x1b" not in out
+    assert "\\<script>document.querySelector" in out and "&gt;" not in out
     assert "a\\|b\\|c.example\\x0a\\| forged \\| row \\|\\u202emoc.evil" in out
     assert "=cmd\\|' /C calc'\\!A0" in out
     # No line of the document starts with the forged row: the newline stayed escaped.
@@ -63,7 +64,8 @@ def test_md_escapes_links_emphasis_and_a_backslash_before_a_pipe() -> None:
     # A trailing backslash must not swallow the escape of the pipe after it.
     cell = md("a\\|b")
     assert len(CELL_PIPE.findall(f"| {cell} |")) == 2
-    assert md(SCRIPT_NAME).startswith("&lt;script&gt;")
+    assert md(SCRIPT_NAME).startswith("\\<script>")
+    assert md("agent -> manager & co <b>") == "agent -> manager \\& co \\<b>"
 
 
 def test_empty_audit() -> None:

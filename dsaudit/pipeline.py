@@ -47,6 +47,7 @@ from dsaudit.flows.table_kernel import (
     F_PKTS_S,
     F_PROTO,
 )
+from dsaudit.flows.vlan_join import join_vlan_halves
 from dsaudit.naming import Namer
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
@@ -75,6 +76,8 @@ class CaptureStats:
     evicted_top: list[dict[str, object]] = field(default_factory=list)
     dns_entries_evicted: int = 0
     reassembly_buffers_dropped: int = 0
+    # Connections whose two directions came on different VLANs, each joined into one flow.
+    vlan_joined_flows: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """Plain values for JSON reports."""
@@ -100,6 +103,7 @@ class CaptureStats:
             "evicted_top": list(self.evicted_top),
             "dns_entries_evicted": self.dns_entries_evicted,
             "reassembly_buffers_dropped": self.reassembly_buffers_dropped,
+            "vlan_joined_flows": self.vlan_joined_flows,
             "span_seconds": span,
         }
 
@@ -353,7 +357,9 @@ class FlowBuilder:
             # Datagrams still waiting for fragments when the capture ends never completed.
             self.stats.fragments_dropped = frags.dropped + frags.pending()
         self.stats.evicted_top = self.evictions.top()
-        frame = build_flow_frame(self.table.flows, self.namer)
+        j = join_vlan_halves(self.table.flows, self.namer, self.table.timeouts.as_array())
+        self.stats.vlan_joined_flows = j.count
+        frame = build_flow_frame(j.fs, j.namer, j.s2c_vlans, j.joined)
         return FlowResult(flows=frame, captures=captures, stats=self.stats)
 
 

@@ -81,6 +81,11 @@ def _table(df: pd.DataFrame) -> str:
     for col in TABLE_COLUMNS[3:]:
         view[col] = df[col]
     view["vlan"] = view["vlan"].astype("string").fillna("")
+    joined = df["vlan_joined"].to_numpy(dtype=bool)
+    if joined.any():
+        # A connection joined across VLANs shows the request's VLAN, then the answer's.
+        back = df["vlan_s2c"].astype("string").fillna("-")
+        view.loc[joined, "vlan"] = view["vlan"].where(view["vlan"] != "", "-") + "/" + back
     view["server_name"] = [for_terminal(s) if isinstance(s, str) else "" for s in df["server_name"]]
     return tabulate(view.values.tolist(), headers=TABLE_COLUMNS, tablefmt="simple") + "\n"
 

@@ -65,8 +65,13 @@ from dsaudit.naming import FlowPayload, Namer
 
 KEY_COLS = [F_PROTO, F_B_PORT, F_A_PORT, F_B_LO, F_B_HI, F_A_LO, F_A_HI]
 # Columns that come in a client and a server flavour, next to each other in the store.
-PAIRED = ((F_PKTS_C, F_PKTS_S), (F_BYTES_C, F_BYTES_S), (F_PAY_C, F_PAY_S))
-PAIRED += ((F_SEQEND_C, F_SEQEND_S), (F_NPAY_C, F_NPAY_S))
+PAIRED = (
+    (F_PKTS_C, F_PKTS_S),
+    (F_BYTES_C, F_BYTES_S),
+    (F_PAY_C, F_PAY_S),
+    (F_SEQEND_C, F_SEQEND_S),
+    (F_NPAY_C, F_NPAY_S),
+)
 MAX_DNS_QUERIES = 64  # what dsaudit.naming keeps per flow
 MAX_DNS_ANSWERS = 256
 _ORIG_BITS = 0x7F << 1  # history letters 1..7 (originator) in the SEEN bitmap

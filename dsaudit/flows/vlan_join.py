@@ -76,7 +76,8 @@ MAX_DNS_QUERIES = 64  # what dsaudit.naming keeps per flow
 MAX_DNS_ANSWERS = 256
 _ORIG_BITS = 0x7F << 1  # history letters 1..7 (originator) in the SEEN bitmap
 _NIBBLES = np.arange(14, dtype=np.int64) * 4
-_HANDSHAKE = np.array([H_S, H_H, H_S + RESP_OFFSET, H_H + RESP_OFFSET], dtype=np.int64)
+_IS_HANDSHAKE = np.zeros(16, dtype=bool)
+_IS_HANDSHAKE[[H_S, H_H, H_S + RESP_OFFSET, H_H + RESP_OFFSET]] = True
 
 
 @dataclass
@@ -123,41 +124,64 @@ def merge_history(
     of the other half. The halves carry opposite directions, so no letter repeats.
     """
     codes = np.concatenate([_letters(first, first_len), _letters(second, second_len)], axis=1)
-    pos = np.arange(28, dtype=np.int64)[None, :]
-    rank = np.where(codes == 0, 2, np.where(np.isin(codes, _HANDSHAKE), 0, 1))
-    order = np.argsort(rank * 32 + pos, axis=1, kind="stable")
-    codes = np.take_along_axis(codes, order, axis=1)[:, :14]
-    hlen = np.count_nonzero(codes, axis=1).astype(np.int64)
-    return (codes << _NIBBLES).sum(axis=1).astype(np.int64), hlen
+    valid = codes != 0
+    early = _IS_HANDSHAKE[codes]
+    late = valid & ~early
+    # Where each letter lands: after the handshake letters before it, or after all of them
+    # and the other letters before it. Letters are unique, so at most 14 land.
+    n_early = early.sum(axis=1, keepdims=True, dtype=np.int8)
+    before_early = np.cumsum(early, axis=1, dtype=np.int8) - 1
+    before_late = n_early + np.cumsum(late, axis=1, dtype=np.int8) - 1
+    target = np.where(early, before_early, before_late).astype(np.int64)
+    target = np.where(valid & (target < 14), target, 0)
+    packed = np.where(valid & (target < 14), codes << (4 * target), 0).sum(axis=1)
+    hlen = np.minimum(valid.sum(axis=1), 14)
+    return packed.astype(np.int64), hlen.astype(np.int64)
+
+
+def _group_hash(fs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of the VLAN-free flow key of ``rows`` (equal keys, equal hashes)."""
+    h = np.full(len(rows), 0x6A09E667F3BCC908, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for col in KEY_COLS:
+            h ^= fs[rows, col].astype(np.uint64)
+            h *= np.uint64(0x100000001B3)
+            h ^= h >> np.uint64(29)
+    return h.view(np.int64)
 
 
 def _pairs(fs: np.ndarray, timeouts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the halves to join: (earlier, later), each row in at most one pair."""
     pc, ps = fs[:, F_PKTS_C], fs[:, F_PKTS_S]
-    one_way = (pc > 0) != (ps > 0)
-    cand = np.flatnonzero(one_way)
+    cand = np.flatnonzero((pc > 0) != (ps > 0))
     empty = np.zeros(0, dtype=np.int64)
     if len(cand) < 2:
         return empty, empty
+    v0, v1 = fs[cand, F_VLAN0], fs[cand, F_VLAN1]
+    if (v0 == v0[0]).all() and (v1 == v1[0]).all():
+        return empty, empty  # one VLAN (or none) only: nothing to join, skip the sort
+    # Halves of one key end up side by side, in order of their first packet; the keys
+    # themselves are compared below, so a hash collision can only cost a join.
+    first_ts = fs[cand, F_FIRST_TS]
+    c = cand[np.lexsort((cand, first_ts, _group_hash(fs, cand)))]
+    lo, hi = c[:-1], c[1:]
+    ok = fs[lo, F_VLAN0] != fs[hi, F_VLAN0]
+    ok |= fs[lo, F_VLAN1] != fs[hi, F_VLAN1]
     # The end a half's packets come from: its client if it saw client packets only.
-    from_a = (pc[cand] > 0) == (fs[cand, F_ORIG_IS_A] == 1)
-    sub = fs[cand]
-    order = np.lexsort([cand, sub[:, F_FIRST_TS]] + [sub[:, c] for c in KEY_COLS])
-    c, sub, from_a = cand[order], sub[order], from_a[order]
-    lo, hi = sub[:-1], sub[1:]
-    same = np.all(lo[:, KEY_COLS] == hi[:, KEY_COLS], axis=1)
-    other_vlan = (lo[:, F_VLAN0] != hi[:, F_VLAN0]) | (lo[:, F_VLAN1] != hi[:, F_VLAN1])
-    proto = lo[:, F_PROTO]
+    from_a = (pc[c] > 0) == (fs[c, F_ORIG_IS_A] == 1)
+    ok &= from_a[:-1] != from_a[1:]
+    for col in KEY_COLS:
+        ok &= fs[lo, col] == fs[hi, col]
+    proto = fs[lo, F_PROTO]
     tmo = timeouts[np.where(proto == 6, 0, np.where(proto == 17, 1, 2))]
-    close = hi[:, F_FIRST_TS] - lo[:, F_LAST_TS] <= tmo
-    ok = same & other_vlan & (from_a[:-1] != from_a[1:]) & close
+    ok &= fs[hi, F_FIRST_TS] - fs[lo, F_LAST_TS] <= tmo
     # A half may fit the one before and the one after it: pair greedily, earliest first, so
     # in a run of fitting neighbours every other link is taken.
     idx = np.arange(len(ok), dtype=np.int64)
     starts = ok & ~np.concatenate([[False], ok[:-1]])
     run_start = np.maximum.accumulate(np.where(starts, idx, 0))
     take = ok & ((idx - run_start) % 2 == 0)
-    return c[:-1][take], c[1:][take]
+    return lo[take], hi[take]
 
 
 def join_vlan_halves(fs: np.ndarray, namer: Namer, timeouts: np.ndarray) -> VlanJoin:
@@ -188,42 +212,43 @@ def join_vlan_halves(fs: np.ndarray, namer: Namer, timeouts: np.ndarray) -> Vlan
     merged[:, F_EVIDENCE] = np.minimum(a[:, F_EVIDENCE], b[:, F_EVIDENCE])
     merged[:, F_ORIG_IS_A] = client_is_a.astype(np.int64)
     merged[:, F_SEEN] = a[:, F_SEEN] | b[:, F_SEEN]
-    merged[:, F_HIST], merged[:, F_HLEN] = merge_history(
-        a[:, F_HIST], a[:, F_HLEN], b[:, F_HIST], b[:, F_HLEN]
+    lettered = np.flatnonzero((a[:, F_HLEN] > 0) | (b[:, F_HLEN] > 0))  # TCP
+    merged[lettered, F_HIST], merged[lettered, F_HLEN] = merge_history(
+        a[lettered, F_HIST], a[lettered, F_HLEN], b[lettered, F_HIST], b[lettered, F_HLEN]
     )
     # The client's half holds the client-side state and the VLAN of the request.
     a_is_c2s = a[:, F_PKTS_C] > 0
-    c2s = np.where(a_is_c2s[:, None], a, b)
-    s2c = np.where(a_is_c2s[:, None], b, a)
     for col in (F_ISN_C, F_SYN_TS, F_MODE, F_NEED, F_TEXT, F_VLAN0, F_VLAN1):
-        merged[:, col] = c2s[:, col]
+        merged[:, col] = np.where(a_is_c2s, a[:, col], b[:, col])
+    kept = merged[:, [F_VLAN0, F_VLAN1]]
+    s2c_vlans = np.where(a_is_c2s[:, None], b[:, [F_VLAN0, F_VLAN1]], a[:, [F_VLAN0, F_VLAN1]])
 
     keep = np.ones(n, dtype=bool)
     keep[second] = False
-    out = fs[keep].copy()
+    out = fs[keep]  # a copy: the table's rows stay as they are
     mapping = np.cumsum(keep, dtype=np.int64) - 1  # old row -> new row
     mapping[second] = mapping[first]
     at = mapping[first]
     out[at] = merged
     vlans = np.ascontiguousarray(out[:, [F_VLAN0, F_VLAN1]])
-    vlans[at] = s2c[:, [F_VLAN0, F_VLAN1]]
+    vlans[at] = s2c_vlans
     joined = np.zeros(len(out), dtype=bool)
     joined[at] = True
-    kept = c2s[:, [F_VLAN0, F_VLAN1]]
     view = _follow_names(namer, mapping, first, second, a_is_c2s, fs, kept)
     return VlanJoin(out, view, vlans, joined)
 
 
 def _orient(rows: np.ndarray, client_is_a: np.ndarray) -> np.ndarray:
-    """``rows`` turned round where their own idea of the client was the other end."""
-    out = rows.copy()
+    """``rows`` (a copy, changed in place) turned round where their own idea of the client
+    was the other end."""
+    out = rows
     flip = (rows[:, F_ORIG_IS_A] == 1) != client_is_a
     if not flip.any():
         return out
     for col_c, col_s in PAIRED:
-        out[flip, col_c], out[flip, col_s] = rows[flip, col_s], rows[flip, col_c]
-    out[flip, F_SEEN] = _swap_seen(rows[flip, F_SEEN])
-    codes = _flip_letters(_letters(rows[flip, F_HIST], rows[flip, F_HLEN]))
+        out[flip, col_c], out[flip, col_s] = out[flip, col_s], out[flip, col_c]
+    out[flip, F_SEEN] = _swap_seen(out[flip, F_SEEN])
+    codes = _flip_letters(_letters(out[flip, F_HIST], out[flip, F_HLEN]))
     out[flip, F_HIST] = (codes << _NIBBLES).sum(axis=1)
     # A client-side SYN of the turned half was the server's: no client ISN from it.
     out[flip, F_ISN_C] = -1

@@ -199,8 +199,8 @@ class FlowOptions:
     """How packets become flows."""
 
     timeouts: Timeouts = field(default_factory=Timeouts)
-    # Key flows by VLAN ids (as Zeek does). Off for a SPAN that sees the two directions
-    # of one conversation on different VLANs (router on a stick).
+    # Key flows by VLAN ids (as Zeek does). One-way halves of a connection whose two
+    # directions came on different VLANs are joined in result() either way (vlan_join).
     vlan_key: bool = True
     server_ports: tuple[int, ...] | None = None
     # Memory bounds: flows kept (older ones are evicted and summarised), DNS answers kept.

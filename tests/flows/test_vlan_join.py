@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.utils import rdpcap, wrpcap
 

@@ -347,8 +347,9 @@ class FlowBuilder:
             s.first_ts_ns = lo if s.first_ts_ns is None else min(s.first_ts_ns, lo)
             s.last_ts_ns = hi if s.last_ts_ns is None else max(s.last_ts_ns, hi)
 
-    def result(self, captures: list[CaptureInfo]) -> FlowResult:
-        """The finished flow records."""
+    def result(self, captures: list[CaptureInfo], join_vlans: bool = True) -> FlowResult:
+        """The finished flow records (``join_vlans=False``: VLAN halves left apart, for a
+        part of a capture read in several files; dsaudit.flows.merge joins them)."""
         self.stats.payload_decode_failures = self.namer.decode_failures
         self.stats.dns_entries_evicted = self.namer.dns.evicted
         self.stats.reassembly_buffers_dropped = self.namer.buffers_dropped
@@ -357,7 +358,8 @@ class FlowBuilder:
             # Datagrams still waiting for fragments when the capture ends never completed.
             self.stats.fragments_dropped = frags.dropped + frags.pending()
         self.stats.evicted_top = self.evictions.top()
-        j = join_vlan_halves(self.table.flows, self.namer, self.table.timeouts.as_array())
+        tmo = self.table.timeouts.as_array() if join_vlans else np.full(3, -(1 << 62))
+        j = join_vlan_halves(self.table.flows, self.namer, tmo)
         self.stats.vlan_joined_flows = j.count
         frame = build_flow_frame(j.fs, j.namer, j.s2c_vlans, j.joined)
         return FlowResult(flows=frame, captures=captures, stats=self.stats)

@@ -118,25 +118,30 @@ def merge_history(
 ) -> tuple[np.ndarray, np.ndarray]:
     """History nibbles of two halves as one flow's: (HIST, HLEN) per row.
 
-    Each half keeps the order in which its own direction showed its letters. Across the two
-    halves the order of packets is not kept (only the letters are), so the handshake letters
-    (S, H, s, h) come first, then the other letters of the half that began first, then those
-    of the other half. The halves carry opposite directions, so no letter repeats.
+    Each direction keeps the order in which it showed its letters. Across the two directions
+    the order of packets is not kept (only the letters are), so the letters are laid out by a
+    fixed rule: the handshake letters (client's S or H, then server's s or h), then the
+    client's other letters, then the server's. The halves carry opposite directions, so no
+    letter repeats; the rule depends on each direction's letters only, so a connection read
+    in several files gets the same history.
     """
     codes = np.concatenate([_letters(first, first_len), _letters(second, second_len)], axis=1)
     valid = codes != 0
-    early = _IS_HANDSHAKE[codes]
-    late = valid & ~early
-    # Where each letter lands: after the handshake letters before it, or after all of them
-    # and the other letters before it. Letters are unique, so at most 14 land.
-    n_early = early.sum(axis=1, keepdims=True, dtype=np.int8)
-    before_early = np.cumsum(early, axis=1, dtype=np.int8) - 1
-    before_late = n_early + np.cumsum(late, axis=1, dtype=np.int8) - 1
-    target = np.where(early, before_early, before_late).astype(np.int64)
-    target = np.where(valid & (target < 14), target, 0)
-    packed = np.where(valid & (target < 14), codes << (4 * target), 0).sum(axis=1)
-    hlen = np.minimum(valid.sum(axis=1), 14)
-    return packed.astype(np.int64), hlen.astype(np.int64)
+    group = np.where(_IS_HANDSHAKE[codes], 0, 2) + (codes > RESP_OFFSET)
+    pos = np.arange(28, dtype=np.int64)[None, :]
+    order = np.argsort(np.where(valid, group * 32 + pos, 1 << 20), axis=1, kind="stable")
+    codes = np.take_along_axis(codes, order, axis=1)[:, :14]
+    hlen = np.count_nonzero(codes, axis=1).astype(np.int64)
+    return (codes << _NIBBLES).sum(axis=1).astype(np.int64), hlen
+
+
+def order_history(history: str) -> str:
+    """A joined flow's history letters in merge_history's order (for flow records)."""
+    hand = [c for c in history if c in "SHsh"]
+    hand.sort(key=lambda c: c.islower())
+    rest = [c for c in history if c not in "SHsh"]
+    rest.sort(key=lambda c: c.islower())
+    return "".join(hand + rest)
 
 
 def _group_hash(fs: np.ndarray, rows: np.ndarray) -> np.ndarray:

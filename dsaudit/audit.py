@@ -98,6 +98,13 @@ def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
         )
     if stats["undecodable_total"]:
         notes.append(f"{stats['undecodable_total']} frames could not be decoded")
+    joined = int(stats.get("vlan_joined_flows") or 0)  # type: ignore[call-overload]
+    if joined:
+        notes.append(
+            f"{joined} connections showed their two directions on different VLANs (a routed "
+            "trunk or asymmetric tagging): each was joined into one flow that keeps both VLAN "
+            "ids (vlan, vlan_s2c)"
+        )
     for capture in read.captures:
         if capture.damaged:
             notes.append(f"{capture.path} is damaged: {capture.damaged}")
@@ -109,6 +116,7 @@ def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
         "one_sided_share": round(one_sided / n, 4) if len(tcp) else 0.0,
         "snaplen_cut_frames": int(stats["snaplen_cut_frames"]),  # type: ignore[call-overload]
         "undecodable_frames": int(stats["undecodable_total"]),  # type: ignore[call-overload]
+        "vlan_joined_flows": joined,
         "span_seconds": stats["span_seconds"] or 0.0,
         "frames": stats["frames"],
         "notes": notes,

@@ -47,6 +47,7 @@ from dsaudit.flows.table_kernel import (
     F_PKTS_S,
     F_PROTO,
 )
+from dsaudit.flows.vlan_join import join_vlan_halves
 from dsaudit.naming import Namer
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
@@ -75,6 +76,8 @@ class CaptureStats:
     evicted_top: list[dict[str, object]] = field(default_factory=list)
     dns_entries_evicted: int = 0
     reassembly_buffers_dropped: int = 0
+    # Connections whose two directions came on different VLANs, each joined into one flow.
+    vlan_joined_flows: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """Plain values for JSON reports."""
@@ -100,6 +103,7 @@ class CaptureStats:
             "evicted_top": list(self.evicted_top),
             "dns_entries_evicted": self.dns_entries_evicted,
             "reassembly_buffers_dropped": self.reassembly_buffers_dropped,
+            "vlan_joined_flows": self.vlan_joined_flows,
             "span_seconds": span,
         }
 
@@ -195,8 +199,8 @@ class FlowOptions:
     """How packets become flows."""
 
     timeouts: Timeouts = field(default_factory=Timeouts)
-    # Key flows by VLAN ids (as Zeek does). Off for a SPAN that sees the two directions
-    # of one conversation on different VLANs (router on a stick).
+    # Key flows by VLAN ids (as Zeek does). One-way halves of a connection whose two
+    # directions came on different VLANs are joined in result() either way (vlan_join).
     vlan_key: bool = True
     server_ports: tuple[int, ...] | None = None
     # Memory bounds: flows kept (older ones are evicted and summarised), DNS answers kept.
@@ -343,8 +347,9 @@ class FlowBuilder:
             s.first_ts_ns = lo if s.first_ts_ns is None else min(s.first_ts_ns, lo)
             s.last_ts_ns = hi if s.last_ts_ns is None else max(s.last_ts_ns, hi)
 
-    def result(self, captures: list[CaptureInfo]) -> FlowResult:
-        """The finished flow records."""
+    def result(self, captures: list[CaptureInfo], join_vlans: bool = True) -> FlowResult:
+        """The finished flow records (``join_vlans=False``: VLAN halves left apart, for a
+        part of a capture read in several files; dsaudit.flows.merge joins them)."""
         self.stats.payload_decode_failures = self.namer.decode_failures
         self.stats.dns_entries_evicted = self.namer.dns.evicted
         self.stats.reassembly_buffers_dropped = self.namer.buffers_dropped
@@ -353,7 +358,10 @@ class FlowBuilder:
             # Datagrams still waiting for fragments when the capture ends never completed.
             self.stats.fragments_dropped = frags.dropped + frags.pending()
         self.stats.evicted_top = self.evictions.top()
-        frame = build_flow_frame(self.table.flows, self.namer)
+        tmo = self.table.timeouts.as_array() if join_vlans else np.full(3, -(1 << 62))
+        j = join_vlan_halves(self.table.flows, self.namer, tmo)
+        self.stats.vlan_joined_flows = j.count
+        frame = build_flow_frame(j.fs, j.namer, j.s2c_vlans, j.joined)
         return FlowResult(flows=frame, captures=captures, stats=self.stats)
 
 

@@ -64,8 +64,8 @@ from dsaudit.report.safe_text import for_terminal
     "--vlan-key/--no-vlan-key",
     default=True,
     show_default=True,
-    help="Key flows by VLAN ids; turn off when a SPAN sees the two directions of a "
-    "conversation on different VLANs.",
+    help="Key flows by VLAN ids, as Zeek does (a connection whose answers come on "
+    "another VLAN is still joined into one flow); --no-vlan-key ignores VLAN ids.",
 )
 @click.option(
     "--progress/--no-progress",

@@ -17,6 +17,7 @@ from dsaudit.flows.records import (
     failed_handshakes,
 )
 from dsaudit.flows.table import Timeouts
+from dsaudit.flows.vlan_join import order_history
 from dsaudit.frames import row_dicts
 from dsaudit.pipeline import CaptureStats, FlowResult
 from dsaudit.sources.flowlogs.common import outcomes, seen_bits, states_from_history
@@ -342,6 +343,86 @@ def _join(parts: Sequence[PartResult], timeouts: Timeouts) -> pd.DataFrame:
     return frame
 
 
+# ----------------------------------------------------------------------------- VLAN halves
+
+
+def _side_vlans(row: dict[str, Any]) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """The VLAN ids of a flow's client-to-server and server-to-client packets (None: none)."""
+    c2s = (_vlan(row["vlan"]), _vlan(row["inner_vlan"]))
+    s2c = (_vlan(row["vlan_s2c"]), _vlan(row["inner_vlan_s2c"])) if row["vlan_joined"] else c2s
+    return (c2s if int(row["packets_c2s"]) else None), (s2c if int(row["packets_s2c"]) else None)
+
+
+def _fits(earlier: dict[str, Any], later: dict[str, Any], timeouts: Timeouts) -> bool:
+    """Whether ``later`` carries the missing direction of ``earlier`` (or continues a
+    direction on the same VLAN) so that together they are one connection on two VLANs."""
+    if not continues(earlier, later, timeouts):
+        return False
+    e, lt = _side_vlans(earlier), _side_vlans(_oriented(later, earlier))
+    sides = [a if a is not None else b for a, b in zip(e, lt, strict=True)]
+    agree = all(a is None or b is None or a == b for a, b in zip(e, lt, strict=True))
+    return agree and None not in sides and sides[0] != sides[1]
+
+
+def _join_vlan_halves(frame: pd.DataFrame, timeouts: Timeouts) -> pd.DataFrame:
+    """Join, across file boundaries, the pieces of connections whose two directions came on
+    different VLANs (each file's flow records joined its own halves already)."""
+    one_way = (frame["packets_c2s"] == 0) != (frame["packets_s2c"] == 0)
+    cand = np.flatnonzero(one_way.to_numpy(dtype=bool))
+    if len(cand) < 2:
+        return frame
+    rows = row_dicts(frame, cand.tolist())
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        key = _key(
+            str(row["proto"]),
+            str(row["client_ip"]),
+            int(row["client_port"]),
+            str(row["server_ip"]),
+            int(row["server_port"]),
+            0,
+            0,
+        )
+        groups.setdefault(key, []).append(i)
+    drop: list[int] = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda i: _ns(rows[i]["start"]))
+        cur = members[0]
+        for nxt in members[1:]:
+            if not _fits(rows[cur], rows[nxt], timeouts):
+                cur = nxt
+                continue
+            a, b = rows[cur], rows[nxt]
+            c2s, s2c = (_side_vlans(a), _side_vlans(_oriented(b, a)))
+            up = c2s[0] if c2s[0] is not None else s2c[0]
+            down = c2s[1] if c2s[1] is not None else s2c[1]
+            both = join_rows([a, b])
+            both["history"] = order_history(str(both["history"]))
+            assert up is not None and down is not None
+            both["vlan"], both["inner_vlan"] = (None if v < 0 else v for v in up)
+            both["vlan_s2c"], both["inner_vlan_s2c"] = (None if v < 0 else v for v in down)
+            both["vlan_joined"] = True
+            rows[cur] = both
+            drop.append(int(cand[nxt]))
+    if not drop:
+        return frame
+    dropped = set(drop)
+    changed = [i for i in range(len(rows)) if int(cand[i]) not in dropped]
+    updated = pd.DataFrame([rows[i] for i in changed], columns=list(FLOW_DTYPES))
+    updated = _restated(updated.astype(FLOW_DTYPES))
+    gone = set(drop) | {int(cand[i]) for i in changed}
+    rest = [i for i in range(len(frame)) if i not in gone]
+    out = pd.concat(
+        [frame.iloc[rest].assign(_i=rest), updated.assign(_i=cand[changed])], ignore_index=True
+    )
+    out = out.sort_values(["start", "_i"], kind="stable").drop(columns=["_i"])
+    out = out.reset_index(drop=True)
+    out["flow_id"] = np.arange(len(out), dtype=np.int64)
+    return out.astype(FLOW_DTYPES)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -357,8 +438,12 @@ def merge_parts(parts: Sequence[PartResult], timeouts: Timeouts | None = None) -
     with no_cyclic_gc():
         frame = _join(ordered, timeouts)
         if not frame.empty:
+            frame = _join_vlan_halves(frame, timeouts)
             name_by_dns(frame, (e for p in ordered for e in p.dns))
             attach_icmp(frame, [e for p in ordered for e in p.icmp_errors])
             frame = frame.astype(FLOW_DTYPES)
     captures = [c for p in ordered for c in p.captures]
-    return FlowResult(flows=frame, captures=captures, stats=merge_stats(p.stats for p in ordered))
+    stats = merge_stats(p.stats for p in ordered)
+    # A connection joined in two files is one connection.
+    stats.vlan_joined_flows = int(frame["vlan_joined"].sum()) if not frame.empty else 0
+    return FlowResult(flows=frame, captures=captures, stats=stats)

@@ -69,6 +69,11 @@ FLOW_DTYPES: dict[str, Any] = {
     "server_port": "int32",
     "vlan": "Int16",
     "inner_vlan": "Int16",
+    # A connection whose answers carried other VLAN ids than its requests (a routed trunk's
+    # SPAN) is one flow: vlan_joined is set and these hold the server-to-client VLAN ids.
+    "vlan_s2c": "Int16",
+    "inner_vlan_s2c": "Int16",
+    "vlan_joined": "bool",
     "packets_c2s": "int64",
     "packets_s2c": "int64",
     "bytes_c2s": "int64",
@@ -172,8 +177,17 @@ def _history(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(codes).view("S14")[:, 0].astype(str)
 
 
-def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
-    """Turn the flow store rows ``fs`` and the naming findings into the flows DataFrame."""
+def build_flow_frame(
+    fs: np.ndarray,
+    namer: Namer,
+    s2c_vlans: np.ndarray | None = None,
+    vlan_joined: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Turn the flow store rows ``fs`` and the naming findings into the flows DataFrame.
+
+    ``s2c_vlans`` and ``vlan_joined`` come from dsaudit.flows.vlan_join: per flow, the VLAN
+    ids of its server-to-client packets and whether it was joined across VLANs.
+    """
     n = fs.shape[0]
     if n == 0:
         return empty_flows()
@@ -228,6 +242,9 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     ]
     vlan0 = fs[:, F_VLAN0]
     vlan1 = fs[:, F_VLAN1]
+    joined = np.zeros(n, dtype=bool) if vlan_joined is None else vlan_joined
+    s2c = np.full((n, 2), -1, dtype=np.int64) if s2c_vlans is None else s2c_vlans
+    s2c = np.where(joined[:, None], s2c, -1)
     data: dict[str, Any] = {
         "proto": [PROTO_NAMES.get(p, str(p)) for p in proto.tolist()],
         "ip_version": np.where(fs[:, F_L3] == 6, 6, 4),
@@ -237,6 +254,9 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
         "server_port": s_port,
         "vlan": pd.array(np.where(vlan0 >= 0, vlan0, 0), dtype="Int16"),
         "inner_vlan": pd.array(np.where(vlan1 >= 0, vlan1, 0), dtype="Int16"),
+        "vlan_s2c": pd.array(np.where(s2c[:, 0] >= 0, s2c[:, 0], 0), dtype="Int16"),
+        "inner_vlan_s2c": pd.array(np.where(s2c[:, 1] >= 0, s2c[:, 1], 0), dtype="Int16"),
+        "vlan_joined": joined,
         "packets_c2s": pkts_c,
         "packets_s2c": pkts_s,
         "bytes_c2s": fs[:, F_BYTES_C],
@@ -257,6 +277,8 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     df = pd.DataFrame(data)
     df.loc[vlan0 < 0, "vlan"] = pd.NA
     df.loc[vlan1 < 0, "inner_vlan"] = pd.NA
+    df.loc[s2c[:, 0] < 0, "vlan_s2c"] = pd.NA
+    df.loc[s2c[:, 1] < 0, "inner_vlan_s2c"] = pd.NA
     order = np.lexsort((np.arange(n), first))
     df = df.iloc[order].reset_index(drop=True)
     df.insert(0, "flow_id", np.arange(n, dtype=np.int64))

@@ -139,6 +139,10 @@ def quality_metrics(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("Frames cut short by the snap length", fm.fmt_count(q.get("snaplen_cut_frames"))),
         ("Frames that could not be decoded", fm.fmt_count(q.get("undecodable_frames"))),
+        (
+            "Connections joined across VLANs (request and answer on different VLANs)",
+            fm.fmt_count(q["vlan_joined_flows"]) if q.get("vlan_joined_flows") else "",
+        ),
         ("Capture length", fm.fmt_duration(q.get("span_seconds"))),
     ]
     return [(label, value) for label, value in rows if value]

@@ -82,6 +82,11 @@ def _table(df: pd.DataFrame, width: int | None = None) -> str:
     for col in TABLE_COLUMNS[3:]:
         view[col] = df[col]
     view["vlan"] = view["vlan"].astype("string").fillna("")
+    joined = df["vlan_joined"].to_numpy(dtype=bool)
+    if joined.any():
+        # A connection joined across VLANs shows the request's VLAN, then the answer's.
+        back = df["vlan_s2c"].astype("string").fillna("-")
+        view.loc[joined, "vlan"] = view["vlan"].where(view["vlan"] != "", "-") + "/" + back
     view["server_name"] = [for_terminal(s) if isinstance(s, str) else "" for s in df["server_name"]]
     rows = [["" if pd.isna(v) else str(v) for v in row] for row in view.itertuples(index=False)]
     numeric = [TABLE_COLUMNS.index(c) for c in _NUMERIC]

@@ -111,6 +111,9 @@ def base_row() -> dict[str, Any]:
     return {
         "vlan": pd.NA,
         "inner_vlan": pd.NA,
+        "vlan_s2c": pd.NA,
+        "inner_vlan_s2c": pd.NA,
+        "vlan_joined": False,
         "payload_bytes_c2s": 0,
         "payload_bytes_s2c": 0,
         "history": "",

@@ -91,7 +91,7 @@ def read_part(path: str, options: FlowOptions | None = None) -> PartResult:
             builder.consume(batch, *decode_batch(batch))
     errors = list(builder.namer.icmp_errors)
     builder.namer.icmp_errors = []
-    result = builder.result([reader.info])
+    result = builder.result([reader.info], join_vlans=False)
     return PartResult(
         flows=result.flows,
         captures=result.captures,

@@ -159,6 +159,10 @@ class DnsMap:
             del self._by_addr[addr]
         self.evicted += len(pairs)
 
+    def addresses(self) -> set[int]:
+        """Every address some answer named: a flow to any other address has no DNS name."""
+        return set(self._by_addr) | {addr for _, addr in self._by_client}
+
     @staticmethod
     def _latest(entries: list[tuple[int, str]] | None, ts: int) -> str | None:
         if not entries:

@@ -1,0 +1,421 @@
+"""Finished flow records as plain columns (numpy arrays), built without pandas or per-flow loops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dsaudit.decode.dns import rtype_name
+from dsaudit.flows.addresses import addr_key, key_to_text, split_host_port
+from dsaudit.flows.table_kernel import (
+    EVIDENCE_FIRST,
+    EVIDENCE_PORT,
+    EVIDENCE_SYN,
+    EVIDENCE_SYNACK,
+    F_A_HI,
+    F_A_LO,
+    F_A_PORT,
+    F_B_HI,
+    F_B_LO,
+    F_B_PORT,
+    F_BYTES_C,
+    F_BYTES_S,
+    F_EVIDENCE,
+    F_FIRST_TS,
+    F_HIST,
+    F_HLEN,
+    F_ICMP_TC,
+    F_L3,
+    F_LAST_TS,
+    F_ORIG_IS_A,
+    F_PAY_C,
+    F_PAY_S,
+    F_PKTS_C,
+    F_PKTS_S,
+    F_PROTO,
+    F_SEEN,
+    F_TRUNC,
+    F_TUNNEL,
+    F_VLAN0,
+    F_VLAN1,
+    H_A,
+    H_D,
+    H_F,
+    H_H,
+    H_R,
+    H_S,
+    HISTORY_LETTERS,
+    RESP_OFFSET,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dsaudit.naming import Namer
+
+OUTCOMES = ["established", "rejected", "unanswered", "partial", "one-way"]
+EVIDENCES = ["syn", "synack", "port", "first-packet"]
+NAME_SOURCES = ["connect", "socks", "sni", "http_host", "dns", "none"]
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+FLOW_COLUMNS = [
+    "flow_id",
+    "proto",
+    "ip_version",
+    "client_ip",
+    "client_port",
+    "server_ip",
+    "server_port",
+    "vlan",
+    "inner_vlan",
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "payload_bytes_c2s",
+    "payload_bytes_s2c",
+    "start",
+    "end",
+    "duration",
+    "state",
+    "history",
+    "outcome",
+    "initiator_evidence",
+    "server_name",
+    "name_source",
+    "sni",
+    "http_host",
+    "connect_target",
+    "socks_target",
+    "dns_queries",
+    "dns_answers",
+    "icmp_errors",
+    "truncated_packets",
+    "tunnel",
+]
+# How each column is held in FlowColumns (and written): "int" int64, "vlan" int64 with -1 for
+# none, "time" int64 nanoseconds since the epoch, "float", "text" object array of str,
+# "name" object array of str or None, "list" object array of list or None (no entries),
+# "bool".
+COLUMN_KINDS: dict[str, str] = {
+    **dict.fromkeys(FLOW_COLUMNS, "int"),
+    **dict.fromkeys(("vlan", "inner_vlan"), "vlan"),
+    **dict.fromkeys(("start", "end"), "time"),
+    "duration": "float",
+    **dict.fromkeys(("proto", "client_ip", "server_ip", "state", "history", "outcome"), "text"),
+    **dict.fromkeys(("initiator_evidence", "name_source"), "text"),
+    **dict.fromkeys(("server_name", "sni", "http_host", "connect_target", "socks_target"), "name"),
+    **dict.fromkeys(("dns_queries", "dns_answers", "icmp_errors"), "list"),
+    "tunnel": "bool",
+}
+# Per-direction counters: they add up when pieces of one conversation are joined, and swap
+# when a piece saw the conversation the other way round.
+DIRECTION_COUNTERS = (
+    "packets_c2s",
+    "packets_s2c",
+    "bytes_c2s",
+    "bytes_s2c",
+    "payload_bytes_c2s",
+    "payload_bytes_s2c",
+)
+# Zeek conn_state names, indexed by the codes tcp_state_codes gives.
+STATES = ["REJ", "RSTOS0", "SH", "S0", "RSTRH", "SHR", "RSTO", "RSTR", "SF", "S2", "S3", "S1"]
+STATES.append("OTH")
+_S0, _SF = STATES.index("S0"), STATES.index("SF")
+# What a TCP flow in each state amounts to (non-TCP flows are judged by their packets).
+_TCP_OUTCOME = {"REJ": "rejected", "S0": "unanswered", "RSTOS0": "unanswered", "SH": "unanswered"}
+_TCP_OUTCOME.update(dict.fromkeys(["S1", "SF", "S2", "S3", "RSTO", "RSTR"], "established"))
+
+_LUT = np.frombuffer(HISTORY_LETTERS.encode("ascii"), dtype=np.uint8).copy()
+_LUT[0] = 0
+_SHIFTS = np.arange(14, dtype=np.int64) * 4
+
+
+def _objects(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+_STATE_TEXT = _objects(STATES)
+_EVIDENCE_TEXT = _objects(EVIDENCES)
+_OUTCOME_TCP = _objects([_TCP_OUTCOME.get(s, "partial") for s in STATES])
+
+
+@dataclass
+class FlowColumns:
+    """The flows of one analysis, one numpy array per column of :data:`FLOW_COLUMNS`, in
+    flow_id order; see :data:`COLUMN_KINDS` for how each is held."""
+
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns["flow_id"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The flows DataFrame with the dtypes of FLOW_DTYPES (imports pandas)."""
+        from dsaudit.flows.records import frame_of_columns
+
+        return frame_of_columns(self)
+
+
+def _bit(seen: np.ndarray, letter: int) -> np.ndarray:
+    return ((seen >> letter) & 1).astype(bool)
+
+
+def tcp_state_codes(seen: np.ndarray, pkts_s: np.ndarray) -> np.ndarray:
+    """Zeek conn_state of TCP flows, as indices into :data:`STATES`, from the history
+    letters each side showed."""
+    o = {k: _bit(seen, v) for k, v in (("S", H_S), ("F", H_F), ("R", H_R), ("A", H_A))}
+    r = {k: _bit(seen, v + RESP_OFFSET) for k, v in (("H", H_H), ("F", H_F), ("R", H_R))}
+    o_data = _bit(seen, H_D)
+    syn, synack = o["S"], r["H"]
+    established = (syn & synack) | (synack & (o["A"] | o_data))
+    conds = [
+        syn & ~synack & r["R"],
+        syn & ~synack & o["R"],
+        syn & ~synack & o["F"],
+        syn & ~synack & (pkts_s == 0),
+        ~syn & synack & r["R"] & ~o["A"] & ~o_data,
+        ~syn & synack & r["F"] & ~o["A"] & ~o_data,
+        established & o["R"],
+        established & r["R"],
+        established & o["F"] & r["F"],
+        established & o["F"],
+        established & r["F"],
+        established,
+    ]
+    return np.select(conds, list(range(len(conds))), default=len(STATES) - 1)
+
+
+def payload_name(
+    connect: str | None, socks: str | None, sni: str | None, http_host: str | None
+) -> tuple[str, str] | None:
+    """The peer's name from a flow's payload and where it came from, best source first.
+
+    A proxy's CONNECT or SOCKS target is where the traffic really goes; then the SNI the
+    client asked TLS for; then the HTTP Host. DNS answers come after all of these.
+    """
+    if connect:
+        return split_host_port(connect)[0], "connect"
+    if socks:
+        return split_host_port(socks)[0], "socks"
+    if sni:
+        return sni, "sni"
+    if http_host:
+        return split_host_port(http_host)[0], "http_host"
+    return None
+
+
+def _history(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
+    """History letters of each flow, as an object array; each distinct history is spelled once."""
+    # Letters beyond a flow's length are not part of its history: masked off, they are the
+    # zero code, which spells nothing.
+    mask = (np.int64(1) << (np.clip(hlen, 0, 14) * 4)) - 1
+    uniq, inverse = np.unique(hist & mask, return_inverse=True)
+    codes = _LUT[(uniq[:, None] >> _SHIFTS) & 0xF]
+    text = np.ascontiguousarray(codes).view("S14")[:, 0].astype(str).astype(object)
+    return np.asarray(text[inverse.reshape(-1)], dtype=object)
+
+
+def _address_text(his: np.ndarray, los: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Text of each address (two int64 halves), its index among the distinct addresses, and
+    the distinct addresses' keys. Few distinct addresses, many flows: each is spelled once."""
+    if not his.any():  # IPv4 only (v4-mapped keys have a zero upper half)
+        ulo, inverse = np.unique(los, return_inverse=True)
+        uniq = np.stack([np.zeros_like(ulo), ulo], axis=1)
+    else:
+        uniq, inverse = np.unique(np.stack([his, los], axis=1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    keys = [addr_key(h, lo) for h, lo in uniq.tolist()]
+    utext = _objects([key_to_text(k) for k in keys])
+    return np.asarray(utext[inverse], dtype=object), inverse, keys
+
+
+def flow_columns(fs: np.ndarray, namer: Namer) -> FlowColumns:
+    """Turn the flow store rows ``fs`` and the naming findings into flow columns, ordered by
+    first packet (ties in flow-store order) and numbered from 0."""
+    n = fs.shape[0]
+    orig_a = fs[:, F_ORIG_IS_A] == 1
+    c_hi = np.where(orig_a, fs[:, F_A_HI], fs[:, F_B_HI])
+    c_lo = np.where(orig_a, fs[:, F_A_LO], fs[:, F_B_LO])
+    s_hi = np.where(orig_a, fs[:, F_B_HI], fs[:, F_A_HI])
+    s_lo = np.where(orig_a, fs[:, F_B_LO], fs[:, F_A_LO])
+    c_port = np.where(orig_a, fs[:, F_A_PORT], fs[:, F_B_PORT])
+    s_port = np.where(orig_a, fs[:, F_B_PORT], fs[:, F_A_PORT])
+    proto = fs[:, F_PROTO]
+    icmp = (proto == 1) | (proto == 58)
+    c_port = np.where(icmp, fs[:, F_ICMP_TC] >> 8, c_port)
+    s_port = np.where(icmp, fs[:, F_ICMP_TC] & 0xFF, s_port)
+    text, idx, keys = _address_text(np.concatenate([c_hi, s_hi]), np.concatenate([c_lo, s_lo]))
+    pkts_c = fs[:, F_PKTS_C]
+    pkts_s = fs[:, F_PKTS_S]
+    tcp = proto == 6
+    codes = np.where(tcp, tcp_state_codes(fs[:, F_SEEN], pkts_s), np.where(pkts_s > 0, _SF, _S0))
+    first = fs[:, F_FIRST_TS]
+    last = fs[:, F_LAST_TS]
+
+    names = _names(fs, namer, idx[:n], idx[n:], keys, first)
+    rejected_by_icmp = names.pop("_rejected")
+    other = np.where((pkts_c > 0) & (pkts_s > 0), "established", "one-way").astype(object)
+    outcome = np.where(tcp, _OUTCOME_TCP[codes], other)
+    outcome[rejected_by_icmp & (pkts_s == 0)] = "rejected"
+
+    ev = fs[:, F_EVIDENCE]
+    evidence = _EVIDENCE_TEXT[
+        np.select(
+            [ev == EVIDENCE_SYN, ev == EVIDENCE_SYNACK, ev == EVIDENCE_PORT, ev == EVIDENCE_FIRST],
+            [0, 1, 2, 3],
+        )
+    ]
+    proto_text = _objects([PROTO_NAMES.get(p, str(p)) for p in range(256)])
+    history = np.full(n, "", dtype=object)
+    if tcp.any():
+        history[tcp] = _history(fs[tcp, F_HIST], fs[tcp, F_HLEN])
+    cols: dict[str, np.ndarray] = {
+        "proto": proto_text[proto & 0xFF] if n and proto.max() < 256 else _proto_text(proto),
+        "ip_version": np.where(fs[:, F_L3] == 6, 6, 4),
+        "client_ip": text[:n],
+        "client_port": c_port,
+        "server_ip": text[n:],
+        "server_port": s_port,
+        "vlan": np.where(fs[:, F_VLAN0] >= 0, fs[:, F_VLAN0], -1),
+        "inner_vlan": np.where(fs[:, F_VLAN1] >= 0, fs[:, F_VLAN1], -1),
+        "packets_c2s": pkts_c,
+        "packets_s2c": pkts_s,
+        "bytes_c2s": fs[:, F_BYTES_C],
+        "bytes_s2c": fs[:, F_BYTES_S],
+        "payload_bytes_c2s": fs[:, F_PAY_C],
+        "payload_bytes_s2c": fs[:, F_PAY_S],
+        "start": first,
+        "end": last,
+        "duration": (last - first) / 1e9,
+        "state": _STATE_TEXT[codes],
+        "history": history,
+        "outcome": outcome,
+        "initiator_evidence": evidence,
+        **names,
+        "truncated_packets": fs[:, F_TRUNC],
+        "tunnel": fs[:, F_TUNNEL] == 1,
+    }
+    order = np.argsort(first, kind="stable")
+    out = {"flow_id": np.arange(n, dtype=np.int64)}
+    for name in FLOW_COLUMNS[1:]:
+        out[name] = np.ascontiguousarray(cols[name][order])
+    return FlowColumns(out)
+
+
+def _proto_text(proto: np.ndarray) -> np.ndarray:
+    return _objects([PROTO_NAMES.get(p, str(p)) for p in proto.tolist()])
+
+
+def _names(
+    fs: np.ndarray,
+    namer: Namer,
+    c_idx: np.ndarray,
+    s_idx: np.ndarray,
+    keys: list[int],
+    first: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-flow name columns: the best name and where it came from, plus the raw evidence.
+
+    Only flows with payload findings, and flows to an address the DNS map knows, are
+    visited one by one; every other flow keeps the empty defaults.
+    """
+    n = fs.shape[0]
+    cols = {
+        k: np.full(n, None, dtype=object)
+        for k in ("server_name", "sni", "http_host", "connect_target", "socks_target")
+    }
+    source = np.full(n, "none", dtype=object)
+    lists = {k: np.full(n, None, dtype=object) for k in ("dns_queries", "dns_answers")}
+    icmp_errors = np.full(n, None, dtype=object)
+    rejected = np.zeros(n, dtype=bool)
+    named = np.zeros(n, dtype=bool)
+    for f, p in namer.flows.items():
+        cols["sni"][f] = p.sni
+        cols["http_host"][f] = p.http_host
+        cols["connect_target"][f] = p.connect
+        cols["socks_target"][f] = p.socks
+        lists["dns_queries"][f] = p.dns_queries
+        lists["dns_answers"][f] = [
+            {"name": nm, "type": rtype_name(t), "data": d, "ttl": ttl}
+            for nm, t, d, ttl in p.dns_answers
+        ]
+        best = payload_name(p.connect, p.socks, p.sni, p.http_host)
+        if best is not None:
+            cols["server_name"][f], source[f] = best
+            named[f] = True
+    known = namer.dns.addresses()
+    if known and n:
+        asked = np.fromiter((k in known for k in keys), dtype=bool, count=len(keys))
+        lookup = namer.dns.lookup
+        for f in np.flatnonzero(asked[s_idx] & ~named).tolist():
+            name = lookup(keys[c_idx[f]], keys[s_idx[f]], int(first[f]))
+            if name is not None:
+                cols["server_name"][f] = name
+                source[f] = "dns"
+    if namer.icmp_errors:
+        _attach_icmp(fs, namer, icmp_errors, rejected)
+    return {
+        "server_name": cols["server_name"],
+        "name_source": source,
+        "sni": cols["sni"],
+        "http_host": cols["http_host"],
+        "connect_target": cols["connect_target"],
+        "socks_target": cols["socks_target"],
+        "dns_queries": lists["dns_queries"],
+        "dns_answers": lists["dns_answers"],
+        "icmp_errors": icmp_errors,
+        "_rejected": rejected,
+    }
+
+
+def _attach_icmp(fs: np.ndarray, namer: Namer, out: np.ndarray, rejected: np.ndarray) -> None:
+    """Attach each ICMP error to the flow whose packet it quotes."""
+    quoted_ports = {q[4] for _, q, _ in namer.icmp_errors} | {q[6] for _, q, _ in namer.icmp_errors}
+    protos = list({q[2] for _, q, _ in namer.icmp_errors})
+    ports = np.fromiter(quoted_ports, dtype=np.int64)
+    # Only flows whose protocol and both ports some quoted packet has can match one.
+    maybe = (
+        np.isin(fs[:, F_PROTO], protos)
+        & np.isin(fs[:, F_A_PORT], ports)
+        & np.isin(fs[:, F_B_PORT], ports)
+    )
+    index: dict[tuple[int, ...], list[int]] = {}
+    for f in np.flatnonzero(maybe).tolist():
+        a = addr_key(int(fs[f, F_A_HI]), int(fs[f, F_A_LO]))
+        b = addr_key(int(fs[f, F_B_HI]), int(fs[f, F_B_LO]))
+        head = (int(fs[f, F_VLAN0]), int(fs[f, F_VLAN1]), int(fs[f, F_PROTO]))
+        ends = sorted([(a, int(fs[f, F_A_PORT])), (b, int(fs[f, F_B_PORT]))])
+        index.setdefault(head + ends[0] + ends[1], []).append(f)
+    for ts, quoted, info in namer.icmp_errors:
+        v0, v1, proto, src, sport, dst, dport = quoted
+        ends = sorted([(src, sport), (dst, dport)])
+        cands = index.get((v0, v1, proto) + ends[0] + ends[1])
+        if not cands:
+            continue
+        best = cands[0]
+        for f in cands:
+            if fs[f, F_FIRST_TS] <= ts:
+                best = f
+        entry = dict(info)
+        sender = info["from"]
+        entry["from"] = key_to_text(sender) if isinstance(sender, int) else sender
+        stamp = info["ts"]
+        if isinstance(stamp, int):
+            entry["ts"] = str(np.datetime_as_string(np.datetime64(stamp, "ns"), unit="us")) + "Z"
+        if out[best] is None:
+            out[best] = []
+        out[best].append(entry)
+        # Destination unreachable (but not "fragmentation needed") means the peer refused.
+        v4 = info["family"] == 4
+        unreachable = (v4 and info["type"] == 3 and info["code"] != 4) or (
+            not v4 and info["type"] == 1
+        )
+        if unreachable:
+            rejected[best] = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -140,21 +142,59 @@ def _objects(values: list[str]) -> np.ndarray:
 
 _STATE_TEXT = _objects(STATES)
 _EVIDENCE_TEXT = _objects(EVIDENCES)
-_OUTCOME_TCP = _objects([_TCP_OUTCOME.get(s, "partial") for s in STATES])
+_OUTCOME_TEXT = _objects(OUTCOMES)
+_OUTCOME_TCP = np.array([OUTCOMES.index(_TCP_OUTCOME.get(s, "partial")) for s in STATES])
+_ESTABLISHED, _REJECTED, _ONE_WAY = map(OUTCOMES.index, ("established", "rejected", "one-way"))
+_SOURCE_TEXT = _objects(NAME_SOURCES)
+_NONE = NAME_SOURCES.index("none")
+
+
+@dataclass
+class Coded:
+    """A text column as codes into its distinct values: few labels, many flows."""
+
+    codes: np.ndarray
+    labels: np.ndarray  # object array of str (None for a missing value)
+
+    def values(self) -> np.ndarray:
+        """The text of every row, as an object array."""
+        return np.asarray(self.labels[self.codes], dtype=object)
 
 
 @dataclass
 class FlowColumns:
-    """The flows of one analysis, one numpy array per column of :data:`FLOW_COLUMNS`, in
-    flow_id order; see :data:`COLUMN_KINDS` for how each is held."""
+    """The flows of one analysis, one column per name of :data:`FLOW_COLUMNS`, in flow_id
+    order; see :data:`COLUMN_KINDS` for how each is held ("text" columns are :class:`Coded`).
 
-    columns: dict[str, np.ndarray]
+    ``detail`` marks the rows whose name or list cells may hold something: the writers
+    visit only those one by one (None: any row may).
+    """
+
+    columns: dict[str, np.ndarray | Coded]
+    detail: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.columns["flow_id"])
+        return len(self.array("flow_id"))
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.columns[name]
+        col = self.columns[name]
+        return col.values() if isinstance(col, Coded) else col
+
+    def array(self, name: str) -> np.ndarray:
+        """A column that is not "text", as stored."""
+        col = self.columns[name]
+        assert not isinstance(col, Coded)
+        return col
+
+    def coded(self, name: str) -> Coded:
+        """A "text" column as codes and labels."""
+        col = self.columns[name]
+        assert isinstance(col, Coded)
+        return col
+
+    def detail_rows(self, lo: int, hi: int) -> np.ndarray | None:
+        """Rows of ``lo:hi`` (relative to ``lo``) that may hold names or lists; None: any."""
+        return None if self.detail is None else np.flatnonzero(self.detail[lo:hi])
 
     def to_frame(self) -> pd.DataFrame:
         """The flows DataFrame with the dtypes of FLOW_DTYPES (imports pandas)."""
@@ -211,106 +251,120 @@ def payload_name(
     return None
 
 
-def _history(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
-    """History letters of each flow, as an object array; each distinct history is spelled once."""
+def _history(hist: np.ndarray, hlen: np.ndarray, tcp: np.ndarray) -> Coded:
+    """History letters of each TCP flow ("" for others); each distinct history spelled once."""
     # Letters beyond a flow's length are not part of its history: masked off, they are the
     # zero code, which spells nothing.
     mask = (np.int64(1) << (np.clip(hlen, 0, 14) * 4)) - 1
-    uniq, inverse = np.unique(hist & mask, return_inverse=True)
-    codes = _LUT[(uniq[:, None] >> _SHIFTS) & 0xF]
-    text = np.ascontiguousarray(codes).view("S14")[:, 0].astype(str).astype(object)
-    return np.asarray(text[inverse.reshape(-1)], dtype=object)
+    uniq, inverse = np.unique(np.where(tcp, hist & mask, -1), return_inverse=True)
+    letters = _LUT[(np.maximum(uniq, 0)[:, None] >> _SHIFTS) & 0xF]
+    text = np.ascontiguousarray(letters).view("S14")[:, 0].astype(str).astype(object)
+    text[uniq < 0] = ""
+    return Coded(inverse.reshape(-1), text)
 
 
-def _address_text(his: np.ndarray, los: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Text of each address (two int64 halves), its index among the distinct addresses, and
-    the distinct addresses' keys. Few distinct addresses, many flows: each is spelled once."""
+def _address_text(his: np.ndarray, los: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Text of the distinct addresses (two int64 halves each), each address's index among
+    them, and the distinct halves. Few distinct addresses, many flows: each is spelled once,
+    IPv4 ones by numpy and one C-level format call each."""
     if not his.any():  # IPv4 only (v4-mapped keys have a zero upper half)
         ulo, inverse = np.unique(los, return_inverse=True)
         uniq = np.stack([np.zeros_like(ulo), ulo], axis=1)
     else:
         uniq, inverse = np.unique(np.stack([his, los], axis=1), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    keys = [addr_key(h, lo) for h, lo in uniq.tolist()]
-    utext = _objects([key_to_text(k) for k in keys])
-    return np.asarray(utext[inverse], dtype=object), inverse, keys
+    text = np.empty(len(uniq), dtype=object)
+    v4 = (uniq[:, 0] == 0) & ((uniq[:, 1] >> 32) == 0xFFFF)
+    quads = uniq[v4, 1] & 0xFFFFFFFF
+    octets = [((quads >> shift) & 0xFF).tolist() for shift in (24, 16, 8, 0)]
+    text[v4] = list(map("%d.%d.%d.%d".__mod__, zip(*octets, strict=True)))
+    others = np.flatnonzero(~v4)
+    text[others] = [key_to_text(addr_key(h, lo)) for h, lo in uniq[others].tolist()]
+    return text, inverse.reshape(-1), uniq
+
+
+def _by_column(fs: np.ndarray, ncols: int) -> np.ndarray:
+    """The first ``ncols`` columns of the row-major flow store, each made contiguous.
+
+    Every later step reads whole columns, which in the store would fetch a cache line per
+    flow each time; blocks of rows small enough for the cache make the transposition itself
+    cheap (a whole-array transpose is four times slower).
+    """
+    out = np.empty((ncols, fs.shape[0]), dtype=fs.dtype)
+    step = 8192
+    for lo in range(0, fs.shape[0], step):
+        out[:, lo : lo + step] = fs[lo : lo + step, :ncols].T
+    return out
 
 
 def flow_columns(fs: np.ndarray, namer: Namer) -> FlowColumns:
     """Turn the flow store rows ``fs`` and the naming findings into flow columns, ordered by
     first packet (ties in flow-store order) and numbered from 0."""
     n = fs.shape[0]
-    orig_a = fs[:, F_ORIG_IS_A] == 1
-    c_hi = np.where(orig_a, fs[:, F_A_HI], fs[:, F_B_HI])
-    c_lo = np.where(orig_a, fs[:, F_A_LO], fs[:, F_B_LO])
-    s_hi = np.where(orig_a, fs[:, F_B_HI], fs[:, F_A_HI])
-    s_lo = np.where(orig_a, fs[:, F_B_LO], fs[:, F_A_LO])
-    c_port = np.where(orig_a, fs[:, F_A_PORT], fs[:, F_B_PORT])
-    s_port = np.where(orig_a, fs[:, F_B_PORT], fs[:, F_A_PORT])
-    proto = fs[:, F_PROTO]
+    col = _by_column(fs, F_TUNNEL + 1)
+    orig_a = col[F_ORIG_IS_A] == 1
+    c_hi = np.where(orig_a, col[F_A_HI], col[F_B_HI])
+    c_lo = np.where(orig_a, col[F_A_LO], col[F_B_LO])
+    s_hi = np.where(orig_a, col[F_B_HI], col[F_A_HI])
+    s_lo = np.where(orig_a, col[F_B_LO], col[F_A_LO])
+    c_port = np.where(orig_a, col[F_A_PORT], col[F_B_PORT])
+    s_port = np.where(orig_a, col[F_B_PORT], col[F_A_PORT])
+    proto = col[F_PROTO]
     icmp = (proto == 1) | (proto == 58)
-    c_port = np.where(icmp, fs[:, F_ICMP_TC] >> 8, c_port)
-    s_port = np.where(icmp, fs[:, F_ICMP_TC] & 0xFF, s_port)
-    text, idx, keys = _address_text(np.concatenate([c_hi, s_hi]), np.concatenate([c_lo, s_lo]))
-    pkts_c = fs[:, F_PKTS_C]
-    pkts_s = fs[:, F_PKTS_S]
+    c_port = np.where(icmp, col[F_ICMP_TC] >> 8, c_port)
+    s_port = np.where(icmp, col[F_ICMP_TC] & 0xFF, s_port)
+    text, idx, uniq = _address_text(np.concatenate([c_hi, s_hi]), np.concatenate([c_lo, s_lo]))
+    pkts_c = col[F_PKTS_C]
+    pkts_s = col[F_PKTS_S]
     tcp = proto == 6
-    codes = np.where(tcp, tcp_state_codes(fs[:, F_SEEN], pkts_s), np.where(pkts_s > 0, _SF, _S0))
-    first = fs[:, F_FIRST_TS]
-    last = fs[:, F_LAST_TS]
+    codes = np.where(tcp, tcp_state_codes(col[F_SEEN], pkts_s), np.where(pkts_s > 0, _SF, _S0))
+    first = col[F_FIRST_TS]
+    last = col[F_LAST_TS]
 
-    names = _names(fs, namer, idx[:n], idx[n:], keys, first)
-    rejected_by_icmp = names.pop("_rejected")
-    other = np.where((pkts_c > 0) & (pkts_s > 0), "established", "one-way").astype(object)
+    names, detail, rejected_by_icmp = _names(fs, namer, idx[:n], idx[n:], uniq, first)
+    other = np.where((pkts_c > 0) & (pkts_s > 0), _ESTABLISHED, _ONE_WAY)
     outcome = np.where(tcp, _OUTCOME_TCP[codes], other)
-    outcome[rejected_by_icmp & (pkts_s == 0)] = "rejected"
+    outcome[rejected_by_icmp & (pkts_s == 0)] = _REJECTED
 
-    ev = fs[:, F_EVIDENCE]
-    evidence = _EVIDENCE_TEXT[
-        np.select(
-            [ev == EVIDENCE_SYN, ev == EVIDENCE_SYNACK, ev == EVIDENCE_PORT, ev == EVIDENCE_FIRST],
-            [0, 1, 2, 3],
-        )
-    ]
-    proto_text = _objects([PROTO_NAMES.get(p, str(p)) for p in range(256)])
-    history = np.full(n, "", dtype=object)
-    if tcp.any():
-        history[tcp] = _history(fs[tcp, F_HIST], fs[tcp, F_HLEN])
-    cols: dict[str, np.ndarray] = {
-        "proto": proto_text[proto & 0xFF] if n and proto.max() < 256 else _proto_text(proto),
-        "ip_version": np.where(fs[:, F_L3] == 6, 6, 4),
-        "client_ip": text[:n],
+    ev = col[F_EVIDENCE]
+    evidence = np.select(
+        [ev == EVIDENCE_SYN, ev == EVIDENCE_SYNACK, ev == EVIDENCE_PORT, ev == EVIDENCE_FIRST],
+        [0, 1, 2, 3],
+    )
+    ptext, pcodes = np.unique(proto, return_inverse=True)
+    cols: dict[str, np.ndarray | Coded] = {
+        "proto": Coded(pcodes, _objects([PROTO_NAMES.get(p, str(p)) for p in ptext.tolist()])),
+        "ip_version": np.where(col[F_L3] == 6, 6, 4),
+        "client_ip": Coded(idx[:n], text),
         "client_port": c_port,
-        "server_ip": text[n:],
+        "server_ip": Coded(idx[n:], text),
         "server_port": s_port,
-        "vlan": np.where(fs[:, F_VLAN0] >= 0, fs[:, F_VLAN0], -1),
-        "inner_vlan": np.where(fs[:, F_VLAN1] >= 0, fs[:, F_VLAN1], -1),
+        "vlan": np.where(col[F_VLAN0] >= 0, col[F_VLAN0], -1),
+        "inner_vlan": np.where(col[F_VLAN1] >= 0, col[F_VLAN1], -1),
         "packets_c2s": pkts_c,
         "packets_s2c": pkts_s,
-        "bytes_c2s": fs[:, F_BYTES_C],
-        "bytes_s2c": fs[:, F_BYTES_S],
-        "payload_bytes_c2s": fs[:, F_PAY_C],
-        "payload_bytes_s2c": fs[:, F_PAY_S],
+        "bytes_c2s": col[F_BYTES_C],
+        "bytes_s2c": col[F_BYTES_S],
+        "payload_bytes_c2s": col[F_PAY_C],
+        "payload_bytes_s2c": col[F_PAY_S],
         "start": first,
         "end": last,
         "duration": (last - first) / 1e9,
-        "state": _STATE_TEXT[codes],
-        "history": history,
-        "outcome": outcome,
-        "initiator_evidence": evidence,
+        "state": Coded(codes, _STATE_TEXT),
+        "history": _history(col[F_HIST], col[F_HLEN], tcp),
+        "outcome": Coded(outcome, _OUTCOME_TEXT),
+        "initiator_evidence": Coded(evidence, _EVIDENCE_TEXT),
         **names,
-        "truncated_packets": fs[:, F_TRUNC],
-        "tunnel": fs[:, F_TUNNEL] == 1,
+        "truncated_packets": col[F_TRUNC],
+        "tunnel": col[F_TUNNEL] == 1,
     }
-    order = np.argsort(first, kind="stable")
-    out = {"flow_id": np.arange(n, dtype=np.int64)}
-    for name in FLOW_COLUMNS[1:]:
-        out[name] = np.ascontiguousarray(cols[name][order])
-    return FlowColumns(out)
-
-
-def _proto_text(proto: np.ndarray) -> np.ndarray:
-    return _objects([PROTO_NAMES.get(p, str(p)) for p in proto.tolist()])
+    cols["flow_id"] = np.arange(n, dtype=np.int64)
+    if n > 1 and bool((first[1:] < first[:-1]).any()):
+        order = np.argsort(first, kind="stable")
+        for name in FLOW_COLUMNS[1:]:
+            c = cols[name]
+            cols[name] = Coded(c.codes[order], c.labels) if isinstance(c, Coded) else c[order]
+        detail = detail[order]
+    return FlowColumns({name: cols[name] for name in FLOW_COLUMNS}, detail=detail)
 
 
 def _names(
@@ -318,10 +372,11 @@ def _names(
     namer: Namer,
     c_idx: np.ndarray,
     s_idx: np.ndarray,
-    keys: list[int],
+    addresses: np.ndarray,
     first: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Per-flow name columns: the best name and where it came from, plus the raw evidence.
+) -> tuple[dict[str, np.ndarray | Coded], np.ndarray, np.ndarray]:
+    """Per-flow name columns: the best name and where it came from, plus the raw evidence;
+    which flows have any (the others keep the empty defaults); which an ICMP error rejected.
 
     Only flows with payload findings, and flows to an address the DNS map knows, are
     visited one by one; every other flow keeps the empty defaults.
@@ -331,7 +386,7 @@ def _names(
         k: np.full(n, None, dtype=object)
         for k in ("server_name", "sni", "http_host", "connect_target", "socks_target")
     }
-    source = np.full(n, "none", dtype=object)
+    source = np.full(n, _NONE, dtype=np.int64)
     lists = {k: np.full(n, None, dtype=object) for k in ("dns_queries", "dns_answers")}
     icmp_errors = np.full(n, None, dtype=object)
     rejected = np.zeros(n, dtype=bool)
@@ -348,22 +403,29 @@ def _names(
         ]
         best = payload_name(p.connect, p.socks, p.sni, p.http_host)
         if best is not None:
-            cols["server_name"][f], source[f] = best
+            cols["server_name"][f] = best[0]
+            source[f] = NAME_SOURCES.index(best[1])
             named[f] = True
     known = namer.dns.addresses()
     if known and n:
-        asked = np.fromiter((k in known for k in keys), dtype=bool, count=len(keys))
+        keys = [addr_key(h, lo) for h, lo in addresses.tolist()]
+        asked = np.fromiter(map(known.__contains__, keys), dtype=bool, count=len(keys))
         lookup = namer.dns.lookup
         for f in np.flatnonzero(asked[s_idx] & ~named).tolist():
             name = lookup(keys[c_idx[f]], keys[s_idx[f]], int(first[f]))
             if name is not None:
                 cols["server_name"][f] = name
-                source[f] = "dns"
+                source[f] = NAME_SOURCES.index("dns")
+    detail = np.zeros(n, dtype=bool)
+    detail[list(namer.flows)] = True
+    detail |= source != _NONE
     if namer.icmp_errors:
         _attach_icmp(fs, namer, icmp_errors, rejected)
-    return {
+        detail |= rejected
+        detail[_present(icmp_errors)] = True
+    names: dict[str, np.ndarray | Coded] = {
         "server_name": cols["server_name"],
-        "name_source": source,
+        "name_source": Coded(source, _SOURCE_TEXT),
         "sni": cols["sni"],
         "http_host": cols["http_host"],
         "connect_target": cols["connect_target"],
@@ -371,8 +433,14 @@ def _names(
         "dns_queries": lists["dns_queries"],
         "dns_answers": lists["dns_answers"],
         "icmp_errors": icmp_errors,
-        "_rejected": rejected,
     }
+    return names, detail, rejected
+
+
+def _present(values: np.ndarray) -> np.ndarray:
+    """Positions of the cells of an object array that are not None (looped over in C)."""
+    flags = map(operator.is_not, values.tolist(), itertools.repeat(None))
+    return np.flatnonzero(np.fromiter(flags, dtype=bool, count=len(values)))
 
 
 def _attach_icmp(fs: np.ndarray, namer: Namer, out: np.ndarray, rejected: np.ndarray) -> None:

@@ -16,6 +16,7 @@ from dsaudit.flows.columns import (
     OUTCOMES,
     PROTO_NAMES,
     STATES,
+    Coded,
     FlowColumns,
     flow_columns,
     payload_name,
@@ -118,7 +119,7 @@ def frame_of_columns(flows: FlowColumns) -> pd.DataFrame:
 
 def columns_of_frame(df: pd.DataFrame) -> FlowColumns:
     """Flow columns of a flows DataFrame (from another engine or source), for the writers."""
-    cols: dict[str, np.ndarray] = {}
+    cols: dict[str, np.ndarray | Coded] = {}
     for name, kind in COLUMN_KINDS.items():
         series = df[name]
         if kind == "vlan":
@@ -126,7 +127,13 @@ def columns_of_frame(df: pd.DataFrame) -> FlowColumns:
         elif kind == "time":
             naive = pd.to_datetime(series, utc=True).dt.tz_localize(None)
             cols[name] = naive.to_numpy(dtype="datetime64[ns]").view(np.int64)
-        elif kind in ("text", "name", "list"):
+        elif kind == "text":
+            codes, uniques = pd.factorize(series.astype(object))
+            labels = np.empty(len(uniques) + 1, dtype=object)
+            labels[:-1] = list(uniques)
+            labels[-1] = None  # the code of a missing value
+            cols[name] = Coded(np.where(codes < 0, len(uniques), codes), labels)
+        elif kind in ("name", "list"):
             out = np.empty(len(series), dtype=object)
             out[:] = [None if v is None or v is pd.NA else v for v in series.tolist()]
             cols[name] = out

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dsaudit.errors import DsauditError, cannot_write
-from dsaudit.flows.columns import COLUMN_KINDS, FLOW_COLUMNS, FlowColumns
+from dsaudit.flows.columns import COLUMN_KINDS, FLOW_COLUMNS, Coded, FlowColumns
 from dsaudit.parallel import fork_map
 from dsaudit.report.safe_text import for_csv, for_terminal
 from dsaudit.report.text_out import write_text
@@ -151,58 +151,107 @@ def _json_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def _sparse_json(values: np.ndarray, empty: str) -> np.ndarray:
+def _sparse_json(flows: FlowColumns, name: str, lo: int, hi: int, empty: str) -> Piece:
     """JSON text of a column that is mostly empty (None): ``empty`` for those, the others
-    encoded one by one (they are the few flows with names or DNS)."""
-    out = np.full(len(values), empty, dtype=object)
-    for i in _present(values).tolist():
+    encoded one by one (they are the few flows with names, DNS or ICMP errors)."""
+    values = flows.array(name)[lo:hi]
+    rows = flows.detail_rows(lo, hi)
+    if rows is None:
+        rows = _present(values)
+    if not len(rows):
+        return empty
+    out = np.full(hi - lo, empty, dtype=object)
+    for i in rows.tolist():
         out[i] = _json_value(values[i])
     return out
 
 
-def _text_json(values: np.ndarray) -> np.ndarray:
-    """JSON strings of a text column with few distinct values (states, protocols,
-    addresses): each distinct value is encoded once."""
-    return _objects(_Encoded(_json_value).column(values))
+def _label_json(coded: Coded) -> np.ndarray:
+    """JSON strings of a coded column's labels, made once per column."""
+    key = id(coded.labels)
+    hit = _LABELS.get(key)
+    if hit is None or hit[0] is not coded.labels:
+        hit = _LABELS[key] = (coded.labels, _objects(list(map(_json_value, coded.labels.tolist()))))
+    return hit[1]
 
 
-def _json_cells(flows: FlowColumns, lo: int, hi: int) -> list[np.ndarray]:
-    """JSON text of every cell of rows ``lo:hi``, column by column."""
-    cells = []
-    for name, kind in COLUMN_KINDS.items():
-        values = flows[name][lo:hi]
-        if kind == "int":
-            cells.append(_int_text(values))
-        elif kind == "vlan":
-            text = _int_text(np.maximum(values, 0))
-            text[values < 0] = "null"
-            cells.append(text)
-        elif kind == "time":
-            cells.append(_objects(_time_text(values, '"%sZ"')))
-        elif kind == "float":
-            cells.append(_float_json(values))
-        elif kind == "text":
-            cells.append(_text_json(values))
-        elif kind == "name":
-            cells.append(_sparse_json(values, "null"))
-        elif kind == "list":
-            cells.append(_sparse_json(values, "[]"))
-        else:
-            cells.append(np.where(values, "true", "false").astype(object))
-    return cells
+# Labels' JSON by the labels' identity: address columns share theirs, and chunks reuse them.
+_LABELS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+# One column's text for some rows: the same for all (a str) or one per row (an object array).
+Piece = str | np.ndarray
+
+
+def _same(values: np.ndarray) -> bool:
+    return bool(values.min() == values.max())
+
+
+def _time_json(ns: np.ndarray) -> list[Piece]:
+    """ISO-8601 text to the microsecond, as pieces: the second (each distinct one spelled
+    once), then the millisecond and microsecond digits from a table."""
+    secs, sub = np.divmod(ns, 1_000_000_000)
+    usecs = sub // 1000
+    useconds, inverse = np.unique(secs, return_inverse=True)
+    spelled = np.datetime_as_string(useconds.astype("datetime64[s]")).tolist()
+    stamp = _objects(list(map('"%s.'.__mod__, spelled)))[inverse.reshape(-1)]
+    return [stamp, _DIGITS3[usecs // 1000], _DIGITS3[usecs % 1000], 'Z"']
+
+
+_DIGITS3 = _objects([f"{i:03d}" for i in range(1000)])
+
+
+def _json_pieces(flows: FlowColumns, name: str, kind: str, lo: int, hi: int) -> list[Piece]:
+    """JSON text of one column's cells of rows ``lo:hi``."""
+    if kind == "text":
+        coded = flows.coded(name)
+        codes = coded.codes[lo:hi]
+        labels = _label_json(coded)
+        return [str(labels[codes[0]])] if _same(codes) else [labels[codes]]
+    if kind == "name":
+        return [_sparse_json(flows, name, lo, hi, "null")]
+    if kind == "list":
+        return [_sparse_json(flows, name, lo, hi, "[]")]
+    values = flows.array(name)[lo:hi]
+    if kind == "time":
+        return _time_json(values)
+    if kind == "vlan":
+        if _same(values):
+            return ["null" if values[0] < 0 else str(values[0])]
+        text = _int_text(np.maximum(values, 0))
+        text[values < 0] = "null"
+        return [text]
+    if kind == "float":
+        return [str(_float_json(values[:1])[0])] if _same(values) else [_float_json(values)]
+    if kind == "bool":
+        if _same(values):
+            return ["true" if values[0] else "false"]
+        return [np.where(values, "true", "false").astype(object)]
+    return [str(values[0])] if _same(values) else [_int_text(values)]
 
 
 def json_lines_of(flows: FlowColumns, lo: int, hi: int) -> str:
     """JSON Lines text of rows ``lo:hi``: the same bytes pandas' ``to_json(orient="records",
-    lines=True)`` gave for the flows DataFrame."""
+    lines=True)`` gave for the flows DataFrame.
+
+    Each line is the concatenation of constant text (keys, punctuation, columns with one
+    value in these rows) and per-row cells; the cells sit in one grid that a single join
+    turns into text.
+    """
     if hi <= lo:
         return ""
-    cells = _json_cells(flows, lo, hi)
-    grid = np.empty((hi - lo, 2 * len(cells) + 1), dtype=object)
-    for j, (name, column) in enumerate(zip(FLOW_COLUMNS, cells, strict=True)):
-        grid[:, 2 * j] = ("{" if j == 0 else ",") + json.dumps(name) + ":"
-        grid[:, 2 * j + 1] = column
-    grid[:, -1] = "}\n"
+    pieces: list[Piece] = []
+    for j, (name, kind) in enumerate(COLUMN_KINDS.items()):
+        pieces.append(("{" if j == 0 else ",") + json.dumps(name) + ":")
+        pieces.extend(_json_pieces(flows, name, kind, lo, hi))
+    pieces.append("}\n")
+    merged: list[Piece] = []
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    grid = np.empty((hi - lo, len(merged)), dtype=object)
+    for j, piece in enumerate(merged):
+        grid[:, j] = piece
     return "".join(grid.ravel().tolist())
 
 
@@ -214,6 +263,9 @@ def _chunks(n: int, jobs: int) -> list[tuple[int, int]]:
 def iter_flow_lines(flows: FlowColumns, jobs: int = 1) -> Iterator[str]:
     """JSON Lines text of the flows, a chunk of rows at a time (bounded memory), rendered by
     ``jobs`` processes side by side."""
+    for name, kind in COLUMN_KINDS.items():
+        if kind == "text":
+            _label_json(flows.coded(name))  # once here, not in every process
 
     def render(bounds: tuple[int, int]) -> str:
         return json_lines_of(flows, *bounds)
@@ -280,14 +332,18 @@ def _csv_cells(flows: FlowColumns, lo: int, hi: int) -> list[list[Any]]:
     """CSV cells of rows ``lo:hi``, column by column, as pandas' to_csv wrote them."""
     cells: list[list[Any]] = []
     for name, kind in COLUMN_KINDS.items():
-        values = flows[name][lo:hi]
+        values = flows[name][lo:hi] if kind != "text" else np.empty(0)
         if kind == "vlan":
             cells.append(np.where(values >= 0, values.astype(str), "").tolist())
         elif kind == "time":
             cells.append(_time_text(values))
         elif kind == "float":
             cells.append(values.astype(str).tolist())
-        elif kind in ("text", "name"):
+        elif kind == "text":
+            coded = flows.coded(name)
+            labels = _objects(list(map(_csv_cell, coded.labels.tolist())))
+            cells.append(labels[coded.codes[lo:hi]].tolist())
+        elif kind == "name":
             cells.append(_csv_text(values))
         elif kind == "list":
             cells.append(_csv_list(name, values))

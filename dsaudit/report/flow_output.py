@@ -162,7 +162,8 @@ def _sparse_json(flows: FlowColumns, name: str, lo: int, hi: int, empty: str) ->
         return empty
     out = np.full(hi - lo, empty, dtype=object)
     for i in rows.tolist():
-        out[i] = _json_value(values[i])
+        if values[i] is not None:
+            out[i] = _json_value(values[i])
     return out
 
 

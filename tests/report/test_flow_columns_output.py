@@ -59,11 +59,13 @@ def frame_table(df: pd.DataFrame) -> str:
     def endpoint(ip: str, port: int) -> str:
         return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
+    clients = zip(df["client_ip"], df["client_port"], strict=True)
+    servers = zip(df["server_ip"], df["server_port"], strict=True)
     view = pd.DataFrame(
         {
             "proto": df["proto"],
-            "client": [endpoint(i, p) for i, p in zip(df["client_ip"], df["client_port"], strict=True)],
-            "server": [endpoint(i, p) for i, p in zip(df["server_ip"], df["server_port"], strict=True)],
+            "client": [endpoint(i, p) for i, p in clients],
+            "server": [endpoint(i, p) for i, p in servers],
         }
     )
     for col in TABLE_COLUMNS[3:]:

@@ -77,8 +77,9 @@ class _Encoded(dict[Any, str]):
         text = self[key] = self.encode(key)
         return text
 
-    def column(self, values: np.ndarray) -> list[str]:
-        return list(map(self.__getitem__, values.tolist()))
+    def column(self, values: np.ndarray | list[Any]) -> list[str]:
+        items = values.tolist() if isinstance(values, np.ndarray) else values
+        return list(map(self.__getitem__, items))
 
 
 def _present(values: np.ndarray) -> np.ndarray:
@@ -131,7 +132,8 @@ def _json_value(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        text: str = _ENCODER.encode(value)
+        return text
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, int | np.integer):
@@ -153,18 +155,48 @@ def _json_value(value: Any) -> str:
 
 def _sparse_json(flows: FlowColumns, name: str, lo: int, hi: int, empty: str) -> Piece:
     """JSON text of a column that is mostly empty (None): ``empty`` for those, the others
-    encoded one by one (they are the few flows with names, DNS or ICMP errors)."""
+    encoded only for the flows with names, DNS or ICMP errors."""
     values = flows.array(name)[lo:hi]
     rows = flows.detail_rows(lo, hi)
     if rows is None:
         rows = _present(values)
     if not len(rows):
         return empty
+    picked = values[rows].tolist()
+    if empty == "null":  # names: str or None, and the same names recur
+        text = _Encoded(_json_value).column(picked)
+    else:
+        text = [
+            empty if v is None or (type(v) is list and not v) else _list_json(v) for v in picked
+        ]
     out = np.full(hi - lo, empty, dtype=object)
-    for i in rows.tolist():
-        if values[i] is not None:
-            out[i] = _json_value(values[i])
+    out[rows] = text
     return out
+
+
+_PLAIN = frozenset((str, int, type(None)))
+_TEXT = frozenset((str,))
+# The standard library's C encoder, made once (json.dumps with options builds one a call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _plain(item: Any) -> bool:
+    """True for a value the standard encoder writes exactly as pandas' encoder does: text,
+    integers, None, and objects of those (floats and booleans are spelled differently)."""
+    kind = type(item)
+    if kind in _PLAIN:
+        return True
+    if kind is dict:
+        return set(map(type, item)) <= _TEXT and set(map(type, item.values())) <= _PLAIN
+    return False
+
+
+def _list_json(value: Any) -> str:
+    """JSON of a list cell: the C encoder when every item is plain, else :func:`_json_value`."""
+    if type(value) is list and all(map(_plain, value)):
+        text: str = _ENCODER.encode(value)
+        return text
+    return _json_value(value)
 
 
 def _label_json(coded: Coded) -> np.ndarray:

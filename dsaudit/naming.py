@@ -161,6 +161,10 @@ class DnsMap:
             del self._by_addr[addr]
         self.evicted += len(pairs)
 
+    def addresses(self) -> set[int]:
+        """Every address some answer named: a flow to any other address has no DNS name."""
+        return set(self._by_addr) | {addr for _, addr in self._by_client}
+
     @staticmethod
     def _latest(entries: list[tuple[int, str]] | None, ts: int) -> str | None:
         if not entries:
@@ -183,6 +187,8 @@ class DnsMap:
 def _lowest_seq(segs: list[tuple[int, bytes]]) -> int:
     """The lowest sequence number among segments (modulo 2**32, relative to the first)."""
     base = segs[0][0]
+    if len(segs) == 1:  # most streams name their peer in their first segment
+        return base & 0xFFFFFFFF
     rel = min(((s - base + 0x80000000) & 0xFFFFFFFF) - 0x80000000 for s, _ in segs)
     return (base + rel) & 0xFFFFFFFF
 
@@ -191,6 +197,8 @@ def _assemble(segs: list[tuple[int, bytes]], start: int | None = None) -> bytes:
     """Contiguous bytes of a TCP direction from ``start`` (or its lowest sequence number)."""
     if not segs:
         return b""
+    if len(segs) == 1 and (start is None or start == segs[0][0]):
+        return bytes(segs[0][1])  # one segment from where it starts: nothing to order
     base = segs[0][0] if start is None else start
     rel = sorted((((s - base + 0x80000000) & 0xFFFFFFFF) - 0x80000000, d) for s, d in segs)
     if start is None:

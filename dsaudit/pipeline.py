@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from dsaudit.decode.ip_fragments import FragmentReassembler, Reassembled
 from dsaudit.decode.packet_kernel import (
@@ -30,7 +30,7 @@ from dsaudit.decode.packet_kernel import (
     decode_frames,
 )
 from dsaudit.flows.addresses import addr_key, key_to_text
-from dsaudit.flows.records import PROTO_NAMES, build_flow_frame
+from dsaudit.flows.columns import PROTO_NAMES, FlowColumns, flow_columns
 from dsaudit.flows.table import FlowTable, Timeouts
 from dsaudit.flows.table_kernel import (
     F_A_HI,
@@ -51,6 +51,9 @@ from dsaudit.flows.vlan_join import join_vlan_halves
 from dsaudit.naming import Namer
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -164,13 +167,49 @@ class EvictionSummary:
         ]
 
 
-@dataclass
 class FlowResult:
-    """Flows of one analysis plus what was learnt about the captures."""
+    """Flows of one analysis plus what was learnt about the captures.
 
-    flows: pd.DataFrame
-    captures: list[CaptureInfo]
-    stats: CaptureStats
+    The flows exist as plain columns (``table``, what ``dsaudit flows`` writes) and as the
+    library's typed DataFrame (``flows``); either is made from the other on first use, so
+    a run that only writes flows never imports pandas.
+    """
+
+    def __init__(
+        self,
+        flows: pd.DataFrame | None = None,
+        captures: list[CaptureInfo] | None = None,
+        stats: CaptureStats | None = None,
+        table: FlowColumns | None = None,
+    ) -> None:
+        if flows is None and table is None:
+            raise ValueError("FlowResult needs flows or a table")
+        self._flows = flows
+        self._table = table
+        self.captures: list[CaptureInfo] = captures if captures is not None else []
+        self.stats = stats if stats is not None else CaptureStats()
+
+    @property
+    def flows(self) -> pd.DataFrame:
+        """The flows DataFrame (columns and dtypes of FLOW_DTYPES)."""
+        if self._flows is None:
+            assert self._table is not None
+            self._flows = self._table.to_frame()
+        return self._flows
+
+    @flows.setter
+    def flows(self, frame: pd.DataFrame) -> None:
+        self._flows = frame
+        self._table = None
+
+    @property
+    def table(self) -> FlowColumns:
+        """The flows as plain columns, for the writers."""
+        if self._table is None:
+            from dsaudit.flows.records import columns_of_frame
+
+            self._table = columns_of_frame(self.flows)
+        return self._table
 
     @property
     def warnings(self) -> list[str]:
@@ -361,8 +400,8 @@ class FlowBuilder:
         tmo = self.table.timeouts.as_array() if join_vlans else np.full(3, -(1 << 62))
         j = join_vlan_halves(self.table.flows, self.namer, tmo)
         self.stats.vlan_joined_flows = j.count
-        frame = build_flow_frame(j.fs, j.namer, j.s2c_vlans, j.joined)
-        return FlowResult(flows=frame, captures=captures, stats=self.stats)
+        table = flow_columns(j.fs, j.namer, j.s2c_vlans, j.joined)
+        return FlowResult(table=table, captures=captures, stats=self.stats)
 
 
 ProgressHook = Callable[[int], None]

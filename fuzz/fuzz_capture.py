@@ -78,8 +78,9 @@ def check_bytes(data: bytes) -> int:
     assert stats.frames == reader.info.packets, (stats.frames, reader.info.packets)
     # The decoder writes at most two rows (outer and VXLAN inner) per frame or datagram.
     assert len(flows) <= 2 * (stats.frames + stats.reassembled), (len(flows), stats.frames)
+    assert len(result.table) == len(flows)
     for fmt, render in api.RENDERERS.items():
-        text = "".join(render(flows, 1))
+        text = "".join(render(result.table, 1))
         if fmt == "table":
             bad = UNSAFE_TERMINAL.search(text)
             assert bad is None, f"raw control character {bad.group()!r} in the table"

@@ -101,6 +101,6 @@ def flows(
     result = read_captures(list(captures), engine=engine, jobs=jobs, options=options, progress=show)
     for warning in result.warnings:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
-    if not len(result.flows) and result.stats.frames == 0 and result.warnings:
+    if not len(result.table) and result.stats.frames == 0 and result.warnings:
         raise DsauditError("no packets could be read")
-    write_flows(result.flows, fmt, output, result.warnings, jobs=jobs)
+    write_flows(result.table, fmt, output, result.warnings, jobs=jobs)

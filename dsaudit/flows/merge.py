@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.engine import no_cyclic_gc
+from dsaudit.flows.columns import failed_handshakes
 from dsaudit.flows.records import (
     DIRECTION_COUNTERS,
     FLOW_DTYPES,
     empty_flows,
-    failed_handshakes,
 )
 from dsaudit.flows.table import Timeouts
 from dsaudit.flows.vlan_join import order_history
@@ -232,7 +232,9 @@ def _restated(frame: pd.DataFrame) -> pd.DataFrame:
     outcome = outcomes(proto, state, out["packets_c2s"].to_numpy(), pkts_s)
     seen = np.array([seen_bits(h) for h in out["history"].astype(str)], dtype=np.int64)
     hello = out["tls_client_hello"].to_numpy(dtype=bool)
-    failed = failed_handshakes(outcome, hello, out["payload_bytes_s2c"].to_numpy(), seen)
+    failed = failed_handshakes(
+        outcome == "established", hello, out["payload_bytes_s2c"].to_numpy(), seen
+    )
     out["outcome"] = np.where(failed, "failed", outcome)
     return out.astype({"state": FLOW_DTYPES["state"], "outcome": FLOW_DTYPES["outcome"]})
 

@@ -78,7 +78,8 @@ def _table(table: at.TextTable, paint: _Paint, width: int | None) -> list[str]:
     )
     lines.extend(fitted.render(width, paint))
     if table.footnote:
-        lines += ["", paint(for_terminal(table.footnote), "muted")]
+        lines.append("")
+        lines += [paint(part, "muted") for part in wrap(for_terminal(table.footnote), width)]
     if table.more:
         hint = "use --format html, json or csv for all of them"
         more = f"  … and {table.more} more {table.more_hint} ({hint})"

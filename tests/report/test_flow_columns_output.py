@@ -1,5 +1,5 @@
 """`dsaudit flows` writes from flow columns, without pandas: the bytes are those of the
-DataFrame path (pandas' to_json and to_csv, the tabulate view of the DataFrame)."""
+DataFrame path (pandas' to_json and to_csv, the fitted table of the DataFrame)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tabulate import tabulate
 
 from dsaudit.engine import read_captures
 from dsaudit.flows.columns import FlowColumns
 from dsaudit.flows.records import FLOW_DTYPES, columns_of_frame, frame_of_columns
+from dsaudit.report.fit import render_table
 from dsaudit.report.flow_output import (
     RENDERERS,
     TABLE_COLUMNS,
@@ -71,8 +71,15 @@ def frame_table(df: pd.DataFrame) -> str:
     for col in TABLE_COLUMNS[3:]:
         view[col] = df[col]
     view["vlan"] = view["vlan"].astype("string").fillna("")
+    joined = df["vlan_joined"].to_numpy(dtype=bool)
+    if joined.any():
+        back = df["vlan_s2c"].astype("string").fillna("-")
+        view.loc[joined, "vlan"] = view["vlan"].where(view["vlan"] != "", "-") + "/" + back
     view["server_name"] = [for_terminal(s) if isinstance(s, str) else "" for s in df["server_name"]]
-    return tabulate(view.values.tolist(), headers=TABLE_COLUMNS, tablefmt="simple") + "\n"
+    rows = [["" if pd.isna(v) else str(v) for v in row] for row in view.itertuples(index=False)]
+    numeric = [TABLE_COLUMNS.index(c) for c in ("packets_c2s", "packets_s2c", "bytes_c2s")]
+    numeric.append(TABLE_COLUMNS.index("bytes_s2c"))
+    return render_table(TABLE_COLUMNS, rows, None, right=numeric) + "\n"
 
 
 def render(flows: FlowColumns, fmt: str, jobs: int = 1) -> str:

@@ -27,8 +27,10 @@ from dsaudit.decode.packet_kernel import (
     L3_IPV6,
     L3_OTHER,
     N_COLS,
+    ROWS_PER_FRAME,
     decode_frames,
 )
+from dsaudit.decode.undecoded import count_reasons, ordered, summary
 from dsaudit.flows.addresses import addr_key, key_to_text
 from dsaudit.flows.records import PROTO_NAMES, build_flow_frame
 from dsaudit.flows.table import FlowTable, Timeouts
@@ -62,6 +64,8 @@ class CaptureStats:
     arp: int = 0
     other_l2: int = 0
     undecodable: dict[str, int] = field(default_factory=dict)
+    # Frames not decoded to their innermost packet: reason -> what it was about -> frames.
+    not_decoded: dict[str, dict[str, int]] = field(default_factory=dict)
     snaplen_cut_frames: int = 0
     ip_truncated: int = 0
     tunnelled: int = 0
@@ -76,6 +80,15 @@ class CaptureStats:
     dns_entries_evicted: int = 0
     reassembly_buffers_dropped: int = 0
 
+    @property
+    def not_decoded_total(self) -> int:
+        """Frames not decoded to their innermost packet, for every reason."""
+        return sum(sum(d.values()) for d in self.not_decoded.values())
+
+    def not_decoded_summary(self) -> str | None:
+        """One line with the frames not decoded by reason, or None when every one was."""
+        return summary(self.not_decoded, self.frames)
+
     def as_dict(self) -> dict[str, object]:
         """Plain values for JSON reports."""
         span = None
@@ -89,6 +102,8 @@ class CaptureStats:
             "other_link_frames": self.other_l2,
             "undecodable": dict(self.undecodable),
             "undecodable_total": sum(self.undecodable.values()),
+            "not_decoded": ordered(self.not_decoded),
+            "not_decoded_total": self.not_decoded_total,
             "snaplen_cut_frames": self.snaplen_cut_frames,
             "ip_truncated_packets": self.ip_truncated,
             "tunnelled_packets": self.tunnelled,
@@ -337,6 +352,7 @@ class FlowBuilder:
             for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
                 name = ERR_NAMES.get(code, f"error {code}")
                 s.undecodable[name] = s.undecodable.get(name, 0) + count
+        count_reasons(rec, s.not_decoded)
         ts = rec[:, C_TS]
         if len(ts):
             lo, hi = int(ts.min()), int(ts.max())
@@ -362,7 +378,7 @@ ProgressHook = Callable[[int], None]
 
 def decode_batch(batch: PacketBatch) -> tuple[np.ndarray, int]:
     """Decode every frame of ``batch``; the compiled kernel releases the GIL."""
-    rec = np.empty((2 * max(len(batch), 1), N_COLS), dtype=np.int64)
+    rec = np.empty((ROWS_PER_FRAME * max(len(batch), 1), N_COLS), dtype=np.int64)
     k = decode_frames(
         batch.buf, batch.off, batch.caplen, batch.wirelen, batch.ts_ns, batch.linktype, rec
     )

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.decode.dns import rtype_name
-from dsaudit.flows.addresses import addr_key, key_to_text, split_host_port
+from dsaudit.decode.packet_kernel import TUN_IP4, TUN_IP6, TUNNEL_NAMES
+from dsaudit.flows.addresses import V4_MAPPED, addr_key, key_to_text, split_host_port
 from dsaudit.flows.table_kernel import (
     EVIDENCE_FIRST,
     EVIDENCE_PORT,
@@ -37,6 +38,11 @@ from dsaudit.flows.table_kernel import (
     F_PROTO,
     F_SEEN,
     F_TRUNC,
+    F_TUN_DST_HI,
+    F_TUN_DST_LO,
+    F_TUN_KIND,
+    F_TUN_SRC_HI,
+    F_TUN_SRC_LO,
     F_TUNNEL,
     F_VLAN0,
     F_VLAN1,
@@ -91,6 +97,8 @@ FLOW_DTYPES: dict[str, Any] = {
     "icmp_errors": "object",
     "truncated_packets": "int64",
     "tunnel": "bool",
+    # The tunnel the flow's first packet came through: kind and outer endpoints, or null.
+    "tunnel_endpoints": "string",
 }
 FLOW_COLUMNS = list(FLOW_DTYPES)
 # Per-direction counters: they add up when pieces of one conversation are joined, and swap
@@ -243,6 +251,7 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
         **names,
         "truncated_packets": fs[:, F_TRUNC],
         "tunnel": fs[:, F_TUNNEL] == 1,
+        "tunnel_endpoints": tunnel_endpoints(fs),
     }
     df = pd.DataFrame(data)
     df.loc[vlan0 < 0, "vlan"] = pd.NA
@@ -251,6 +260,39 @@ def build_flow_frame(fs: np.ndarray, namer: Namer) -> pd.DataFrame:
     df = df.iloc[order].reset_index(drop=True)
     df.insert(0, "flow_id", np.arange(n, dtype=np.int64))
     return df.astype(FLOW_DTYPES)
+
+
+def _is_v4(key: int) -> bool:
+    return key >> 32 == V4_MAPPED >> 32
+
+
+def tunnel_text(kind: int, src: int, dst: int) -> str:
+    """``gre 192.0.2.1 -> 192.0.2.2``: a tunnel's kind and the outer packet's endpoints.
+
+    IP in IP is named by both families: ipip, 6in4, 4in6, 6in6.
+    """
+    name = TUNNEL_NAMES.get(kind, f"tunnel {kind}")
+    if kind in (TUN_IP4, TUN_IP6):
+        name = ("4" if kind == TUN_IP4 else "6") + "in" + ("4" if _is_v4(src) else "6")
+        name = "ipip" if name == "4in4" else name
+    return f"{name} {key_to_text(src)} -> {key_to_text(dst)}"
+
+
+def tunnel_endpoints(fs: np.ndarray) -> list[str | None]:
+    """The ``tunnel_endpoints`` column: text for the flows that came through a tunnel."""
+    out: list[str | None] = [None] * fs.shape[0]
+    rows = np.flatnonzero(fs[:, F_TUN_KIND])
+    if not len(rows):
+        return out
+    cols = [F_TUN_KIND, F_TUN_SRC_HI, F_TUN_SRC_LO, F_TUN_DST_HI, F_TUN_DST_LO]
+    texts: dict[tuple[int, ...], str] = {}
+    for r, key in zip(rows.tolist(), map(tuple, fs[rows][:, cols].tolist()), strict=True):
+        text = texts.get(key)
+        if text is None:
+            kind, shi, slo, dhi, dlo = key
+            text = texts[key] = tunnel_text(kind, addr_key(shi, slo), addr_key(dhi, dlo))
+        out[r] = text
+    return out
 
 
 def _names(

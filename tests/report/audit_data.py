@@ -183,7 +183,7 @@ def _flow(row: tuple[Any, ...]) -> dict[str, Any]:
         "http_host": None, "connect_target": None, "socks_target": None,
         "dns_queries": [name] if name else [],
         "dns_answers": [{"name": name, "type": "A", "data": sip, "ttl": 300}] if name else [],
-        "icmp_errors": [], "truncated_packets": 0, "tunnel": False,
+        "icmp_errors": [], "truncated_packets": 0, "tunnel": False, "tunnel_endpoints": None,
         "client_role": ROLE[cip], "server_role": ROLE.get(sip, "internet"),
         "verdict": verdict, "rule": rule, "reason": reason,
         "reason_text": REASON_TEXT.get(reason or "", ""), "match": match,

@@ -125,6 +125,7 @@ def base_row() -> dict[str, Any]:
         "icmp_errors": [],
         "truncated_packets": 0,
         "tunnel": False,
+        "tunnel_endpoints": None,
     }
 
 

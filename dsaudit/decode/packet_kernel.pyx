@@ -511,6 +511,11 @@ cdef void _not_ip(int64_t *row, int64_t l3, int64_t why, int64_t space, int64_t 
     _why(row, why, space, value)
 
 
+cdef inline bint _pw_ethertype(int64_t etype) noexcept nogil:
+    return (etype == 0x0800 or etype == 0x86DD or etype == 0x8100 or etype == 0x88A8
+            or etype == 0x0806 or etype == 0x8847)
+
+
 cdef void _mpls(
     const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, int lvl, Next *nx
 ) noexcept nogil:
@@ -535,11 +540,16 @@ cdef void _mpls(
     elif nib == 6:
         _ipv6(buf, row, p, end, nx)
     elif nib == 0:
-        # An Ethernet pseudowire with its control word (RFC 4448): the frame it carries.
-        if p + 4 > end:
+        # An Ethernet pseudowire (RFC 4448), with or without its 4-byte control word: the
+        # ethertype where each reading puts it decides, as Wireshark's heuristic does.
+        if p + 18 <= end and _pw_ethertype(_be16(buf, p + 16)):
+            _ethernet(buf, row, p + 4, end, lvl + 1, nx)
+        elif p + 14 <= end and _pw_ethertype(_be16(buf, p + 12)):
+            _ethernet(buf, row, p, end, lvl + 1, nx)
+        elif p + 18 > end:
             row[C_ERR] = ERR_LINK_SHORT
-            return
-        _ethernet(buf, row, p + 4, end, lvl + 1, nx)
+        else:
+            _not_ip(row, L3_OTHER, WHY_UNSUPPORTED, D_MPLS, nib)
     else:
         _not_ip(row, L3_OTHER, WHY_UNSUPPORTED, D_MPLS, nib)
 

@@ -82,7 +82,14 @@ def _table(df: pd.DataFrame) -> str:
         view[col] = df[col]
     view["vlan"] = view["vlan"].astype("string").fillna("")
     view["server_name"] = [for_terminal(s) if isinstance(s, str) else "" for s in df["server_name"]]
-    return tabulate(view.values.tolist(), headers=TABLE_COLUMNS, tablefmt="simple") + "\n"
+    headers = list(TABLE_COLUMNS)
+    # Only captures with tunnels get the column: most have none, and the table is wide.
+    if "tunnel_endpoints" in df and df["tunnel_endpoints"].notna().any():
+        view["tunnel"] = [
+            for_terminal(s) if isinstance(s, str) else "" for s in df["tunnel_endpoints"]
+        ]
+        headers.append("tunnel")
+    return tabulate(view.values.tolist(), headers=headers, tablefmt="simple") + "\n"
 
 
 def _csv(df: pd.DataFrame) -> str:

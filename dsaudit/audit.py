@@ -12,6 +12,8 @@ import pandas as pd
 from dsaudit import __version__
 from dsaudit.catalog import Catalog
 from dsaudit.classify import classify_flows
+from dsaudit.decode.packet_kernel import WHY_NAMES, WHY_NOT_IP
+from dsaudit.decode.undecoded import summary
 from dsaudit.expectations import Vantage, build_expectations, detect_vantage, heartbeats
 from dsaudit.findings import (
     COMPLIANCE_DTYPES,
@@ -21,8 +23,6 @@ from dsaudit.findings import (
     AuditResult,
     typed_frame,
 )
-from dsaudit.decode.packet_kernel import WHY_NAMES, WHY_NOT_IP
-from dsaudit.decode.undecoded import summary
 from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
 from dsaudit.pipeline import FlowResult

@@ -249,3 +249,26 @@ def test_tunnel_endpoints_in_every_flows_format(tmp_path: Path, fmt: str) -> Non
         assert "tunnel" in lines[0].split()
         values = [text if text in line else None for line in lines[2:]]
     assert sorted(v if isinstance(v, str) else "" for v in values) == ["", text]
+
+
+def test_audit_capture_quality_counts_frames_not_decoded(tmp_path: Path) -> None:
+    frames, cut = _undecoded_frames()
+    extra = _write(tmp_path / "undecoded.pcap", frames, cut)
+    args = ["audit", "samples/healthy.pcap", str(extra)]
+    args += ["--inventory", "samples/healthy.inventory.yaml", "--format", "json"]
+    out = dsaudit_process(*args)
+    quality = json.loads(out.stdout)["summary"]["quality"]
+    reasons = quality["not_decoded"]
+    assert {k: reasons[k] for k in EXPECTED_REASONS if k != "not IP"} == {
+        k: v for k, v in EXPECTED_REASONS.items() if k != "not IP"
+    }
+    assert reasons["not IP"]["PPP LCP"] == 1
+    assert quality["not_decoded_frames"] == sum(sum(d.values()) for d in reasons.values())
+    assert (quality["timestamps_unrepresentable"], quality["timestamps_missing"]) == (0, 0)
+    # What hides traffic is a caveat; ARP and such are not.
+    caveats = [n for n in quality["notes"] if "not decoded" in n]
+    assert len(caveats) == 1
+    assert "unsupported encapsulation (ESP 1, GRE type 0x880b 1, L2TP 1)" in caveats[0]
+    assert "not IP" not in caveats[0]
+    text = dsaudit_process(*args[:-2], "--format", "markdown").stdout
+    assert "Frames not decoded into flows" in text

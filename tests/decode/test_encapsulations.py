@@ -17,10 +17,11 @@ from scapy.layers.l2 import ARP, GRE
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet
 
+from dsaudit.decode.packet_kernel import C_FRAME, C_TUNNEL
 from dsaudit.engine import read_captures
-from dsaudit.pipeline import FlowResult
+from dsaudit.pipeline import DECODE_CHUNK, FlowResult, decode_batch
 from tests.encap_packets import WRAPS, eth, tunnel_text
-from tests.packets import BASE_TS, NS, pcap_header, pcap_record
+from tests.packets import BASE_TS, NS, batch_of, pcap_header, pcap_record
 from tests.processes import dsaudit_process
 
 CLIENT4, SERVER4 = "10.1.0.1", "10.1.0.2"
@@ -272,3 +273,17 @@ def test_audit_capture_quality_counts_frames_not_decoded(tmp_path: Path) -> None
     assert "not IP" not in caveats[0]
     text = dsaudit_process(*args[:-2], "--format", "markdown").stdout
     assert "Frames not decoded into flows" in text
+
+
+def test_large_batches_are_decoded_in_chunks_with_every_row() -> None:
+    # More frames than one decoding chunk, every other one a tunnel (two rows): the rows come
+    # back packed, in order, each naming its frame in the whole batch.
+    plain = bytes(eth() / IP(src=CLIENT4, dst=SERVER4) / TCP(sport=1, dport=2))
+    tunnelled = bytes(_handshake("gre-ip", False, 40000)[0])
+    n = 2 * DECODE_CHUNK + 11
+    batch = batch_of([(BASE_TS + i, tunnelled if i % 2 else plain) for i in range(n)])
+    rec, k = decode_batch(batch)
+    expected = [f for i in range(n) for f in ([i, i] if i % 2 else [i])]
+    assert k == len(expected)
+    assert rec[:k, C_FRAME].tolist() == expected
+    assert rec[:k, C_TUNNEL].tolist() == [t for i in range(n) for t in ([0, 1] if i % 2 else [0])]

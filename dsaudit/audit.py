@@ -14,6 +14,8 @@ from dsaudit import __version__
 from dsaudit.catalog import Catalog
 from dsaudit.causes import add_causes, dns_failures, missing_cause
 from dsaudit.classify import classify_flows
+from dsaudit.decode.packet_kernel import WHY_NAMES, WHY_NOT_IP
+from dsaudit.decode.undecoded import summary
 from dsaudit.expectations import (
     Membership,
     Vantage,
@@ -105,6 +107,14 @@ def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
             "trunk or asymmetric tagging): each was joined into one flow that keeps both VLAN "
             "ids (vlan, vlan_s2c)"
         )
+    not_decoded: dict[str, dict[str, int]] = stats["not_decoded"]  # type: ignore[assignment]
+    # ARP, STP and such are in every capture and hide no flow: counted, not a limit.
+    hiding = {r: d for r, d in not_decoded.items() if r != WHY_NAMES[WHY_NOT_IP]}
+    if hiding:
+        line = summary(hiding, int(stats["frames"]))  # type: ignore[call-overload]
+        notes.append(f"{line}: traffic inside them is not judged")
+    overflow = sum(c.ts_overflow for c in read.captures)
+    missing = sum(c.ts_missing for c in read.captures)
     for capture in read.captures:
         if capture.damaged:
             notes.append(f"{capture.path} is damaged: {capture.damaged}")
@@ -117,6 +127,10 @@ def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
         "snaplen_cut_frames": int(stats["snaplen_cut_frames"]),  # type: ignore[call-overload]
         "undecodable_frames": int(stats["undecodable_total"]),  # type: ignore[call-overload]
         "vlan_joined_flows": joined,
+        "not_decoded_frames": int(stats["not_decoded_total"]),  # type: ignore[call-overload]
+        "not_decoded": not_decoded,
+        "timestamps_unrepresentable": overflow,
+        "timestamps_missing": missing,
         "span_seconds": stats["span_seconds"] or 0.0,
         "frames": stats["frames"],
         "notes": notes,

@@ -99,8 +99,13 @@ def flows(
     )
     show = sys.stderr.isatty() if progress is None else progress
     result = read_captures(list(captures), engine=engine, jobs=jobs, options=options, progress=show)
-    for warning in result.warnings:
+    warnings = list(result.warnings)
+    # Frames that made no flow (or whose tunnel was not opened) are never left out silently.
+    undecoded = result.stats.not_decoded_summary()
+    if undecoded is not None:
+        warnings.append(undecoded)
+    for warning in warnings:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     if not len(result.table) and result.stats.frames == 0 and result.warnings:
         raise DsauditError("no packets could be read")
-    write_flows(result.table, fmt, output, result.warnings, jobs=jobs)
+    write_flows(result.table, fmt, output, warnings, jobs=jobs)

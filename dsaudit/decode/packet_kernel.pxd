@@ -31,7 +31,14 @@ cpdef enum:
     C_TUNNEL = 26  # 1 for the inner packet of a tunnel
     C_TRUNC = 27  # 1 if the snaplen cut the IP packet short
     C_WINDOW = 28  # TCP window
-    N_COLS = 29
+    C_TUN_KIND = 29  # TUN_* of the tunnel that carried this packet (0 = none)
+    C_TUN_SRC_HI = 30  # source of the IP packet that carried the tunnel
+    C_TUN_SRC_LO = 31
+    C_TUN_DST_HI = 32  # its destination
+    C_TUN_DST_LO = 33
+    C_WHY = 34  # WHY_*: why the frame was not decoded to its end, on the row where it stopped
+    C_WHY_DETAIL = 35  # D_* space << 32 | value: what the WHY_* is about
+    N_COLS = 36
 
 cpdef enum:
     L3_NONE = 0
@@ -47,3 +54,47 @@ cpdef enum:
     ERR_IP_SHORT = 3
     ERR_IP_BAD = 4
     ERR_L4_SHORT = 5
+    ERR_ENCAP_SHORT = 6  # only in C_WHY_DETAIL: a tunnel header inside IP cut short
+    ERR_ENCAP_BAD = 7  # only in C_WHY_DETAIL: an invalid encapsulation header
+
+# Tunnels whose inner packet is decoded as a packet of its own (a row with C_TUNNEL = 1).
+cpdef enum:
+    TUN_NONE = 0
+    TUN_VXLAN = 1
+    TUN_GENEVE = 2
+    TUN_GRE = 3
+    TUN_ERSPAN = 4
+    TUN_IP4 = 5  # IP protocol 4: IPv4 in IPv4 or IPv6
+    TUN_IP6 = 6  # IP protocol 41: IPv6 in IPv4 or IPv6
+    TUN_MPLS_IP = 7  # IP protocol 137: MPLS in IP
+
+# Why a frame was not decoded into a flow (to its innermost packet).
+cpdef enum:
+    WHY_NONE = 0
+    WHY_NOT_IP = 1  # ARP, LLDP, STP, PPP control...: a known protocol that is not IP
+    WHY_UNKNOWN_ETHERTYPE = 2
+    WHY_UNSUPPORTED = 3  # an encapsulation the decoder does not open
+    WHY_SNAPLEN = 4  # a header cut by the capture's snap length
+    WHY_MALFORMED = 5  # a header cut or invalid although the frame was captured whole
+
+# The space a C_WHY_DETAIL value belongs to (the high 32 bits).
+cpdef enum:
+    D_NONE = 0
+    D_ETHERTYPE = 1
+    D_LLC = 2  # 802.3 frame: the DSAP
+    D_PPP = 3  # PPP protocol number
+    D_IP_PROTO = 4
+    D_GRE_TYPE = 5  # GRE protocol type
+    D_GRE_ROUTING = 6  # GRE with the (deprecated) routing bit
+    D_UDP_PORT = 7  # a UDP encapsulation known by its port (L2TP)
+    D_MPLS = 8  # first nibble after the label stack
+    D_DEPTH = 9  # tunnels nested deeper than MAX_TUNNEL_DEPTH
+    D_LINKTYPE = 10
+    D_FAMILY = 11  # BSD loopback address family
+    D_GENEVE = 12  # Geneve protocol type
+    D_ERSPAN = 13  # ERSPAN type III frame type
+    D_ERR = 14  # ERR_* code
+
+cpdef enum:
+    MAX_TUNNEL_DEPTH = 3
+    ROWS_PER_FRAME = 4  # the outer packet and up to MAX_TUNNEL_DEPTH inner ones

@@ -1,15 +1,26 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Compiled decoder: link layer, VLAN tags, IPv4/IPv6 (extension headers), TCP/UDP/ICMP.
+"""Compiled decoder: link layer, VLAN tags, tunnels, IPv4/IPv6 (extension headers), TCP/UDP/ICMP.
 
 Hand-written in Cython because per-packet Python (dpkt ~35k packets/s, scapy ~3k) is far
 too slow for multi-gigabyte captures, and no maintained C library decodes into columns
 Python can use without a per-packet call; this kernel decodes millions of frames per
 second. It reads headers only, never trusts a length field, and writes one row of int64
-columns per decoded packet (two for a VXLAN frame: outer and inner). The arrays are checked
-once at entry; inside, every read is checked against the frame's captured end.
+columns per decoded packet: the frame's own packet, then one row per tunnel level (VXLAN,
+Geneve, GRE, ERSPAN, IP in IP, MPLS in IP) up to MAX_TUNNEL_DEPTH. Link-layer
+encapsulations (802.1Q/802.1ad, MPLS, PPPoE) are opened in place. A frame not decoded to its
+innermost packet says why in C_WHY on its last row. The arrays are checked once at entry;
+inside, every read is checked against the frame's captured end.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+
+V4_MAPPED_HI = 0
+V4_MAPPED_LO = 0x0000FFFF00000000
+
+cpdef enum:
+    VXLAN_PORT = 4789
+    GENEVE_PORT = 6081
+    L2TP_PORT = 1701
 
 ERR_NAMES = {
     ERR_LINK_SHORT: "link-layer header cut short",
@@ -17,13 +28,126 @@ ERR_NAMES = {
     ERR_IP_SHORT: "IP header cut short",
     ERR_IP_BAD: "invalid IP header",
     ERR_L4_SHORT: "TCP/UDP/ICMP header cut short",
+    ERR_ENCAP_SHORT: "tunnel header cut short",
+    ERR_ENCAP_BAD: "invalid encapsulation header",
 }
 
-V4_MAPPED_HI = 0
-V4_MAPPED_LO = 0x0000FFFF00000000
+WHY_NAMES = {
+    WHY_NOT_IP: "not IP",
+    WHY_UNKNOWN_ETHERTYPE: "unknown ethertype",
+    WHY_UNSUPPORTED: "unsupported encapsulation",
+    WHY_SNAPLEN: "cut by snaplen",
+    WHY_MALFORMED: "malformed",
+}
 
-cpdef enum:
-    VXLAN_PORT = 4789
+TUNNEL_NAMES = {
+    TUN_VXLAN: "vxlan",
+    TUN_GENEVE: "geneve",
+    TUN_GRE: "gre",
+    TUN_ERSPAN: "erspan",
+    TUN_IP4: "ipip",
+    TUN_IP6: "6in4",
+    TUN_MPLS_IP: "mpls-in-ip",
+}
+
+# Ethertypes of protocols that are not IP: the frame is counted as "not IP" under this name.
+NOT_IP_ETHERTYPES = {
+    0x0806: "ARP",
+    0x8035: "RARP",
+    0x88CC: "LLDP",
+    0x888E: "EAPOL",
+    0x8809: "LACP",
+    0x8808: "Ethernet flow control",
+    0x88F7: "PTP",
+    0x8863: "PPPoE discovery",
+    0x8902: "CFM",
+    0x9000: "loopback",
+    0x8137: "IPX",
+    0x8138: "IPX",
+    0x809B: "AppleTalk",
+    0x80F3: "AARP",
+    0x0842: "Wake-on-LAN",
+    0x6002: "DEC MOP",
+    0x6003: "DECnet",
+    0x6004: "DEC LAT",
+    0x8892: "PROFINET",
+    0x88A4: "EtherCAT",
+    0x88AB: "Powerlink",
+    0x88B8: "GOOSE",
+    0x88BA: "IEC 61850 SV",
+    0x88E1: "HomePlug",
+    0x88E3: "MRP",
+    0x88F5: "MVRP",
+    0x88F6: "MMRP",
+    0x88FB: "PRP",
+    0x8899: "Realtek",
+    0x893A: "IEEE 1905.1",
+    0x8906: "FCoE",
+    0x8914: "FIP",
+    0x22F0: "AVTP",
+    0x22EA: "SRP",
+}
+# Ethertypes of encapsulations the decoder does not open.
+UNSUPPORTED_ETHERTYPES = {
+    0x88E5: "MACsec",
+    0x88E7: "PBB (802.1ah)",
+    0x894F: "NSH",
+    0x8100: "802.1Q tags nested too deep",
+    0x88A8: "802.1ad tags nested too deep",
+    0x9100: "QinQ tags nested too deep",
+}
+# 802.3 frames by their LLC DSAP.
+LLC_NAMES = {0x42: "STP", 0xAA: "LLC/SNAP", 0xE0: "IPX", 0xF0: "NetBIOS", 0xFE: "OSI"}
+# PPP protocols: 0x8000 and above are control protocols (RFC 1661), not IP.
+PPP_NAMES = {
+    0xC021: "LCP",
+    0xC023: "PAP",
+    0xC223: "CHAP",
+    0xC025: "LQR",
+    0x8021: "IPCP",
+    0x8057: "IPv6CP",
+    0x80FD: "CCP",
+    0x8281: "MPLSCP",
+    0x00FD: "compressed datagram",
+    0x0031: "bridging",
+}
+IP_PROTO_NAMES = {50: "ESP", 115: "L2TPv3"}
+UDP_PORT_NAMES = {L2TP_PORT: "L2TP"}
+
+
+# What a tunnel carries.
+cdef enum:
+    NX_ETH = 1
+    NX_IP = 2  # IPv4 or IPv6 by the version nibble
+    NX_IP4 = 4
+    NX_IP6 = 6
+    NX_MPLS = 7
+
+# Link-layer encapsulations opened inside each other (MPLS pseudowires, PPPoE) at most this
+# deep: each level is a call, and crafted frames must not exhaust the stack.
+cdef int MAX_LINK_NESTING = 4
+cdef int MAX_LABELS = 16
+
+
+cdef struct Next:
+    Py_ssize_t off  # where the tunnel's payload starts, -1 for none
+    Py_ssize_t end  # its captured end
+    int64_t wire  # its length as the headers claim it
+    int what  # NX_*
+    int kind  # TUN_*
+
+
+# The ethertype tables above, as C arrays the nogil decoder can search.
+cdef int64_t _NOT_IP[64]
+cdef int _N_NOT_IP = 0
+cdef int64_t _UNSUPPORTED[16]
+cdef int _N_UNSUPPORTED = 0
+for _e in NOT_IP_ETHERTYPES:
+    _NOT_IP[_N_NOT_IP] = _e
+    _N_NOT_IP += 1
+for _e in UNSUPPORTED_ETHERTYPES:
+    _UNSUPPORTED[_N_UNSUPPORTED] = _e
+    _N_UNSUPPORTED += 1
 
 cdef int64_t _V4_LO = 0x0000FFFF00000000
 
@@ -57,22 +181,104 @@ cdef inline void _clear(int64_t *row, int64_t frame, int64_t ts, int64_t wire) n
     row[C_PROTO] = -1
 
 
-cdef Py_ssize_t _l4(
-    const uint8_t *buf, int64_t *row, int64_t proto, Py_ssize_t p, Py_ssize_t end,
-    int64_t claimed,
+cdef inline void _why(int64_t *row, int64_t why, int64_t space, int64_t value) noexcept nogil:
+    row[C_WHY] = why
+    row[C_WHY_DETAIL] = (space << 32) | (value & <int64_t>0xFFFFFFFF)
+
+
+cdef inline void _next(
+    Next *nx, int what, int kind, Py_ssize_t off, Py_ssize_t end, Py_ssize_t claimed_end
 ) noexcept nogil:
-    """Decode TCP/UDP/ICMP at ``p``; return the UDP payload offset for tunnels or -1."""
-    cdef int64_t hl, want, have, ulen, n
-    cdef Py_ssize_t pay
+    nx.off = off
+    nx.end = end if end < claimed_end else claimed_end
+    nx.wire = claimed_end - off if claimed_end > off else 0
+    nx.what = what
+    nx.kind = kind
+
+
+cdef void _gre(
+    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, Py_ssize_t claimed_end,
+    Next *nx,
+) noexcept nogil:
+    """GRE (RFC 2784/2890) and the ERSPAN types it carries."""
+    cdef int64_t flags, ptype, ft
+    cdef Py_ssize_t q
+    if p + 4 > end:
+        _why(row, WHY_SNAPLEN, D_ERR, ERR_ENCAP_SHORT)
+        return
+    flags = buf[p]
+    ptype = _be16(buf, p + 2)
+    if (buf[p + 1] & 0x07) != 0:
+        # Version 1 is PPTP's enhanced GRE: PPP, mostly compressed or encrypted.
+        _why(row, WHY_UNSUPPORTED, D_GRE_TYPE, ptype)
+        return
+    if flags & 0x40:
+        _why(row, WHY_UNSUPPORTED, D_GRE_ROUTING, ptype)
+        return
+    q = p + 4
+    if flags & 0x80:
+        q += 4  # checksum and reserved
+    if flags & 0x20:
+        q += 4  # key
+    if flags & 0x10:
+        q += 4  # sequence number
+    if q > end:
+        _why(row, WHY_SNAPLEN, D_ERR, ERR_ENCAP_SHORT)
+        return
+    if ptype == 0x0800:
+        _next(nx, NX_IP4, TUN_GRE, q, end, claimed_end)
+    elif ptype == 0x86DD:
+        _next(nx, NX_IP6, TUN_GRE, q, end, claimed_end)
+    elif ptype == 0x6558:
+        _next(nx, NX_ETH, TUN_GRE, q, end, claimed_end)
+    elif ptype == 0x8847 or ptype == 0x8848:
+        _next(nx, NX_MPLS, TUN_GRE, q, end, claimed_end)
+    elif ptype == 0x88BE:
+        # ERSPAN type II has an 8-byte header and sets the GRE sequence bit; type I has neither.
+        if flags & 0x10:
+            q += 8
+        if q > end:
+            _why(row, WHY_SNAPLEN, D_ERR, ERR_ENCAP_SHORT)
+            return
+        _next(nx, NX_ETH, TUN_ERSPAN, q, end, claimed_end)
+    elif ptype == 0x22EB:
+        # ERSPAN type III: 12 bytes, then 8 platform-specific bytes when the O flag is set.
+        if q + 12 > end:
+            _why(row, WHY_SNAPLEN, D_ERR, ERR_ENCAP_SHORT)
+            return
+        ft = (buf[q + 10] >> 2) & 0x1F
+        if buf[q + 11] & 0x01:
+            q += 8
+        q += 12
+        if q > end:
+            _why(row, WHY_SNAPLEN, D_ERR, ERR_ENCAP_SHORT)
+            return
+        if ft == 0:
+            _next(nx, NX_ETH, TUN_ERSPAN, q, end, claimed_end)
+        elif ft == 2:
+            _next(nx, NX_IP, TUN_ERSPAN, q, end, claimed_end)
+        else:
+            _why(row, WHY_UNSUPPORTED, D_ERSPAN, ft)
+    else:
+        _why(row, WHY_UNSUPPORTED, D_GRE_TYPE, ptype)
+
+
+cdef void _l4(
+    const uint8_t *buf, int64_t *row, int64_t proto, Py_ssize_t p, Py_ssize_t end,
+    int64_t claimed, Next *nx,
+) noexcept nogil:
+    """Decode TCP/UDP/ICMP at ``p``; a tunnel's payload is left in ``nx``."""
+    cdef int64_t hl, want, have, ulen, n, ptype, sport, dport
+    cdef Py_ssize_t pay, inner
     row[C_PROTO] = proto
     if proto == 6:
         if p + 20 > end:
             row[C_ERR] = ERR_L4_SHORT
-            return -1
+            return
         hl = (<int64_t>buf[p + 12] >> 4) * 4
         if hl < 20:
             row[C_ERR] = ERR_L4_SHORT
-            return -1
+            return
         row[C_SPORT] = _be16(buf, p)
         row[C_DPORT] = _be16(buf, p + 2)
         row[C_SEQ] = _be32(buf, p + 4)
@@ -92,13 +298,15 @@ cdef Py_ssize_t _l4(
         row[C_PAY_OFF] = pay
         row[C_L4_LEN] = want
         row[C_PAY_LEN] = want if want < have else have
-        return -1
+        return
     if proto == 17:
         if p + 8 > end:
             row[C_ERR] = ERR_L4_SHORT
-            return -1
-        row[C_SPORT] = _be16(buf, p)
-        row[C_DPORT] = _be16(buf, p + 2)
+            return
+        sport = _be16(buf, p)
+        dport = _be16(buf, p + 2)
+        row[C_SPORT] = sport
+        row[C_DPORT] = dport
         ulen = _be16(buf, p + 4)
         if 8 <= ulen <= claimed:
             claimed = ulen  # bytes past the UDP length are not its payload
@@ -112,13 +320,30 @@ cdef Py_ssize_t _l4(
         row[C_L4_LEN] = want
         n = want if want < have else have
         row[C_PAY_LEN] = n
-        if row[C_DPORT] == VXLAN_PORT and n >= 8 + 14 and (buf[p + 8] & 0x08):
-            return p + 16
-        return -1
+        if dport == VXLAN_PORT and n >= 8 + 14 and (buf[p + 8] & 0x08):
+            _next(nx, NX_ETH, TUN_VXLAN, p + 16, p + 8 + n, p + 8 + want)
+        elif dport == GENEVE_PORT and n >= 8 and (buf[p + 8] >> 6) == 0:
+            inner = p + 16 + (buf[p + 8] & 0x3F) * 4
+            ptype = _be16(buf, p + 10)
+            if inner > p + 8 + n:
+                _why(row, WHY_SNAPLEN, D_ERR, ERR_ENCAP_SHORT)
+            elif ptype == 0x6558:
+                _next(nx, NX_ETH, TUN_GENEVE, inner, p + 8 + n, p + 8 + want)
+            elif ptype == 0x0800:
+                _next(nx, NX_IP4, TUN_GENEVE, inner, p + 8 + n, p + 8 + want)
+            elif ptype == 0x86DD:
+                _next(nx, NX_IP6, TUN_GENEVE, inner, p + 8 + n, p + 8 + want)
+            else:
+                _why(row, WHY_UNSUPPORTED, D_GENEVE, ptype)
+        elif (dport == L2TP_PORT or sport == L2TP_PORT) and n >= 2 and (
+            (buf[p + 9] & 0x0F) == 2 or (buf[p + 9] & 0x0F) == 3
+        ):
+            _why(row, WHY_UNSUPPORTED, D_UDP_PORT, L2TP_PORT)
+        return
     if proto == 1 or proto == 58:
         if p + 4 > end:
             row[C_ERR] = ERR_L4_SHORT
-            return -1
+            return
         row[C_SPORT] = buf[p]
         row[C_DPORT] = buf[p + 1]
         if p + 8 <= end:
@@ -132,38 +357,49 @@ cdef Py_ssize_t _l4(
         row[C_PAY_OFF] = pay
         row[C_L4_LEN] = want
         row[C_PAY_LEN] = want if want < have else have
-        return -1
+        return
     # Other IP protocols (GRE, ESP, SCTP, ...): no ports.
     row[C_PAY_OFF] = p
     row[C_L4_LEN] = claimed if claimed > 0 else 0
     n = end - p
     row[C_PAY_LEN] = n if n > 0 else 0
-    return -1
+    if claimed < 0:
+        claimed = 0
+    if proto == 47:
+        _gre(buf, row, p, end, p + claimed, nx)
+    elif proto == 4:
+        _next(nx, NX_IP4, TUN_IP4, p, end, p + claimed)
+    elif proto == 41:
+        _next(nx, NX_IP6, TUN_IP6, p, end, p + claimed)
+    elif proto == 137:
+        _next(nx, NX_MPLS, TUN_MPLS_IP, p, end, p + claimed)
+    elif proto == 50 or proto == 115:
+        _why(row, WHY_UNSUPPORTED, D_IP_PROTO, proto)
 
 
-cdef Py_ssize_t _ipv4(
-    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end
+cdef void _ipv4(
+    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, Next *nx
 ) noexcept nogil:
     cdef int64_t vihl, ihl, total, proto, fragword, frag_off, mf
     cdef Py_ssize_t ip_end
     row[C_L3] = L3_IPV4
     if p + 20 > end:
         row[C_ERR] = ERR_IP_SHORT
-        return -1
+        return
     vihl = buf[p]
     ihl = (vihl & 0x0F) * 4
     if (vihl >> 4) != 4 or ihl < 20:
         row[C_ERR] = ERR_IP_BAD
-        return -1
+        return
     if p + ihl > end:
         row[C_ERR] = ERR_IP_SHORT
-        return -1
+        return
     total = _be16(buf, p + 2)
     if total == 0:
         total = end - p  # segmentation offload: the header leaves it zero
     if total < ihl:
         row[C_ERR] = ERR_IP_BAD
-        return -1
+        return
     ip_end = p + total
     if ip_end > end:
         row[C_TRUNC] = 1
@@ -187,12 +423,12 @@ cdef Py_ssize_t _ipv4(
         row[C_PAY_OFF] = p + ihl
         row[C_L4_LEN] = total - ihl
         row[C_PAY_LEN] = ip_end - p - ihl
-        return -1
-    return _l4(buf, row, proto, p + ihl, ip_end, total - ihl)
+        return
+    _l4(buf, row, proto, p + ihl, ip_end, total - ihl, nx)
 
 
-cdef Py_ssize_t _ipv6(
-    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end
+cdef void _ipv6(
+    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, Next *nx
 ) noexcept nogil:
     cdef int64_t plen, nh, remaining, hlen, fo, frag_off, mf, ident, nxt, n
     cdef Py_ssize_t ip_end, q
@@ -200,10 +436,10 @@ cdef Py_ssize_t _ipv6(
     row[C_L3] = L3_IPV6
     if p + 40 > end:
         row[C_ERR] = ERR_IP_SHORT
-        return -1
+        return
     if (buf[p] >> 4) != 6:
         row[C_ERR] = ERR_IP_BAD
-        return -1
+        return
     plen = _be16(buf, p + 4)
     if plen == 0:
         plen = end - p - 40  # jumbogram or offload: use what was captured
@@ -225,7 +461,7 @@ cdef Py_ssize_t _ipv6(
         if nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140:
             if q + 8 > ip_end:
                 row[C_ERR] = ERR_IP_SHORT
-                return -1
+                return
             hlen = (<int64_t>buf[q + 1] + 1) * 8
             nh = buf[q]
             q += hlen
@@ -233,7 +469,7 @@ cdef Py_ssize_t _ipv6(
         elif nh == 51:  # AH: length in 4-octet units minus 2
             if q + 8 > ip_end:
                 row[C_ERR] = ERR_IP_SHORT
-                return -1
+                return
             hlen = (<int64_t>buf[q + 1] + 2) * 4
             nh = buf[q]
             q += hlen
@@ -241,7 +477,7 @@ cdef Py_ssize_t _ipv6(
         elif nh == 44:
             if q + 8 > ip_end:
                 row[C_ERR] = ERR_IP_SHORT
-                return -1
+                return
             fo = _be16(buf, q + 2)
             frag_off = fo & 0xFFF8
             mf = fo & 1
@@ -261,44 +497,156 @@ cdef Py_ssize_t _ipv6(
             row[C_L4_LEN] = remaining if remaining > 0 else 0
             n = ip_end - q
             row[C_PAY_LEN] = n if n > 0 else 0
-            return -1
+            return
         else:
             break
         if remaining < 0 or q > ip_end:
             row[C_ERR] = ERR_IP_BAD
-            return -1
-    return _l4(buf, row, nh, q, ip_end, remaining)
+            return
+    _l4(buf, row, nh, q, ip_end, remaining, nx)
 
 
-cdef Py_ssize_t _ethertype(
-    const uint8_t *buf, int64_t *row, int64_t etype, Py_ssize_t p, Py_ssize_t end
+cdef void _not_ip(int64_t *row, int64_t l3, int64_t why, int64_t space, int64_t value) noexcept nogil:
+    row[C_L3] = l3
+    _why(row, why, space, value)
+
+
+cdef inline bint _pw_ethertype(int64_t etype) noexcept nogil:
+    return (etype == 0x0800 or etype == 0x86DD or etype == 0x8100 or etype == 0x88A8
+            or etype == 0x0806 or etype == 0x8847)
+
+
+cdef void _mpls(
+    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, int lvl, Next *nx
 ) noexcept nogil:
+    """An MPLS label stack, then IPv4/IPv6 by the version nibble or a pseudowire's Ethernet."""
+    cdef int i, nib
+    for i in range(MAX_LABELS):
+        if p + 4 > end:
+            row[C_ERR] = ERR_LINK_SHORT
+            return
+        p += 4
+        if buf[p - 2] & 0x01:  # bottom of stack
+            break
+    else:
+        _not_ip(row, L3_OTHER, WHY_MALFORMED, D_ERR, ERR_ENCAP_BAD)
+        return
+    if p >= end:
+        row[C_ERR] = ERR_LINK_SHORT
+        return
+    nib = buf[p] >> 4
+    if nib == 4:
+        _ipv4(buf, row, p, end, nx)
+    elif nib == 6:
+        _ipv6(buf, row, p, end, nx)
+    elif nib == 0:
+        # An Ethernet pseudowire (RFC 4448), with or without its 4-byte control word: the
+        # ethertype where each reading puts it decides, as Wireshark's heuristic does.
+        if p + 18 <= end and _pw_ethertype(_be16(buf, p + 16)):
+            _ethernet(buf, row, p + 4, end, lvl + 1, nx)
+        elif p + 14 <= end and _pw_ethertype(_be16(buf, p + 12)):
+            _ethernet(buf, row, p, end, lvl + 1, nx)
+        elif p + 18 > end:
+            row[C_ERR] = ERR_LINK_SHORT
+        else:
+            _not_ip(row, L3_OTHER, WHY_UNSUPPORTED, D_MPLS, nib)
+    else:
+        _not_ip(row, L3_OTHER, WHY_UNSUPPORTED, D_MPLS, nib)
+
+
+cdef void _pppoe(
+    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, int lvl, Next *nx
+) noexcept nogil:
+    """A PPPoE session frame (RFC 2516) and the PPP packet in it."""
+    cdef int64_t proto
+    cdef Py_ssize_t q, stop
+    if p + 8 > end:
+        row[C_ERR] = ERR_LINK_SHORT
+        return
+    if buf[p] != 0x11 or buf[p + 1] != 0:
+        _not_ip(row, L3_OTHER, WHY_MALFORMED, D_ERR, ERR_ENCAP_BAD)
+        return
+    stop = p + 6 + _be16(buf, p + 4)
+    if stop < end:
+        end = stop  # Ethernet padding is not part of the PPP packet
+    q = p + 6
+    if q >= end:
+        row[C_ERR] = ERR_LINK_SHORT
+        return
+    if buf[q] & 0x01:
+        proto = buf[q]  # protocol field compression: one byte
+        q += 1
+    else:
+        if q + 2 > end:
+            row[C_ERR] = ERR_LINK_SHORT
+            return
+        proto = _be16(buf, q)
+        q += 2
+    if proto == 0x0021:
+        _ipv4(buf, row, q, end, nx)
+    elif proto == 0x0057:
+        _ipv6(buf, row, q, end, nx)
+    elif proto == 0x0281:
+        _mpls(buf, row, q, end, lvl + 1, nx)
+    elif proto >= 0x8000:
+        _not_ip(row, L3_OTHER, WHY_NOT_IP, D_PPP, proto)
+    else:
+        _not_ip(row, L3_OTHER, WHY_UNSUPPORTED, D_PPP, proto)
+
+
+cdef void _ethertype(
+    const uint8_t *buf, int64_t *row, int64_t etype, Py_ssize_t p, Py_ssize_t end, int lvl,
+    Next *nx,
+) noexcept nogil:
+    cdef int i
     if etype == 0x0800:
-        return _ipv4(buf, row, p, end)
+        _ipv4(buf, row, p, end, nx)
+        return
     if etype == 0x86DD:
-        return _ipv6(buf, row, p, end)
+        _ipv6(buf, row, p, end, nx)
+        return
     if etype == 0x0806:
-        row[C_L3] = L3_ARP
-        return -1
-    row[C_L3] = L3_OTHER
-    return -1
+        _not_ip(row, L3_ARP, WHY_NOT_IP, D_ETHERTYPE, etype)
+        return
+    if etype < 0x0600:
+        # An 802.3 length (or a Linux cooked capture's 802.2 protocol): LLC, STP and such.
+        _not_ip(row, L3_OTHER, WHY_NOT_IP, D_LLC, buf[p] if p < end else 0x100)
+        return
+    if lvl >= MAX_LINK_NESTING:
+        _not_ip(row, L3_OTHER, WHY_UNSUPPORTED, D_DEPTH, lvl)
+        return
+    if etype == 0x8847 or etype == 0x8848:
+        _mpls(buf, row, p, end, lvl, nx)
+        return
+    if etype == 0x8864:
+        _pppoe(buf, row, p, end, lvl, nx)
+        return
+    for i in range(_N_NOT_IP):
+        if _NOT_IP[i] == etype:
+            _not_ip(row, L3_OTHER, WHY_NOT_IP, D_ETHERTYPE, etype)
+            return
+    for i in range(_N_UNSUPPORTED):
+        if _UNSUPPORTED[i] == etype:
+            _not_ip(row, L3_OTHER, WHY_UNSUPPORTED, D_ETHERTYPE, etype)
+            return
+    _not_ip(row, L3_OTHER, WHY_UNKNOWN_ETHERTYPE, D_ETHERTYPE, etype)
 
 
-cdef Py_ssize_t _ethernet(
-    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end
+cdef void _ethernet(
+    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, int lvl, Next *nx
 ) noexcept nogil:
     cdef int64_t etype, vid
     cdef int depth = 0
     if p + 14 > end:
         row[C_ERR] = ERR_LINK_SHORT
-        return -1
+        return
     etype = _be16(buf, p + 12)
     p += 14
     # 802.1Q, 802.1ad and the old 0x9100 QinQ tag, to any depth (bounded).
     while (etype == 0x8100 or etype == 0x88A8 or etype == 0x9100) and depth < 8:
         if p + 4 > end:
             row[C_ERR] = ERR_LINK_SHORT
-            return -1
+            return
         vid = _be16(buf, p) & 0x0FFF
         # VID 0 is a priority tag (802.1p), not a VLAN.
         if vid != 0:
@@ -309,35 +657,32 @@ cdef Py_ssize_t _ethernet(
         etype = _be16(buf, p + 2)
         p += 4
         depth += 1
-    if etype < 0x0600:
-        row[C_L3] = L3_OTHER  # 802.3 length field: LLC/SNAP, STP and such
-        return -1
-    return _ethertype(buf, row, etype, p, end)
+    _ethertype(buf, row, etype, p, end, lvl, nx)
 
 
-cdef Py_ssize_t _by_version(
-    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end
+cdef void _by_version(
+    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, Next *nx
 ) noexcept nogil:
     cdef int v
     if p >= end:
         row[C_ERR] = ERR_LINK_SHORT
-        return -1
+        return
     v = buf[p] >> 4
     if v == 4:
-        return _ipv4(buf, row, p, end)
-    if v == 6:
-        return _ipv6(buf, row, p, end)
-    row[C_ERR] = ERR_IP_BAD
-    return -1
+        _ipv4(buf, row, p, end, nx)
+    elif v == 6:
+        _ipv6(buf, row, p, end, nx)
+    else:
+        row[C_ERR] = ERR_IP_BAD
 
 
-cdef Py_ssize_t _null_family(
-    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, bint big
+cdef void _null_family(
+    const uint8_t *buf, int64_t *row, Py_ssize_t p, Py_ssize_t end, bint big, Next *nx
 ) noexcept nogil:
     cdef int64_t fam
     if p + 4 > end:
         row[C_ERR] = ERR_LINK_SHORT
-        return -1
+        return
     if big:
         fam = _be32(buf, p)
     else:
@@ -347,40 +692,72 @@ cdef Py_ssize_t _null_family(
         # Written on a machine of the other byte order.
         fam = ((fam >> 24) & 0xFF) | ((fam >> 8) & 0xFF00)
     if fam == 2:
-        return _ipv4(buf, row, p + 4, end)
-    if fam == 24 or fam == 28 or fam == 30 or fam == 10:
-        return _ipv6(buf, row, p + 4, end)
-    row[C_L3] = L3_OTHER
-    return -1
+        _ipv4(buf, row, p + 4, end, nx)
+    elif fam == 24 or fam == 28 or fam == 30 or fam == 10:
+        _ipv6(buf, row, p + 4, end, nx)
+    else:
+        _not_ip(row, L3_OTHER, WHY_NOT_IP, D_FAMILY, fam)
 
 
-cdef Py_ssize_t _link(
-    const uint8_t *buf, int64_t *row, int64_t link, Py_ssize_t p, Py_ssize_t end
+cdef void _link(
+    const uint8_t *buf, int64_t *row, int64_t link, Py_ssize_t p, Py_ssize_t end, Next *nx
 ) noexcept nogil:
     if link == 1:
-        return _ethernet(buf, row, p, end)
-    if link == 0:
-        return _null_family(buf, row, p, end, False)
-    if link == 108:
-        return _null_family(buf, row, p, end, True)
-    if link == 101 or link == 12 or link == 14:
-        return _by_version(buf, row, p, end)
-    if link == 228:
-        return _ipv4(buf, row, p, end)
-    if link == 229:
-        return _ipv6(buf, row, p, end)
-    if link == 113:
+        _ethernet(buf, row, p, end, 0, nx)
+    elif link == 0:
+        _null_family(buf, row, p, end, False, nx)
+    elif link == 108:
+        _null_family(buf, row, p, end, True, nx)
+    elif link == 101 or link == 12 or link == 14:
+        _by_version(buf, row, p, end, nx)
+    elif link == 228:
+        _ipv4(buf, row, p, end, nx)
+    elif link == 229:
+        _ipv6(buf, row, p, end, nx)
+    elif link == 113:
         if p + 16 > end:
             row[C_ERR] = ERR_LINK_SHORT
-            return -1
-        return _ethertype(buf, row, _be16(buf, p + 14), p + 16, end)
-    if link == 276:
+            return
+        _ethertype(buf, row, _be16(buf, p + 14), p + 16, end, 0, nx)
+    elif link == 276:
         if p + 20 > end:
             row[C_ERR] = ERR_LINK_SHORT
-            return -1
-        return _ethertype(buf, row, _be16(buf, p), p + 20, end)
-    row[C_ERR] = ERR_LINKTYPE
-    return -1
+            return
+        _ethertype(buf, row, _be16(buf, p), p + 20, end, 0, nx)
+    else:
+        row[C_ERR] = ERR_LINKTYPE
+
+
+cdef void _inner(const uint8_t *buf, int64_t *row, Next *nx) noexcept nogil:
+    """Decode the payload of the tunnel ``nx`` into ``row``; ``nx`` becomes the next level."""
+    cdef int what = nx.what
+    cdef Py_ssize_t p = nx.off
+    cdef Py_ssize_t end = nx.end
+    nx.off = -1
+    if what == NX_ETH:
+        _ethernet(buf, row, p, end, 0, nx)
+    elif what == NX_IP4:
+        _ipv4(buf, row, p, end, nx)
+    elif what == NX_IP6:
+        _ipv6(buf, row, p, end, nx)
+    elif what == NX_MPLS:
+        _mpls(buf, row, p, end, 0, nx)
+    else:
+        _by_version(buf, row, p, end, nx)
+
+
+cdef void _reason(int64_t *row, bint cut, int64_t link) noexcept nogil:
+    """Why the frame whose last row is ``row`` was not decoded to its end (if it was not)."""
+    cdef int64_t err = row[C_ERR]
+    if err != 0 and row[C_WHY] == WHY_NONE:
+        if err == ERR_LINKTYPE:
+            _why(row, WHY_UNSUPPORTED, D_LINKTYPE, link)
+        elif err == ERR_IP_BAD:
+            _why(row, WHY_MALFORMED, D_ERR, err)
+        else:
+            _why(row, WHY_SNAPLEN, D_ERR, err)
+    if row[C_WHY] == WHY_SNAPLEN and not cut:
+        row[C_WHY] = WHY_MALFORMED  # cut short although the frame was captured whole
 
 
 def decode_frames(
@@ -392,20 +769,26 @@ def decode_frames(
     const int32_t[::1] linktype,
     int64_t[:, ::1] rec,
 ):
-    """Decode every frame into ``rec`` (capacity 2 rows per frame); return the row count."""
+    """Decode every frame into ``rec`` (ROWS_PER_FRAME rows per frame); return the row count."""
     cdef Py_ssize_t n = off.shape[0]
     if (caplen.shape[0] != n or wirelen.shape[0] != n or ts_ns.shape[0] != n
             or linktype.shape[0] != n):
         raise ValueError("decode_frames: the per-frame arrays differ in length")
     if rec.shape[1] != N_COLS:
         raise ValueError(f"decode_frames: records need {N_COLS} columns, not {rec.shape[1]}")
-    if rec.shape[0] < 2 * n:
-        raise ValueError(f"decode_frames: {rec.shape[0]} record rows for {n} frames (needs 2 each)")
+    if rec.shape[0] < ROWS_PER_FRAME * n:
+        raise ValueError(
+            f"decode_frames: {rec.shape[0]} record rows for {n} frames "
+            f"(needs {ROWS_PER_FRAME} each)"
+        )
     cdef Py_ssize_t blen = buf.shape[0]
     cdef const uint8_t *b = &buf[0] if blen > 0 else NULL
-    cdef Py_ssize_t i, p, end, inner
+    cdef Py_ssize_t i, p, end
     cdef Py_ssize_t k = 0
     cdef int64_t *row
+    cdef int64_t *outer
+    cdef int depth
+    cdef Next nx
     if n == 0:
         return 0
     if blen == 0:
@@ -414,6 +797,7 @@ def decode_frames(
             row = &rec[k, 0]
             _clear(row, i, ts_ns[i], wirelen[i])
             row[C_ERR] = ERR_LINK_SHORT
+            _reason(row, caplen[i] < wirelen[i], linktype[i])
             k += 1
         return k
     with nogil:
@@ -424,17 +808,31 @@ def decode_frames(
             k += 1
             if p < 0 or p > blen or caplen[i] < 0:
                 row[C_ERR] = ERR_LINK_SHORT  # a frame outside the buffer: nothing to read
+                _why(row, WHY_MALFORMED, D_ERR, ERR_LINK_SHORT)
                 continue
             end = p + caplen[i]
             if end > blen:
                 end = blen
-            inner = _link(b, row, linktype[i], p, end)
-            if inner >= 0:
-                # VXLAN: the inner Ethernet frame is a packet of its own (as Zeek and tshark
-                # see it).
+            nx.off = -1
+            _link(b, row, linktype[i], p, end, &nx)
+            # Each tunnel's payload is a packet of its own (as Zeek and tshark see it),
+            # which remembers the endpoints of the packet that carried it.
+            depth = 0
+            while nx.off >= 0:
+                if depth == MAX_TUNNEL_DEPTH:
+                    _why(row, WHY_UNSUPPORTED, D_DEPTH, depth)
+                    break
+                outer = row
                 row = &rec[k, 0]
-                _clear(row, i, ts_ns[i], end - inner)
-                row[C_TUNNEL] = 1
-                _ethernet(b, row, inner, end)
+                _clear(row, i, ts_ns[i], nx.wire)
                 k += 1
+                row[C_TUNNEL] = 1
+                row[C_TUN_KIND] = nx.kind
+                row[C_TUN_SRC_HI] = outer[C_SRC_HI]
+                row[C_TUN_SRC_LO] = outer[C_SRC_LO]
+                row[C_TUN_DST_HI] = outer[C_DST_HI]
+                row[C_TUN_DST_LO] = outer[C_DST_LO]
+                _inner(b, row, &nx)
+                depth += 1
+            _reason(row, caplen[i] < wirelen[i], linktype[i])
     return k

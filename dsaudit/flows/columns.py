@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dsaudit.decode.dns import rcode_name, rtype_name
-from dsaudit.flows.addresses import addr_key, key_to_text, split_host_port
+from dsaudit.decode.packet_kernel import TUN_IP4, TUN_IP6, TUNNEL_NAMES
+from dsaudit.flows.addresses import V4_MAPPED, addr_key, key_to_text, split_host_port
 from dsaudit.flows.table_kernel import (
     EVIDENCE_FIRST,
     EVIDENCE_PORT,
@@ -39,6 +40,11 @@ from dsaudit.flows.table_kernel import (
     F_PROTO,
     F_SEEN,
     F_TRUNC,
+    F_TUN_DST_HI,
+    F_TUN_DST_LO,
+    F_TUN_KIND,
+    F_TUN_SRC_HI,
+    F_TUN_SRC_LO,
     F_TUNNEL,
     F_VLAN0,
     F_VLAN1,
@@ -100,6 +106,7 @@ FLOW_COLUMNS = [
     "icmp_errors",
     "truncated_packets",
     "tunnel",
+    "tunnel_endpoints",
     "tls_client_hello",
     "max_segment_c2s",
     "dns_rcode",
@@ -116,7 +123,7 @@ COLUMN_KINDS: dict[str, str] = {
     **dict.fromkeys(("proto", "client_ip", "server_ip", "state", "history", "outcome"), "text"),
     **dict.fromkeys(("initiator_evidence", "name_source"), "text"),
     **dict.fromkeys(("server_name", "sni", "http_host", "connect_target", "socks_target"), "name"),
-    "dns_rcode": "name",
+    **dict.fromkeys(("dns_rcode", "tunnel_endpoints"), "name"),
     **dict.fromkeys(("dns_queries", "dns_answers", "icmp_errors"), "list"),
     **dict.fromkeys(("tunnel", "vlan_joined", "tls_client_hello"), "bool"),
 }
@@ -310,6 +317,40 @@ def _by_column(fs: np.ndarray, ncols: int) -> np.ndarray:
     return out
 
 
+def _is_v4(key: int) -> bool:
+    return key >> 32 == V4_MAPPED >> 32
+
+
+def tunnel_text(kind: int, src: int, dst: int) -> str:
+    """``gre 192.0.2.1 -> 192.0.2.2``: a tunnel's kind and the outer packet's endpoints.
+
+    IP in IP is named by both families: ipip, 6in4, 4in6, 6in6.
+    """
+    name = TUNNEL_NAMES.get(kind, f"tunnel {kind}")
+    if kind in (TUN_IP4, TUN_IP6):
+        name = ("4" if kind == TUN_IP4 else "6") + "in" + ("4" if _is_v4(src) else "6")
+        name = "ipip" if name == "4in4" else name
+    return f"{name} {key_to_text(src)} -> {key_to_text(dst)}"
+
+
+def tunnel_endpoints(fs: np.ndarray) -> np.ndarray:
+    """The ``tunnel_endpoints`` column: text for the flows that came through a tunnel (few),
+    None for the others; each distinct tunnel spelled once."""
+    out = np.full(fs.shape[0], None, dtype=object)
+    rows = np.flatnonzero(fs[:, F_TUN_KIND])
+    if not len(rows):
+        return out
+    cols = [F_TUN_KIND, F_TUN_SRC_HI, F_TUN_SRC_LO, F_TUN_DST_HI, F_TUN_DST_LO]
+    texts: dict[tuple[int, ...], str] = {}
+    for r, key in zip(rows.tolist(), map(tuple, fs[rows][:, cols].tolist()), strict=True):
+        text = texts.get(key)
+        if text is None:
+            kind, shi, slo, dhi, dlo = key
+            text = texts[key] = tunnel_text(kind, addr_key(shi, slo), addr_key(dhi, dlo))
+        out[r] = text
+    return out
+
+
 def failed_handshakes(
     established: np.ndarray, hello: np.ndarray, pay_s: np.ndarray, seen: np.ndarray
 ) -> np.ndarray:
@@ -372,6 +413,7 @@ def flow_columns(
         [ev == EVIDENCE_SYN, ev == EVIDENCE_SYNACK, ev == EVIDENCE_PORT, ev == EVIDENCE_FIRST],
         [0, 1, 2, 3],
     )
+    tunnels = tunnel_endpoints(fs)
     ptext, pcodes = np.unique(proto, return_inverse=True)
     cols: dict[str, np.ndarray | Coded] = {
         "proto": Coded(pcodes, _objects([PROTO_NAMES.get(p, str(p)) for p in ptext.tolist()])),
@@ -401,8 +443,10 @@ def flow_columns(
         **names,
         "truncated_packets": col[F_TRUNC],
         "tunnel": col[F_TUNNEL] == 1,
+        "tunnel_endpoints": tunnels,
     }
     cols["flow_id"] = np.arange(n, dtype=np.int64)
+    detail[_present(tunnels)] = True
     if n > 1 and bool((first[1:] < first[:-1]).any()):
         order = np.argsort(first, kind="stable")
         for name in FLOW_COLUMNS[1:]:

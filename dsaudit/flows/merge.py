@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsaudit.decode.undecoded import merge_reasons
 from dsaudit.engine import no_cyclic_gc
 from dsaudit.flows.columns import failed_handshakes
 from dsaudit.flows.records import (
@@ -47,6 +48,8 @@ def merge_stats(stats: Iterable[CaptureStats]) -> CaptureStats:
             if name == "undecodable":
                 for k, v in value.items():
                     out.undecodable[k] = out.undecodable.get(k, 0) + v
+            elif name == "not_decoded":
+                merge_reasons(out.not_decoded, value)
             elif name in ("first_ts_ns", "last_ts_ns"):
                 if value is None:
                     continue
@@ -194,7 +197,7 @@ def join_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for r in rows:
         history = join_history(history, str(r["history"]))
     out["history"] = history
-    for col in ("sni", "http_host", "connect_target", "socks_target"):
+    for col in ("sni", "http_host", "connect_target", "socks_target", "tunnel_endpoints"):
         out[col] = _first(rows, col)
     out["server_name"], out["name_source"] = _payload_name(rows)
     queries: list[str] = []

@@ -80,6 +80,8 @@ FLOW_DTYPES: dict[str, Any] = {
     "icmp_errors": "object",
     "truncated_packets": "int64",
     "tunnel": "bool",
+    # The tunnel the flow's first packet came through: kind and outer endpoints, or null.
+    "tunnel_endpoints": "string",
     "tls_client_hello": "bool",
     "max_segment_c2s": "int32",
     "dns_rcode": "string",

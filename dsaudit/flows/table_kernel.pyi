@@ -37,6 +37,11 @@ F_ICMP_TC: int
 F_TUNNEL: int
 F_SYN_TS: int
 F_TEXT: int
+F_TUN_KIND: int
+F_TUN_SRC_HI: int
+F_TUN_SRC_LO: int
+F_TUN_DST_HI: int
+F_TUN_DST_LO: int
 N_FCOLS: int
 EVIDENCE_SYN: int
 EVIDENCE_SYNACK: int

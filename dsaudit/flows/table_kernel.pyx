@@ -28,6 +28,11 @@ from dsaudit.decode.packet_kernel cimport (
     C_SRC_LO,
     C_TRUNC,
     C_TS,
+    C_TUN_DST_HI,
+    C_TUN_DST_LO,
+    C_TUN_KIND,
+    C_TUN_SRC_HI,
+    C_TUN_SRC_LO,
     C_TUNNEL,
     C_VLAN0,
     C_VLAN1,
@@ -74,7 +79,12 @@ cpdef enum:
     F_TUNNEL = 32
     F_SYN_TS = 33
     F_TEXT = 34  # TEXT_* kind of a text stream
-    N_FCOLS = 35
+    F_TUN_KIND = 35  # TUN_* of the tunnel the first packet came through (0 = none)
+    F_TUN_SRC_HI = 36  # the outer endpoints of that tunnel, as in its first packet
+    F_TUN_SRC_LO = 37
+    F_TUN_DST_HI = 38
+    F_TUN_DST_LO = 39
+    N_FCOLS = 40
 
 cpdef enum:
     EVIDENCE_SYN = 0
@@ -437,6 +447,11 @@ def process_records(
                 fl[F_FIRST_TS] = ts
                 fl[F_LAST_TS] = ts
                 fl[F_TUNNEL] = row[C_TUNNEL]
+                fl[F_TUN_KIND] = row[C_TUN_KIND]
+                fl[F_TUN_SRC_HI] = row[C_TUN_SRC_HI]
+                fl[F_TUN_SRC_LO] = row[C_TUN_SRC_LO]
+                fl[F_TUN_DST_HI] = row[C_TUN_DST_HI]
+                fl[F_TUN_DST_LO] = row[C_TUN_DST_LO]
                 fl[F_ISN_C] = -1
                 fl[F_SYN_TS] = -1
                 # Who started it: SYN, then SYN-ACK, then well-known ports, then the first packet.

@@ -143,9 +143,36 @@ def quality_metrics(summary: dict[str, Any]) -> list[tuple[str, str]]:
             "Connections joined across VLANs (request and answer on different VLANs)",
             fm.fmt_count(q["vlan_joined_flows"]) if q.get("vlan_joined_flows") else "",
         ),
+        ("Frames not decoded into flows", _not_decoded(q)),
+        (
+            "Timestamps that cannot be represented (took the time before)",
+            _if_any(q.get("timestamps_unrepresentable")),
+        ),
+        (
+            "Packets without a timestamp (took the time before)",
+            _if_any(q.get("timestamps_missing")),
+        ),
         ("Capture length", fm.fmt_duration(q.get("span_seconds"))),
     ]
     return [(label, value) for label, value in rows if value]
+
+
+def _if_any(count: object) -> str:
+    return fm.fmt_count(count) if not fm.is_missing(count) and count else ""
+
+
+def _not_decoded(q: dict[str, Any]) -> str:
+    """``12: 8 not IP, 3 unsupported encapsulation, 1 malformed`` (empty when none)."""
+    total = q.get("not_decoded_frames")
+    reasons = q.get("not_decoded") or {}
+    if fm.is_missing(total) or not total or not isinstance(reasons, dict):
+        return ""
+    parts = [
+        f"{fm.fmt_count(sum(d.values()))} {fm.text(r)}"
+        for r, d in reasons.items()
+        if isinstance(d, dict)
+    ]
+    return f"{fm.fmt_count(total)}: " + ", ".join(parts) if parts else fm.fmt_count(total)
 
 
 def _with_share(count: object, share: object) -> str:

@@ -368,9 +368,15 @@ def _table(flows: FlowColumns, width: int | None = None) -> str:
         ["" if s is None else for_terminal(s) for s in names.tolist()],
         flows["name_source"].tolist(),
     ]
+    headers = list(TABLE_COLUMNS)
+    tunnels = flows["tunnel_endpoints"]
+    # Only captures with tunnels get the column: most have none, and the table is wide.
+    if any(t is not None for t in tunnels.tolist()):
+        columns.append(["" if t is None else for_terminal(t) for t in tunnels.tolist()])
+        headers.append("tunnel")
     rows = [list(r) for r in zip(*columns, strict=True)]
     numeric = [TABLE_COLUMNS.index(c) for c in _NUMERIC]
-    return render_table(TABLE_COLUMNS, rows, width, right=numeric) + "\n"
+    return render_table(headers, rows, width, right=numeric) + "\n"
 
 
 def _csv_cells(flows: FlowColumns, lo: int, hi: int) -> list[list[Any]]:

@@ -44,20 +44,46 @@ from dsaudit.decode.packet_kernel import (
     C_SRC_LO,
     C_TRUNC,
     C_TS,
+    C_TUN_DST_HI,
+    C_TUN_DST_LO,
+    C_TUN_KIND,
+    C_TUN_SRC_HI,
+    C_TUN_SRC_LO,
     C_TUNNEL,
     C_VLAN0,
     C_VLAN1,
     C_WINDOW,
     C_WIRE,
+    ERR_IP_BAD,
     ERR_IP_SHORT,
     ERR_L4_SHORT,
     ERR_NAMES,
+    IP_PROTO_NAMES,
+    L2TP_PORT,
     L3_IPV4,
     L3_IPV6,
+    LLC_NAMES,
     N_COLS,
+    NOT_IP_ETHERTYPES,
+    PPP_NAMES,
+    TUN_ERSPAN,
+    TUN_GENEVE,
+    TUN_GRE,
+    TUN_IP4,
+    TUN_IP6,
+    TUN_MPLS_IP,
+    TUN_VXLAN,
+    UDP_PORT_NAMES,
+    UNSUPPORTED_ETHERTYPES,
     V4_MAPPED_HI,
     V4_MAPPED_LO,
+    WHY_MALFORMED,
+    WHY_NOT_IP,
+    WHY_SNAPLEN,
+    WHY_UNKNOWN_ETHERTYPE,
+    WHY_UNSUPPORTED,
 )
+from dsaudit.decode.undecoded import add_reason
 from dsaudit.errors import CaptureError, DsauditError
 from dsaudit.pipeline import CaptureStats, FlowBuilder, FlowOptions, FlowResult
 from dsaudit.sources.batch import (
@@ -89,7 +115,7 @@ PREFERENCES = {
 # Only these protocols (with their subtrees) go into tshark's JSON: naming reads payload
 # bytes, so the application layers' trees (TLS, HTTP, DNS, ...) would only be more text
 # for pyshark to parse.
-PROTOCOLS = "frame vlan ieee8021ad ip ipv6 tcp udp icmp icmpv6 _ws.short"
+PROTOCOLS = "frame eth sll vlan ieee8021ad llc pppoes ppp ip ipv6 tcp udp icmp icmpv6 gre _ws.short"
 
 BATCH_ROWS = 4096
 MAX_PENDING_DATAGRAMS = 4096  # as the fast engine's reassembler
@@ -114,6 +140,23 @@ ICMP4_ERRORS = (3, 4, 5, 11, 12)
 ICMP6_ERRORS = (1, 2, 3, 4)
 ETHERNET_HEADER = 14
 VLAN_TAG = 4
+# The field that holds the next ethertype, per layer.
+ETHERTYPE_FIELDS = {
+    "eth": "eth.type",
+    "sll": "sll.etype",
+    "vlan": "vlan.etype",
+    "ieee8021ad": "ieee8021ad.etype",
+}
+# Ethertypes of layers that are opened (tags, PPPoE, MPLS): the layers after them decide.
+PASSED_ETHERTYPES = (0x8100, 0x88A8, 0x9100, 0x8864, 0x8847, 0x8848)
+# tshark's layer between two IP layers -> the fast decoder's tunnel kind (else IP in IP).
+TUNNEL_LAYERS = {
+    "vxlan": TUN_VXLAN,
+    "geneve": TUN_GENEVE,
+    "erspan": TUN_ERSPAN,
+    "gre": TUN_GRE,
+    "mpls": TUN_MPLS_IP,
+}
 
 
 @functools.cache
@@ -271,12 +314,13 @@ class _Hop:
     layer: Any
     vlans: list[int]
     link_bytes: int  # link-layer header bytes right before it (an inner Ethernet frame)
+    via: list[str]  # the protocols between the IP layer before it and this one
     transport: str | None = None
     tlayer: Any = None
 
 
-def _hops(protocols: str, layers: dict[str, list[Any]]) -> tuple[list[_Hop], bool]:
-    """The IP layers of a frame in order, and whether it is ARP.
+def _hops(protocols: str, layers: dict[str, list[Any]]) -> tuple[list[_Hop], list[Any]]:
+    """The IP layers of a frame in order, and the (name, layer) pairs after the last one.
 
     ``frame.protocols`` lists every protocol in order while the JSON groups repeated
     protocols under one key, so the n-th mention of a name is the n-th layer of that name.
@@ -286,12 +330,14 @@ def _hops(protocols: str, layers: dict[str, list[Any]]) -> tuple[list[_Hop], boo
     hops: list[_Hop] = []
     vlans: list[int] = []
     link = 0
-    arp = False
+    via: list[Any] = []
     for name in protocols.split(":"):
         i = seen.get(name, 0)
         seen[name] = i + 1
         found = layers.get(name)
         layer = found[i] if found is not None and i < len(found) else None
+        if name not in L3_LAYERS and name not in TRANSPORTS:
+            via.append((name, layer))
         if name in VLAN_IDS:
             link += VLAN_TAG
             vid = _int(layer, VLAN_IDS[name]) if layer is not None else None
@@ -300,13 +346,11 @@ def _hops(protocols: str, layers: dict[str, list[Any]]) -> tuple[list[_Hop], boo
                 vlans.append(vid & 0x0FFF)
         elif name == "eth":
             link = ETHERNET_HEADER
-        elif name == "arp":
-            arp = True
         elif name in L3_LAYERS:
             if layer is None:
                 break
-            hops.append(_Hop(L3_LAYERS[name], layer, vlans, link))
-            vlans, link = [], 0
+            hops.append(_Hop(L3_LAYERS[name], layer, vlans, link, [n for n, _ in via]))
+            vlans, link, via = [], 0, []
         elif name in TRANSPORTS:
             if layer is None or not hops or hops[-1].transport is not None:
                 break
@@ -314,7 +358,53 @@ def _hops(protocols: str, layers: dict[str, list[Any]]) -> tuple[list[_Hop], boo
             hops[-1].tlayer = layer
             if name in ("icmp", "icmpv6"):
                 break
-    return hops, arp
+    return hops, via
+
+
+def _tunnel_kind(hop: _Hop) -> int:
+    """The TUN_* kind of the tunnel that carried ``hop``, as the fast decoder names it."""
+    for name, kind in TUNNEL_LAYERS.items():
+        if name in hop.via:
+            return kind
+    return TUN_IP4 if hop.l3 == L3_IPV4 else TUN_IP6
+
+
+def _reason(tail: list[Any]) -> tuple[int, str] | None:
+    """Why the frame was not decoded past its last IP layer, from the layers after it.
+
+    The first layer the fast decoder would not open decides, named as it names it (the
+    same tables, dsaudit.decode.undecoded).
+    """
+    mpls = False
+    for name, layer in tail:
+        if name == "gre":
+            return WHY_UNSUPPORTED, f"GRE type 0x{_int(layer, 'gre.proto') or 0:04x}"
+        if name == "esp":
+            return WHY_UNSUPPORTED, IP_PROTO_NAMES[50]
+        if name == "l2tp":
+            return WHY_UNSUPPORTED, UDP_PORT_NAMES[L2TP_PORT]
+        if name == "mpls":
+            mpls = True
+        if layer is None:
+            continue
+        if name == "ppp":
+            proto = _int(layer, "ppp.protocol") or 0
+            why = WHY_NOT_IP if proto >= 0x8000 else WHY_UNSUPPORTED
+            known = PPP_NAMES.get(proto)
+            return why, f"PPP {known}" if known else f"PPP protocol 0x{proto:04x}"
+        if name == "llc":
+            return WHY_NOT_IP, LLC_NAMES.get(_int(layer, "llc.dsap") or 0, "LLC")
+        etype = _int(layer, ETHERTYPE_FIELDS[name]) if name in ETHERTYPE_FIELDS else None
+        if etype is None or etype in PASSED_ETHERTYPES:
+            continue
+        if etype in NOT_IP_ETHERTYPES:
+            return WHY_NOT_IP, NOT_IP_ETHERTYPES[etype]
+        if etype in UNSUPPORTED_ETHERTYPES:
+            return WHY_UNSUPPORTED, UNSUPPORTED_ETHERTYPES[etype]
+        return WHY_UNKNOWN_ETHERTYPE, f"0x{etype:04x}"
+    if mpls:
+        return WHY_UNSUPPORTED, "MPLS payload of unknown type"
+    return None
 
 
 # IP version, source, destination, protocol, identification, VLAN ids: the fast engine's key.
@@ -342,6 +432,8 @@ class _Reader:
         self.frame_in_batch = 0
         self.file = _FileState()
         self.addresses: dict[str, tuple[int, int]] = {}
+        self.failed: int | None = None  # the first ERR_* of the frame being read
+        self.frame_cut = False  # whether the snap length cut that frame
 
     # -- files ---------------------------------------------------------------------------
     def read(self, path: str) -> CaptureInfo:
@@ -424,21 +516,32 @@ class _Reader:
         s.first_ts_ns = ts if s.first_ts_ns is None else min(s.first_ts_ns, ts)
         s.last_ts_ns = ts if s.last_ts_ns is None else max(s.last_ts_ns, ts)
         layers = {layer.layer_name: [layer, *layer.duplicate_layers] for layer in packet.layers}
-        hops, arp = _hops(_text(frame, "frame.protocols") or "", layers)
+        hops, tail = _hops(_text(frame, "frame.protocols") or "", layers)
+        reason = _reason(tail)
         if not hops:
-            if arp:
+            if any(n == "arp" for n, _ in tail):
                 s.arp += 1
             else:
                 s.other_l2 += 1
+            why, detail = reason or (WHY_NOT_IP, "other")
+            add_reason(s.not_decoded, why, detail)
             return
         short = "_ws.short" in layers
-        # A tunnel gives two packets, as tshark and the fast engine's VXLAN see it: the
+        self.failed = None
+        self.frame_cut = caplen is not None and caplen < wire
+        # A tunnel gives two packets, as tshark and the fast engine's tunnels see it: the
         # outer one (the flow a firewall passes) and the innermost one.
-        self._hop(hops[0], ts, wire, short, tunnel=False)
+        self._hop(hops[0], ts, wire, short, None)
         if len(hops) > 1:
             inner = hops[-1]
             inner_wire = inner.link_bytes + self._ip_length(inner)
-            self._hop(inner, ts, inner_wire, short, tunnel=True)
+            self._hop(inner, ts, inner_wire, short, hops[-2])
+        if self.failed is not None:
+            cut = self.frame_cut and self.failed != ERR_IP_BAD
+            why = WHY_SNAPLEN if cut else WHY_MALFORMED
+            add_reason(s.not_decoded, why, ERR_NAMES[self.failed])
+        elif reason is not None:
+            add_reason(s.not_decoded, *reason)
         self.frame_in_batch += 1
         if len(self.rows) >= BATCH_ROWS:
             self._flush()
@@ -493,8 +596,10 @@ class _Reader:
             return _int(hop.layer, "ip.len") or 0
         return (_int(hop.layer, "ipv6.plen") or 0) + 40
 
-    def _hop(self, hop: _Hop, ts: int, wire: int, short: bool, tunnel: bool) -> None:
+    def _hop(self, hop: _Hop, ts: int, wire: int, short: bool, carrier: _Hop | None) -> None:
+        """One IP layer as a row; ``carrier`` is the IP layer of the tunnel it came in."""
         s = self.stats
+        tunnel = carrier is not None
         v6 = hop.l3 == L3_IPV6
         ip = hop.layer
         row = [0] * N_COLS
@@ -505,12 +610,24 @@ class _Reader:
         row[C_VLAN0] = hop.vlans[0] if hop.vlans else -1
         row[C_VLAN1] = hop.vlans[1] if len(hop.vlans) > 1 else -1
         row[C_TUNNEL] = int(tunnel)
-        if tunnel:
+        if carrier is not None:
             s.tunnelled += 1
+            row[C_TUN_KIND] = _tunnel_kind(hop)
+            v6_outer = carrier.l3 == L3_IPV6
+            for cols, name in (
+                ((C_TUN_SRC_HI, C_TUN_SRC_LO), "src"),
+                ((C_TUN_DST_HI, C_TUN_DST_LO), "dst"),
+            ):
+                field_name = f"ipv6.{name}" if v6_outer else f"ip.{name}"
+                row[cols[0]], row[cols[1]] = self._address(
+                    _text(carrier.layer, field_name), v6_outer
+                ) or (0, 0)
         src = self._address(_text(ip, "ipv6.src" if v6 else "ip.src"), v6)
         dst = self._address(_text(ip, "ipv6.dst" if v6 else "ip.dst"), v6)
         if src is None or dst is None:
-            self._undecodable(ERR_IP_SHORT)
+            # tshark shows no addresses for a header it could not read: cut short if the
+            # capture cut the frame, else invalid (as the fast decoder tells them apart).
+            self._undecodable(ERR_IP_SHORT if self.frame_cut else ERR_IP_BAD)
             return
         row[C_SRC_HI], row[C_SRC_LO] = src
         row[C_DST_HI], row[C_DST_LO] = dst
@@ -574,6 +691,8 @@ class _Reader:
             self.stats.ipv4 += 1
 
     def _undecodable(self, err: int) -> None:
+        if self.failed is None:
+            self.failed = err
         name = ERR_NAMES[err]
         self.stats.undecodable[name] = self.stats.undecodable.get(name, 0) + 1
 

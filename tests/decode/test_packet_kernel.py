@@ -544,10 +544,10 @@ def test_icmp_and_icmpv6_type_and_code() -> None:
 
 
 def test_other_ip_protocols_have_no_ports() -> None:
-    gre = bytes(IP(src=V4A, dst=V4B, proto=47)) + b"\x00\x00\x08\x00" + b"inner"
-    gre = gre[:2] + struct.pack(">H", len(gre)) + gre[4:]
-    batch, row = one(gre, LINK_RAW)
-    assert (row[C_PROTO], row[C_SPORT], row[C_DPORT]) == (47, 0, 0)
+    sctp = bytes(IP(src=V4A, dst=V4B, proto=132)) + b"\x00\x00\x08\x00" + b"inner"
+    sctp = sctp[:2] + struct.pack(">H", len(sctp)) + sctp[4:]
+    batch, row = one(sctp, LINK_RAW)
+    assert (row[C_PROTO], row[C_SPORT], row[C_DPORT]) == (132, 0, 0)
     assert payload_of(batch, row) == b"\x00\x00\x08\x00inner"
 
 

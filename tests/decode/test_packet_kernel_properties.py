@@ -37,6 +37,7 @@ from dsaudit.pipeline import FlowBuilder, decode_batch
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import CaptureReader
 from tests.checked_kernels import asan_runtime, build_checked
+from tests.encap_packets import WRAPS
 from tests.factories import client_hello, dns_response, http_request
 from tests.packets import (
     BASE_TS,
@@ -82,6 +83,9 @@ def seed_frames() -> list[tuple[int, bytes]]:
             LINK_RAW,
             bytes(IP(src=A4, dst=B4) / TCP(sport=53, dport=5353) / (b"\x00\x10" + bytes(16))),
         ),
+        # Every tunnel and link-layer encapsulation, around TCP and around IPv6 UDP.
+        *((LINK_ETHERNET, bytes(wrap(tcp))) for wrap, _ in WRAPS.values()),
+        *((LINK_ETHERNET, bytes(wrap(v6))) for wrap, _ in WRAPS.values()),
     ]
 
 
@@ -250,7 +254,7 @@ def _mutated_frames(count: int, rng: random.Random) -> list[tuple[int, bytes]]:
 
 def test_kernels_never_read_out_of_bounds(tmp_path: Path) -> None:
     rng = random.Random(20240601)
-    items = [(link, data) for link, data in SEEDS] + _mutated_frames(400, rng)
+    items = [(link, data) for link, data in SEEDS] + _mutated_frames(1600, rng)
     batch = make_batch(items)
     frames_file = tmp_path / "frames.npz"
     np.savez(

@@ -131,6 +131,7 @@ def base_row() -> dict[str, Any]:
         "tls_client_hello": False,
         "max_segment_c2s": 0,
         "dns_rcode": None,
+        "tunnel_endpoints": None,
     }
 
 

@@ -76,10 +76,16 @@ def frame_table(df: pd.DataFrame) -> str:
         back = df["vlan_s2c"].astype("string").fillna("-")
         view.loc[joined, "vlan"] = view["vlan"].where(view["vlan"] != "", "-") + "/" + back
     view["server_name"] = [for_terminal(s) if isinstance(s, str) else "" for s in df["server_name"]]
+    headers = list(TABLE_COLUMNS)
+    if df["tunnel_endpoints"].notna().any():
+        view["tunnel"] = [
+            for_terminal(s) if isinstance(s, str) else "" for s in df["tunnel_endpoints"]
+        ]
+        headers.append("tunnel")
     rows = [["" if pd.isna(v) else str(v) for v in row] for row in view.itertuples(index=False)]
     numeric = [TABLE_COLUMNS.index(c) for c in ("packets_c2s", "packets_s2c", "bytes_c2s")]
     numeric.append(TABLE_COLUMNS.index("bytes_s2c"))
-    return render_table(TABLE_COLUMNS, rows, None, right=numeric) + "\n"
+    return render_table(headers, rows, None, right=numeric) + "\n"
 
 
 def render(flows: FlowColumns, fmt: str, jobs: int = 1) -> str:

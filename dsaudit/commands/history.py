@@ -195,7 +195,10 @@ def diff(run_a: str, run_b: str, history_path: str | None, fmt: str) -> None:
         }
         click.echo(json.dumps(doc, indent=2))
         return
-    changed = d.compliance[d.compliance["change"].fillna(1) != 0].copy()
+    # A score that came or went (n/a on one side) is a change; n/a on both sides is not.
+    comp = d.compliance
+    na_a, na_b = comp["score_a"].isna(), comp["score_b"].isna()
+    changed = comp[(na_a != na_b) | (~na_a & ~na_b & (comp["change"] != 0))].copy()
     for col in ("score_a", "score_b"):
         changed[col] = changed[col].map(_pct).astype(object)
     changed["change"] = changed["change"].map(_pp).astype(object)

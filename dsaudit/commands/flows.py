@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dsaudit.commands.options import TIMEOUT, limit_options, limits, output_path
+from dsaudit.commands.options import limit_options, limits, output_path, timeout_options
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import FLOW_FORMATS
 from dsaudit.report.safe_text import for_terminal
@@ -46,20 +46,7 @@ from dsaudit.report.safe_text import for_terminal
     help="Read ahead in a thread; write JSON in this many processes (results are "
     "identical for any value).",
 )
-@click.option(
-    "--tcp-timeout",
-    type=TIMEOUT,
-    default=300.0,
-    show_default=True,
-    help="Seconds of silence after which a TCP flow ends.",
-)
-@click.option(
-    "--udp-timeout",
-    type=TIMEOUT,
-    default=60.0,
-    show_default=True,
-    help="Seconds of silence after which a UDP or ICMP flow ends.",
-)
+@timeout_options
 @click.option(
     "--vlan-key/--no-vlan-key",
     default=True,

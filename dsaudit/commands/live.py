@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 import click
 
 from dsaudit.commands.options import (
-    TIMEOUT,
     check_output,
     inventory_options,
     judgement_options,
     limit_options,
     limits,
     output_path,
+    timeout_options,
 )
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS
@@ -75,20 +75,7 @@ if TYPE_CHECKING:
     help="While running: a terminal view, or JSON Lines on stdout (auto: the view when "
     "stdout is a terminal).",
 )
-@click.option(
-    "--tcp-timeout",
-    type=TIMEOUT,
-    default=300.0,
-    show_default=True,
-    help="Seconds of silence after which a TCP flow ends.",
-)
-@click.option(
-    "--udp-timeout",
-    type=TIMEOUT,
-    default=60.0,
-    show_default=True,
-    help="Seconds of silence after which a UDP or ICMP flow ends.",
-)
+@timeout_options
 @click.option(
     "--window",
     type=click.FloatRange(min=1.0),

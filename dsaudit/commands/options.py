@@ -121,6 +121,24 @@ def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 TIMEOUT = click.FloatRange(min=0, min_open=True)
 
 
+def timeout_options(func: F) -> F:
+    """Idle timeouts after which a flow ends (Zeek's defaults)."""
+    func = click.option(
+        "--udp-timeout",
+        type=TIMEOUT,
+        default=60.0,
+        show_default=True,
+        help="Seconds of silence after which a UDP or ICMP flow ends.",
+    )(func)
+    return click.option(
+        "--tcp-timeout",
+        type=TIMEOUT,
+        default=300.0,
+        show_default=True,
+        help="Seconds of silence after which a TCP flow ends.",
+    )(func)
+
+
 def limit_options(func: F) -> F:
     """Memory bounds: flows, DNS answers and TCP reassembly buffers kept at once."""
     func = click.option(

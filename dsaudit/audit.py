@@ -100,13 +100,9 @@ def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
         )
     if stats["undecodable_total"]:
         notes.append(f"{stats['undecodable_total']} frames could not be decoded")
+    # Joining a connection's two VLAN halves loses nothing: counted in the quality table, not
+    # a caveat that would call a healthy trunk capture LIMITED.
     joined = int(stats.get("vlan_joined_flows") or 0)  # type: ignore[call-overload]
-    if joined:
-        notes.append(
-            f"{joined} connections showed their two directions on different VLANs (a routed "
-            "trunk or asymmetric tagging): each was joined into one flow that keeps both VLAN "
-            "ids (vlan, vlan_s2c)"
-        )
     not_decoded: dict[str, dict[str, int]] = stats["not_decoded"]  # type: ignore[assignment]
     # ARP, STP and such are in every capture and hide no flow: counted, not a limit.
     hiding = {r: d for r, d in not_decoded.items() if r != WHY_NAMES[WHY_NOT_IP]}

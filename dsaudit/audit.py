@@ -12,7 +12,7 @@ import pandas as pd
 
 from dsaudit import __version__
 from dsaudit.catalog import Catalog
-from dsaudit.causes import add_causes, dns_failures, missing_cause
+from dsaudit.causes import add_causes, dns_failures, issuer_mismatches, missing_cause
 from dsaudit.classify import classify_flows
 from dsaudit.decode.packet_kernel import WHY_NAMES, WHY_NOT_IP
 from dsaudit.decode.undecoded import summary
@@ -284,6 +284,24 @@ def _findings(
             )
         ),
     )
+    # Blocked flows carry an issuer mismatch as their cause; the others get it as a finding.
+    mismatched = issuer_mismatches(flows)
+    if mismatched:
+        odd = np.zeros(len(flows), dtype=bool)
+        odd[list(mismatched)] = True
+        notes = pd.Series(
+            [mismatched.get(i) for i in range(len(flows))], index=flows.index, dtype=object
+        )
+        rows += _group_findings(
+            flows.assign(cause_evidence=notes),
+            odd & (verdict == "explained") & ~flows["blocked"].to_numpy(dtype=bool),
+            "tls_interception",
+            endpoint,
+            lambda r, g: (
+                f"{r['client_role']} {r['client_ip']} -> {r['server_role']} {r['server_ip']}:"
+                f"{r['server_port']}{_name(r)}: {r['cause_evidence']}"
+            ),
+        )
     for status, kind in (
         ("missing", "missing_expected_flow"),
         ("inconclusive", "inconclusive_expected_flow"),

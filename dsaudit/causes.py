@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.catalog import Catalog
+from dsaudit.flows.addresses import split_host_port
 from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
 
@@ -44,6 +45,10 @@ _UNREACH_V4[3] = "port unreachable"
 _UNREACH_V6 = {0: "no route to destination", 3: "address unreachable", 4: "port unreachable"}
 
 DnsFailure = tuple[pd.Timestamp, str, str, str]  # when, name, what (rcode/no answer), resolver
+# Deep Security's TLS services (manager console, heartbeat, relay) and HTTPS: a certificate
+# on them whose issuer differs from the one the same service shows elsewhere is what a
+# TLS-inspecting proxy between agent and manager looks like.
+TLS_SERVICE_PORTS = frozenset({4119, 4120, 4122, 443})
 
 
 def _icmp_text(e: Mapping[str, Any]) -> tuple[str, bool]:
@@ -115,12 +120,72 @@ def _name_failure(
     return f"{first[1]}: {first[2]} from {first[3]} at {_ts(first[0])}{more}"
 
 
+def _service(row: Mapping[str, Any]) -> tuple[int, str] | None:
+    """(port, host) of the TLS service a flow reached: a CONNECT target's, else the server's."""
+    target = row.get("connect_target")
+    if isinstance(target, str):
+        host, port = split_host_port(target)
+        if port is None:
+            return None
+    else:
+        name = row.get("server_name")
+        host = name if isinstance(name, str) else str(row["server_ip"])
+        port = int(row["server_port"])
+    if port not in TLS_SERVICE_PORTS:
+        return None
+    return port, host.lower().rstrip(".")
+
+
+def issuer_mismatches(flows: pd.DataFrame) -> dict[int, str]:
+    """Position -> what the flow's certificate issuer differs from, for flows to a TLS service
+    (ports 4119/4120/4122/443) whose issuer is not the one the service shows elsewhere.
+
+    The reference is the issuer most flows to the same port and name (or address) show; when
+    two or more issuers are equally common, no flow can be called the odd one and every flow
+    of that service is reported against the others.
+    """
+    out: dict[int, str] = {}
+    if flows.empty or "tls_server_issuer" not in flows:
+        return out
+    has = np.flatnonzero(flows["tls_server_issuer"].notna().to_numpy(dtype=bool))
+    if not len(has):
+        return out
+    cols = ["server_ip", "server_port", "server_name", "connect_target", "tls_server_issuer"]
+    by_service: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for pos, r in zip(has.tolist(), row_dicts(flows.iloc[has][cols]), strict=True):
+        service = _service(r)
+        if service is not None:
+            by_service.setdefault(service, []).append((pos, str(r["tls_server_issuer"])))
+    for (port, host), seen in by_service.items():
+        counts: dict[str, int] = {}
+        for _, issuer in seen:
+            counts[issuer] = counts.get(issuer, 0) + 1
+        if len(counts) < 2:
+            continue
+        top = max(counts.values())
+        common = [i for i, c in counts.items() if c == top]
+        for pos, issuer in seen:
+            if len(common) == 1 and issuer == common[0]:
+                continue
+            others = [i for i in counts if i != issuer]
+            ref = "; ".join(f"{i} ({counts[i]} flow(s))" for i in others)
+            out[pos] = (
+                f"certificate issued by {issuer}, while {host}:{port} elsewhere in the capture "
+                f"presents one issued by {ref}: a TLS-inspecting proxy on the path?"
+            )
+    return out
+
+
 def flow_cause(
-    row: Mapping[str, Any], failures: list[DnsFailure] | None = None, names: Iterable[str] = ()
+    row: Mapping[str, Any],
+    failures: list[DnsFailure] | None = None,
+    names: Iterable[str] = (),
+    issuer_note: str | None = None,
 ) -> tuple[str, str]:
     """The likely cause of one blocked flow and the packets it rests on, most specific first.
 
-    ``failures`` are the client's failed DNS lookups, ``names`` the names the flow needed.
+    ``failures`` are the client's failed DNS lookups, ``names`` the names the flow needed,
+    ``issuer_note`` what :func:`issuer_mismatches` says about its server certificate.
     """
     errors = list(row["icmp_errors"] or [])
     history = str(row["history"] or "")
@@ -147,6 +212,15 @@ def flow_cause(
     if outcome == "rejected" or (server_rst and outcome != "failed"):
         to = "in answer to the SYN " if str(row["state"]) == "REJ" else ""
         return REJECTED_BY_HOST, f"RST from {server} {to}at {_ts(row['end'])}"
+    alert = row.get("tls_alert")
+    if outcome == "failed" and isinstance(alert, str):
+        extra = f"; {issuer_note}" if issuer_note else ""
+        return TLS_FAILURE, (
+            f"{server} answered the ClientHello with the TLS alert {alert}; the connection "
+            f"ended at {_ts(row['end'])}{extra}"
+        )
+    if issuer_note and outcome in ("failed", "established", "partial"):
+        return TLS_FAILURE, issuer_note
     if outcome == "failed":
         seg = int(row.get("max_segment_c2s", 0) or 0)
         if "T" in history and seg >= FULL_SIZE_SEGMENT:
@@ -198,12 +272,15 @@ def add_causes(flows: pd.DataFrame, inventory: Inventory) -> pd.DataFrame:
     blocked = np.flatnonzero(out["blocked"].to_numpy(dtype=bool)) if n else np.array([], int)
     if len(blocked):
         failures = dns_failures(out)
+        mismatched = issuer_mismatches(out)
         rows = row_dicts(out.iloc[blocked])
         for i, row in zip(blocked.tolist(), rows, strict=True):
             name = row["server_name"] if isinstance(row["server_name"], str) else None
             roles = str(row["server_role"] or "").split("+")
             names = needed_names(roles, inventory, [name] if name else [])
-            cause[i], evidence[i] = flow_cause(row, failures.get(str(row["client_ip"])), names)
+            cause[i], evidence[i] = flow_cause(
+                row, failures.get(str(row["client_ip"])), names, mismatched.get(i)
+            )
     out["cause"] = pd.array(cause, dtype="string")
     out["cause_evidence"] = pd.array(evidence, dtype="string")
     return out

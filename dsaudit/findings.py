@@ -69,6 +69,13 @@ FINDING_KINDS: dict[str, FindingKind] = {
             "flow: an MTU problem on the path can stall agent traffic.",
         ),
         FindingKind(
+            "tls_interception",
+            "medium",
+            "A Deep Security TLS service (4119, 4120, 4122 or 443) presented a certificate "
+            "whose issuer differs from the one the same service shows elsewhere in the "
+            "capture: a TLS-inspecting proxy between agent and manager breaks agent trust.",
+        ),
+        FindingKind(
             "inconclusive_expected_flow",
             "info",
             "A required flow did not appear, but the capture is shorter than the interval "

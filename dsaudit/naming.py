@@ -1,9 +1,10 @@
 """Naming: peer names from TLS SNI, HTTP Host, proxy CONNECT, SOCKS and the capture's DNS answers.
 
 The flow kernel hands over only the payload packets worth reading (the start of each TCP
-stream, DNS, QUIC Initials, ICMP errors). This module reassembles just enough of each
-stream to run the protocol parsers, and keeps a time-aware map of DNS answers so that a
-later flow to an answered address carries the name its client resolved.
+stream, the server's answer to a ClientHello, DNS, QUIC Initials, ICMP errors). This module
+reassembles just enough of each stream to run the protocol parsers, and keeps a time-aware
+map of DNS answers so that a later flow to an answered address carries the name its client
+resolved.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class FlowPayload:
     dns_rcodes: list[int] = field(default_factory=list)
     icmp_errors: list[dict[str, object]] = field(default_factory=list)
     starttls: bool = False
+    # The server's answer to the ClientHello: an alert ("fatal handshake_failure"), and the
+    # issuer of the certificate it presented (in clear only before TLS 1.3).
+    tls_alert: str | None = None
+    tls_server_issuer: str | None = None
     # Largest client segment read, for telling a path-MTU stall from a lost ClientHello.
     max_segment_c2s: int = 0
     # Reassembly state, dropped once the flow is named.
@@ -77,6 +82,7 @@ class FlowPayload:
         default_factory=lambda: ([], [])
     )
     hello_seq: int | None = None
+    hello_done: bool = False  # the ClientHello is read; only the server's answer is left
     text_done: bool = False
     dns_consumed: list[int] = field(default_factory=lambda: [0, 0])
     quic: list[tuple[int, bytes]] = field(default_factory=list)
@@ -296,6 +302,10 @@ class Namer:
                     p.connect_status = http_dec.parse_http_response_status(_assemble(segs))
                 except DecodeError:
                     p.connect_status = -1
+            if p.hello_done:
+                self._server_flight(f, p)
+            return
+        if p.hello_done:
             return
         if p.hello_seq is None:
             first = _lowest_seq(segs)
@@ -315,11 +325,38 @@ class Namer:
             if hello is not None:
                 p.sni = hello.sni
                 p.alpn = hello.alpn
-                p.done = True
-                self._release(f, p)
+                p.hello_done = True
+                # The client's bytes are read; the server's answer (already here, or still to
+                # come from the kernel) may hold an alert or a certificate.
+                self.buffered -= sum(len(d) for _, d in segs)
+                segs.clear()
+                if p.segs[1]:
+                    self._server_flight(f, p)
+                else:
+                    self._buffering.pop(f, None)
             return
         if not p.text_done:
             self._text(p, _assemble(segs))
+
+    def _server_flight(self, f: int, p: FlowPayload) -> None:
+        """Read the clear start of the server's TLS stream; done at an alert or encryption."""
+        stream = _assemble(p.segs[1])
+        if p.connect is not None:
+            # The proxy's answer to CONNECT comes first; the TLS records follow its header.
+            end = stream.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            stream = stream[end + 4 :]
+        if not stream:
+            return
+        flight = tls_dec.parse_server_flight(stream)
+        if flight.issuer is not None:
+            p.tls_server_issuer = flight.issuer
+        if flight.alert is not None:
+            p.tls_alert = flight.alert
+        if flight.complete or len(p.segs[1]) >= MAX_SEGMENTS:
+            p.done = True
+            self._release(f, p)
 
     def _text(self, p: FlowPayload, stream: bytes) -> None:
         if not stream:

@@ -144,6 +144,70 @@ def client_hello(
     return tls_records(msg, records, version=record_version)
 
 
+def certificate_chain(issuer_cn: str, subject_cn: str = "dsm.corp.example") -> tuple[bytes, bytes]:
+    """DER of a leaf for ``subject_cn`` and of the self-signed CA ``issuer_cn`` that signed it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+
+    def build(subject: str, key: ec.EllipticCurvePrivateKey, serial: int) -> bytes:
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer_cn))
+            .public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(start)
+            .not_valid_after(start + datetime.timedelta(days=365))
+            .sign(ca_key, hashes.SHA256())
+        )
+        return cert.public_bytes(Encoding.DER)
+
+    return build(subject_cn, leaf_key, 2), build(issuer_cn, ca_key, 1)
+
+
+def _u24(n: int) -> bytes:
+    return n.to_bytes(3, "big")
+
+
+def server_hello_handshake(version: int = 0x0303, suite: int = 0xC02F) -> bytes:
+    """A TLS 1.2 ServerHello handshake message (no extensions)."""
+    body = struct.pack(">H", version) + bytes(32) + b"\x00" + struct.pack(">HB", suite, 0)
+    return b"\x02" + _u24(len(body)) + body
+
+
+def certificate_handshake(*ders: bytes) -> bytes:
+    """A TLS 1.0-1.2 Certificate handshake message carrying ``ders``, leaf first."""
+    chain = b"".join(_u24(len(d)) + d for d in ders)
+    body = _u24(len(chain)) + chain
+    return b"\x0b" + _u24(len(body)) + body
+
+
+def server_flight(*ders: bytes) -> bytes:
+    """ServerHello, Certificate and ServerHelloDone in TLS 1.2 handshake records."""
+    messages = server_hello_handshake() + certificate_handshake(*ders) + b"\x0e\x00\x00\x00"
+    out = bytearray()
+    for start in range(0, len(messages), 0x4000):
+        out += tls_records(messages[start : start + 0x4000], version=0x0303)
+    return bytes(out)
+
+
+def tls_alert(level: int, description: int) -> bytes:
+    """One clear TLS alert record."""
+    return tls_records(bytes([level, description]), content_type=0x15, version=0x0303)
+
+
 # --------------------------------------------------------------------------- DNS
 
 DnsName = str | Sequence[bytes]

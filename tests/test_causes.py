@@ -12,7 +12,13 @@ from scapy.layers.inet import ICMP, IP
 from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import Catalog, load_catalog
 from dsaudit.inventory import Inventory, load_inventory
-from tests.factories import client_hello, dns_query, dns_response
+from tests.factories import (
+    client_hello,
+    dns_query,
+    dns_response,
+    server_hello_handshake,
+    tls_records,
+)
 from tests.packets import (
     BASE_TS,
     NS,
@@ -220,7 +226,8 @@ def test_an_alert_sized_answer_then_fin_is_a_tls_failure(
     ]
     row = heartbeat(audit(frames, catalog, inventory))
     assert row["cause"] == "TLS failure"
-    assert "7 bytes, the size of one TLS alert record" in row["cause_evidence"]
+    # The alert itself is read now; the 7-byte size rule stays for when it is not captured.
+    assert "the TLS alert fatal handshake_failure" in row["cause_evidence"]
 
 
 def test_a_client_hello_cut_off_by_the_end_of_the_capture_is_not_a_failure(
@@ -324,3 +331,147 @@ def test_the_problems_sample_shows_every_cause(catalog: Catalog, inventory: Inve
     due = findings[findings["kind"].isin(["blocked_expected_flow", "missing_expected_flow"])]
     assert set(due["cause"]) == set(CAUSES)
     assert due["cause_evidence"].notna().all()
+
+
+def server_frames(at: int, data: bytes, sport: int, ack: int, mss: int = 1460) -> list[Frame]:
+    """``data`` from the manager to the agent's ``sport``, in segments of at most ``mss``."""
+    return [
+        (
+            at + i * MS,
+            tcp_frame(
+                MANAGER, AGENT if sport < 41000 else AGENT_B, 4120, sport, "PA",
+                seq=ISN_S + 1 + off, ack=ack, payload=data[off : off + mss],
+            ),
+        )
+        for i, off in enumerate(range(0, len(data), mss))
+    ]  # fmt: skip
+
+
+AGENT_B = "10.20.1.12"
+
+
+def tls_heartbeat(at: int, sport: int, answer: bytes, mss: int = 1460) -> list[Frame]:
+    """Agent (AGENT below port 41000, else AGENT_B) -> manager:4120: handshake, ClientHello,
+    then ``answer`` from the server in segments of ``mss`` bytes."""
+    client = AGENT if sport < 41000 else AGENT_B
+    hello = client_hello("dsm.corp.example")
+    ack = ISN_C + 1 + len(hello)
+    return [
+        (at, tcp_frame(client, MANAGER, sport, 4120, "S", seq=ISN_C)),
+        (at + MS, tcp_frame(MANAGER, client, 4120, sport, "SA", seq=ISN_S, ack=ISN_C + 1)),
+        (at + 2 * MS, tcp_frame(client, MANAGER, sport, 4120, "A", seq=ISN_C + 1, ack=ISN_S + 1)),
+        (
+            at + 3 * MS,
+            tcp_frame(client, MANAGER, sport, 4120, "PA", ISN_C + 1, ISN_S + 1, payload=hello),
+        ),
+        *server_frames(at + 4 * MS, answer, sport, ack, mss),
+    ]
+
+
+def test_a_server_alert_after_the_client_hello_names_the_alert(
+    catalog: Catalog, inventory: Inventory
+) -> None:
+    from tests.factories import tls_alert
+
+    t = BASE_TS
+    # unknown_ca (48) after the ClientHello; the server then closes. Alert plus close is
+    # more than the 7 bytes the size rule looks for: an alert record follows a ServerHello.
+    answer = tls_records(server_hello_handshake(), version=0x0303) + tls_alert(2, 48)
+    frames = tls_heartbeat(t, 40000, answer)
+    row = heartbeat(audit(frames, catalog, inventory))
+    assert row["tls_alert"] == "fatal unknown_ca"
+    assert (row["outcome"], row["blocked"], row["cause"]) == ("failed", True, "TLS failure")
+    assert "the TLS alert fatal unknown_ca" in row["cause_evidence"]
+    assert row["cause_evidence"].endswith("the connection ended at 22:13:20.004")
+
+
+def test_an_unknown_alert_number_is_shown_as_a_number(
+    catalog: Catalog, inventory: Inventory
+) -> None:
+    from tests.factories import tls_alert
+
+    frames = tls_heartbeat(BASE_TS, 40000, tls_alert(2, 123))
+    row = heartbeat(audit(frames, catalog, inventory))
+    assert row["tls_alert"] == "fatal alert 123"
+    assert row["cause"] == "TLS failure"
+
+
+def test_an_intercepting_proxys_certificate_is_flagged(
+    catalog: Catalog, inventory: Inventory
+) -> None:
+    from tests.factories import certificate_chain, server_flight
+
+    genuine = server_flight(*certificate_chain("DSM Internal CA"))
+    proxy = server_flight(*certificate_chain("Corp TLS Inspection CA"))
+    t = BASE_TS
+    frames = [
+        *tls_heartbeat(t, 40000, genuine),
+        *tls_heartbeat(t + 100 * MS, 40001, genuine),
+        *tls_heartbeat(t + 200 * MS, 41000, proxy),
+    ]
+    result = audit(frames, catalog, inventory)
+    flows = result.flows.set_index("client_port")
+    assert flows.loc[40000, "tls_server_issuer"] == "CN=DSM Internal CA"
+    assert flows.loc[41000, "tls_server_issuer"] == "CN=Corp TLS Inspection CA"
+    found = result.findings[result.findings["kind"] == "tls_interception"]
+    assert list(found["host"]) == [AGENT_B]
+    assert list(found["severity"].astype(str)) == ["medium"]
+    message = str(found["message"].iloc[0])
+    assert "issued by CN=Corp TLS Inspection CA" in message
+    assert "CN=DSM Internal CA (2 flow(s))" in message
+
+
+def test_a_blocked_flow_behind_an_intercepting_proxy_names_both_issuers(
+    catalog: Catalog, inventory: Inventory
+) -> None:
+    from tests.factories import certificate_chain, server_flight
+
+    genuine = server_flight(*certificate_chain("DSM Internal CA"))
+    proxy = server_flight(*certificate_chain("Corp TLS Inspection CA"))
+    from tests.factories import tls_alert
+
+    t = BASE_TS
+    # The proxy presents its own certificate, then gives up on the handshake with an alert.
+    frames = [*tls_heartbeat(t, 40000, genuine), *tls_heartbeat(t + 100 * MS, 40001, genuine)]
+    frames += tls_heartbeat(t + 200 * MS, 41000, proxy + tls_alert(2, 40))
+    result = audit(frames, catalog, inventory)
+    row = result.flows.set_index("client_port").loc[41000]
+    assert row["tls_server_issuer"] == "CN=Corp TLS Inspection CA"
+    assert (row["outcome"], row["blocked"], row["cause"]) == ("failed", True, "TLS failure")
+    assert "the TLS alert fatal handshake_failure" in row["cause_evidence"]
+    assert "CN=DSM Internal CA (2 flow(s))" in row["cause_evidence"]
+    # A blocked flow shows the mismatch as its cause, not a second time as a finding.
+    assert "tls_interception" not in set(result.findings["kind"])
+
+
+def test_a_certificate_split_over_many_segments_is_reassembled(
+    catalog: Catalog, inventory: Inventory
+) -> None:
+    from tests.factories import certificate_chain, server_flight
+
+    leaf, ca = certificate_chain("DSM Internal CA")
+    # 100-byte segments put the Certificate message in many pieces.
+    answer = server_flight(leaf, ca)
+    frames = tls_heartbeat(BASE_TS, 40000, answer, mss=100)
+    assert len(answer) > 500
+    row = heartbeat(audit(frames, catalog, inventory))
+    assert row["tls_server_issuer"] == "CN=DSM Internal CA"
+    assert pd.isna(row["tls_alert"])
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"\x16\x03\x03\x00\x10" + b"\x0b\x00\x00\x0c" + b"\x00\x00\x09\x00\x00\x06garbag",
+        b"\x16\x03\x03\x00\x0a" + b"\x0b\xff\xff\xff" + bytes(6),
+        b"\x15\x03\x03\x00\x05" + bytes(5),  # an encrypted alert: no clear level/description
+        b"\x17\x03\x03\x00\x04abcd",
+        bytes(range(256)) * 4,
+    ],
+)
+def test_garbage_from_the_server_names_nothing_and_does_not_crash(
+    catalog: Catalog, inventory: Inventory, answer: bytes
+) -> None:
+    row = heartbeat(audit(tls_heartbeat(BASE_TS, 40000, answer), catalog, inventory))
+    assert pd.isna(row["tls_alert"])
+    assert pd.isna(row["tls_server_issuer"])

@@ -1,4 +1,4 @@
-"""TLS ClientHello decoder: the server name, ALPN, versions and ECH a client offers.
+"""TLS decoders: the ClientHello a client offers, and the alert or certificate a server answers.
 
 Hand-written rather than dpkt.ssl: dpkt cannot tell "send more" from "not TLS" (both
 are NeedData), does not join a hello split over records, and is slower on this hot path:
@@ -17,12 +17,19 @@ from dsaudit.errors import DecodeError
 __all__ = [
     "ClientHello",
     "MAX_HANDSHAKE_LENGTH",
+    "ServerFlight",
+    "alert_text",
     "looks_like_client_hello",
     "parse_client_hello",
     "parse_client_hello_handshake",
+    "parse_server_flight",
 ]
 
+CONTENT_CHANGE_CIPHER_SPEC = 0x14
+CONTENT_ALERT = 0x15
 CONTENT_HANDSHAKE = 0x16
+CONTENT_APPLICATION_DATA = 0x17
+HANDSHAKE_CERTIFICATE = 0x0B
 HANDSHAKE_CLIENT_HELLO = 0x01
 EXT_SERVER_NAME = 0
 EXT_ALPN = 16
@@ -277,3 +284,128 @@ def _supported_versions(b: bytes, pos: int, end: int) -> tuple[int, ...]:
     if list_len == 0 or list_len & 1 or pos + 1 + list_len != end:
         raise DecodeError(f"bad supported_versions length {list_len}")
     return struct.unpack_from(f">{list_len >> 1}H", b, pos + 1)
+
+
+# Alert descriptions of RFC 5246 section 7.2 and RFC 8446 section 6 (plus the RFC 7507
+# and RFC 8449 additions); an unknown number is shown as "alert N".
+ALERT_NAMES = {
+    0: "close_notify",
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    21: "decryption_failed",
+    22: "record_overflow",
+    30: "decompression_failure",
+    40: "handshake_failure",
+    41: "no_certificate",
+    42: "bad_certificate",
+    43: "unsupported_certificate",
+    44: "certificate_revoked",
+    45: "certificate_expired",
+    46: "certificate_unknown",
+    47: "illegal_parameter",
+    48: "unknown_ca",
+    49: "access_denied",
+    50: "decode_error",
+    51: "decrypt_error",
+    60: "export_restriction",
+    70: "protocol_version",
+    71: "insufficient_security",
+    80: "internal_error",
+    86: "inappropriate_fallback",
+    90: "user_canceled",
+    100: "no_renegotiation",
+    109: "missing_extension",
+    110: "unsupported_extension",
+    111: "certificate_unobtainable",
+    112: "unrecognized_name",
+    113: "bad_certificate_status_response",
+    114: "bad_certificate_hash_value",
+    115: "unknown_psk_identity",
+    116: "certificate_required",
+    120: "no_application_protocol",
+}
+ALERT_LEVELS = {1: "warning", 2: "fatal"}
+# A certificate chain of a few KiB is normal; the first certificate alone past this is hostile.
+MAX_CERTIFICATE = 0x10000
+MAX_ISSUER_TEXT = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFlight:
+    """What the clear-text start of a server's TLS stream says.
+
+    ``alert`` is e.g. ``"fatal handshake_failure"``; ``issuer`` is the RFC 4514 issuer of
+    the first certificate of a Certificate message (escaped text; TLS 1.3 encrypts the
+    certificate, so it is only seen up to TLS 1.2). ``complete`` means later bytes cannot
+    add anything: an alert, encrypted records or bytes that are not TLS.
+    """
+
+    alert: str | None
+    issuer: str | None
+    complete: bool
+
+
+def alert_text(level: int, description: int) -> str:
+    """``"fatal handshake_failure"``-style text for an alert's two bytes."""
+    lvl = ALERT_LEVELS.get(level, f"level {level}")
+    return f"{lvl} {ALERT_NAMES.get(description, f'alert {description}')}"
+
+
+def parse_server_flight(data: bytes) -> ServerFlight:
+    """Read the records at the start of a server's TLS stream (record layer included).
+
+    Stops at the first alert, at the first encrypted record (ChangeCipherSpec, application
+    data, or an alert whose body is not two clear bytes) and at bytes that are not TLS.
+    Never raises: a certificate that does not parse simply has no issuer.
+    """
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    n = len(data)
+    pos = 0
+    hs = bytearray()
+    hs_pos = 0
+    issuer: str | None = None
+    while n - pos >= 5:
+        ctype, version, length = _RECORD.unpack_from(data, pos)
+        if version >> 8 != 3 or length > MAX_RECORD_LENGTH:
+            return ServerFlight(None, issuer, True)
+        if ctype not in (CONTENT_ALERT, CONTENT_HANDSHAKE):
+            return ServerFlight(None, issuer, True)  # encrypted from here on, or not TLS
+        if n - pos - 5 < length:
+            break
+        body = data[pos + 5 : pos + 5 + length]
+        pos += 5 + length
+        if ctype == CONTENT_ALERT:
+            alert = alert_text(body[0], body[1]) if length == 2 else None
+            return ServerFlight(alert, issuer, True)
+        hs += body
+        while len(hs) - hs_pos >= 4:
+            word: int = _HS_HEADER.unpack_from(hs, hs_pos)[0]
+            size = word & 0xFFFFFF
+            if size > MAX_HANDSHAKE_LENGTH:
+                return ServerFlight(None, issuer, True)
+            if len(hs) - hs_pos - 4 < size:
+                break
+            if word >> 24 == HANDSHAKE_CERTIFICATE and issuer is None:
+                issuer = _first_issuer(bytes(hs[hs_pos + 4 : hs_pos + 4 + size]))
+            hs_pos += 4 + size
+    return ServerFlight(None, issuer, False)
+
+
+def _first_issuer(msg: bytes) -> str | None:
+    """The issuer of the first certificate of a TLS 1.0-1.2 Certificate message body."""
+    if len(msg) < 6:
+        return None
+    total = int.from_bytes(msg[0:3], "big")
+    first = int.from_bytes(msg[3:6], "big")
+    if total + 3 > len(msg) or first + 3 > total or first == 0 or first > MAX_CERTIFICATE:
+        return None
+    # Imported here: only flows that show a certificate pay for loading the x509 backend.
+    from cryptography import x509
+
+    try:
+        text = x509.load_der_x509_certificate(msg[6 : 6 + first]).issuer.rfc4514_string()
+    except ValueError:
+        return None
+    raw = text.encode("utf-8", "backslashreplace")[:MAX_ISSUER_TEXT]
+    return escape_text(raw)

@@ -110,6 +110,8 @@ FLOW_COLUMNS = [
     "tls_client_hello",
     "max_segment_c2s",
     "dns_rcode",
+    "tls_alert",
+    "tls_server_issuer",
 ]
 # How each column is held in FlowColumns (and written): "int" int64, "vlan" int64 with -1 for
 # none, "time" int64 nanoseconds since the epoch, "float", "text" object array of str,
@@ -123,7 +125,7 @@ COLUMN_KINDS: dict[str, str] = {
     **dict.fromkeys(("proto", "client_ip", "server_ip", "state", "history", "outcome"), "text"),
     **dict.fromkeys(("initiator_evidence", "name_source"), "text"),
     **dict.fromkeys(("server_name", "sni", "http_host", "connect_target", "socks_target"), "name"),
-    **dict.fromkeys(("dns_rcode", "tunnel_endpoints"), "name"),
+    **dict.fromkeys(("dns_rcode", "tunnel_endpoints", "tls_alert", "tls_server_issuer"), "name"),
     **dict.fromkeys(("dns_queries", "dns_answers", "icmp_errors"), "list"),
     **dict.fromkeys(("tunnel", "vlan_joined", "tls_client_hello"), "bool"),
 }
@@ -352,16 +354,30 @@ def tunnel_endpoints(fs: np.ndarray) -> np.ndarray:
 
 
 def failed_handshakes(
-    established: np.ndarray, hello: np.ndarray, pay_s: np.ndarray, seen: np.ndarray
+    established: np.ndarray,
+    hello: np.ndarray,
+    pay_s: np.ndarray,
+    seen: np.ndarray,
+    alerts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Connected TCP flows whose ClientHello got no ServerHello: the server sent nothing (or
     one alert record) and the connection was closed or reset, or the client had to
-    retransmit. A flow merely cut off by the end of the capture stays established."""
+    retransmit; or the server answered with a fatal alert (``alerts``: the ``tls_alert``
+    column), which ends the handshake wherever the capture stops. A flow merely cut off by
+    the end of the capture stays established."""
     ended = np.zeros(len(seen), dtype=bool)
     for letter in (H_F, H_R):
         ended |= _bit(seen, letter) | _bit(seen, letter + RESP_OFFSET)
     retransmitted = _bit(seen, H_T)
-    return established & hello & (pay_s <= ALERT_RECORD_BYTES) & (ended | retransmitted)
+    failed = established & hello & (pay_s <= ALERT_RECORD_BYTES) & (ended | retransmitted)
+    if alerts is not None and len(alerts):
+        fatal = np.fromiter(
+            (isinstance(a, str) and a.startswith("fatal ") for a in alerts.tolist()),
+            dtype=bool,
+            count=len(alerts),
+        )
+        failed |= established & hello & fatal
+    return failed
 
 
 def flow_columns(
@@ -403,7 +419,10 @@ def flow_columns(
     outcome[rejected_by_icmp & (pkts_s == 0)] = _REJECTED
     hello = names["tls_client_hello"]
     assert not isinstance(hello, Coded)
-    outcome[failed_handshakes(outcome == _ESTABLISHED, hello, col[F_PAY_S], col[F_SEEN])] = _FAILED
+    alerts = names["tls_alert"]
+    assert not isinstance(alerts, Coded)
+    failed = failed_handshakes(outcome == _ESTABLISHED, hello, col[F_PAY_S], col[F_SEEN], alerts)
+    outcome[failed] = _FAILED
     joined = np.zeros(n, dtype=bool) if vlan_joined is None else vlan_joined
     s2c = np.full((n, 2), -1, dtype=np.int64) if s2c_vlans is None else s2c_vlans
     s2c = np.where(joined[:, None], s2c, -1)
@@ -483,7 +502,11 @@ def _names(
     hello = np.zeros(n, dtype=bool)
     max_seg = np.zeros(n, dtype=np.int64)
     rcode = np.full(n, None, dtype=object)
+    alert = np.full(n, None, dtype=object)
+    issuer = np.full(n, None, dtype=object)
     for f, p in namer.flows.items():
+        alert[f] = p.tls_alert
+        issuer[f] = p.tls_server_issuer
         hello[f] = p.hello_seq is not None
         max_seg[f] = p.max_segment_c2s
         if p.dns_rcodes:
@@ -532,6 +555,8 @@ def _names(
         "tls_client_hello": hello,
         "max_segment_c2s": max_seg,
         "dns_rcode": rcode,
+        "tls_alert": alert,
+        "tls_server_issuer": issuer,
     }
     return names, detail, rejected
 

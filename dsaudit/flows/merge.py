@@ -197,7 +197,15 @@ def join_rows(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for r in rows:
         history = join_history(history, str(r["history"]))
     out["history"] = history
-    for col in ("sni", "http_host", "connect_target", "socks_target", "tunnel_endpoints"):
+    for col in (
+        "sni",
+        "http_host",
+        "connect_target",
+        "socks_target",
+        "tunnel_endpoints",
+        "tls_alert",
+        "tls_server_issuer",
+    ):
         out[col] = _first(rows, col)
     out["server_name"], out["name_source"] = _payload_name(rows)
     queries: list[str] = []
@@ -235,8 +243,9 @@ def _restated(frame: pd.DataFrame) -> pd.DataFrame:
     outcome = outcomes(proto, state, out["packets_c2s"].to_numpy(), pkts_s)
     seen = np.array([seen_bits(h) for h in out["history"].astype(str)], dtype=np.int64)
     hello = out["tls_client_hello"].to_numpy(dtype=bool)
+    alerts = out["tls_alert"].to_numpy(dtype=object)  # pd.NA where none: not a str
     failed = failed_handshakes(
-        outcome == "established", hello, out["payload_bytes_s2c"].to_numpy(), seen
+        outcome == "established", hello, out["payload_bytes_s2c"].to_numpy(), seen, alerts
     )
     out["outcome"] = np.where(failed, "failed", outcome)
     return out.astype({"state": FLOW_DTYPES["state"], "outcome": FLOW_DTYPES["outcome"]})

@@ -85,6 +85,10 @@ FLOW_DTYPES: dict[str, Any] = {
     "tls_client_hello": "bool",
     "max_segment_c2s": "int32",
     "dns_rcode": "string",
+    # What the server answered a ClientHello with: an alert ("fatal handshake_failure"), and
+    # the issuer of its certificate (seen in clear only up to TLS 1.2).
+    "tls_alert": "string",
+    "tls_server_issuer": "string",
 }
 assert list(FLOW_DTYPES) == FLOW_COLUMNS
 

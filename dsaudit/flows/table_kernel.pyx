@@ -84,7 +84,8 @@ cpdef enum:
     F_TUN_SRC_LO = 37
     F_TUN_DST_HI = 38
     F_TUN_DST_LO = 39
-    N_FCOLS = 40
+    F_HELLO = 40  # 1 once a ClientHello began: the server's TLS records are worth reading
+    N_FCOLS = 41
 
 cpdef enum:
     EVIDENCE_SYN = 0
@@ -140,6 +141,7 @@ cpdef enum:
     DNS_PACKETS = 512
     QUIC_PACKETS = 4
     MAX_HELLO = 70000
+    TLS_SERVER_PACKETS = 16  # ServerHello, Certificate and alerts fit well within this
 
 cpdef enum:
     TCP_FIN = 0x01
@@ -556,12 +558,14 @@ def process_records(
                         if mode == M_UNDECIDED or mode == M_TEXT:
                             if _is_client_hello(b, p, caplen):
                                 fl[F_MODE] = M_TLS
+                                fl[F_HELLO] = 1
                                 fl[F_NEED] = _hello_need(b, p, caplen) - paylen
                                 emit = True
                             elif mode == M_UNDECIDED:
                                 if b[p] == 0x16:
                                     # A ClientHello whose first segment is too short to size it.
                                     fl[F_MODE] = M_TLS
+                                    fl[F_HELLO] = 1
                                     fl[F_NEED] = MAX_HELLO
                                     emit = True
                                 elif caplen < 6 or _looks_texty(b[p]):
@@ -591,6 +595,10 @@ def process_records(
                                 fl[F_NEED] -= paylen
                         if fl[F_MODE] == M_TLS and fl[F_NEED] <= 0:
                             fl[F_MODE] = M_DONE
+                    elif fl[F_HELLO] != 0:
+                        # The server's answer to a ClientHello: its alerts and, before TLS 1.3,
+                        # its certificate travel in clear at the start of its stream.
+                        emit = fl[F_NPAY_S] < TLS_SERVER_PACKETS
                     elif mode == M_TEXT and fl[F_TEXT] == TEXT_CONNECT:
                         # Only a proxy's answer to CONNECT is worth reading on the server side.
                         emit = fl[F_NPAY_S] < TEXT_SERVER_PACKETS

@@ -320,6 +320,8 @@ def merge_payloads(
         ),
         socks=client.socks or other.socks,
         starttls=client.starttls or other.starttls,
+        tls_alert=client.tls_alert or other.tls_alert,
+        tls_server_issuer=client.tls_server_issuer or other.tls_server_issuer,
         dns_queries=queries,
         dns_answers=(earlier.dns_answers + later.dns_answers)[:MAX_DNS_ANSWERS],
         dns_rcodes=earlier.dns_rcodes + later.dns_rcodes,

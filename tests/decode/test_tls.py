@@ -327,3 +327,42 @@ def test_corpus_counts_match_suricata_ja4() -> None:
     assert int(head[4:6]) == len([s for s in hello.cipher_suites if not _is_grease(s)])
     assert int(head[6:8]) == len([e for e in hello.extension_types if not _is_grease(e)])
     assert head[8:10] == hello.alpn[0][0] + hello.alpn[0][-1]
+
+
+def test_server_flight_reads_the_first_certificates_issuer_from_any_prefix() -> None:
+    from dsaudit.decode.tls import parse_server_flight
+    from tests.factories import certificate_chain, server_flight
+
+    flight = server_flight(*certificate_chain("Issuing CA, Inc."))
+    whole = parse_server_flight(flight)
+    # RFC 4514 escapes the comma with a backslash, which the shared text rule escapes again.
+    assert whole.issuer == "CN=Issuing CA\\x5c, Inc."
+    assert (whole.alert, whole.complete) == (None, False)
+    # Every prefix short of the Certificate message's end knows nothing yet, and says so.
+    cert_end = flight.index(b"\x0e\x00\x00\x00")
+    for cut in range(0, cert_end - 5, 37):
+        part = parse_server_flight(flight[:cut])
+        assert (part.issuer, part.complete) == (None, False)
+
+
+def test_server_flight_alerts_and_encrypted_records() -> None:
+    from dsaudit.decode.tls import parse_server_flight
+    from tests.factories import tls_alert
+
+    assert parse_server_flight(tls_alert(2, 42)).alert == "fatal bad_certificate"
+    assert parse_server_flight(tls_alert(1, 0)).alert == "warning close_notify"
+    assert parse_server_flight(tls_alert(7, 200)).alert == "level 7 alert 200"
+    # TLS 1.3: after the ServerHello comes ChangeCipherSpec, then only ciphertext.
+    ccs = b"\x14\x03\x03\x00\x01\x01" + tls_alert(2, 40)
+    assert parse_server_flight(ccs) == parse_server_flight(b"\x14\x03\x03\x00\x01\x01")
+    assert parse_server_flight(ccs).complete and parse_server_flight(ccs).alert is None
+
+
+def test_server_flight_with_a_broken_certificate_has_no_issuer() -> None:
+    from dsaudit.decode.tls import parse_server_flight
+    from tests.factories import certificate_chain, certificate_handshake, tls_records
+
+    leaf, _ = certificate_chain("Some CA")
+    for der in (leaf[:-40], b"\x30\x03\x02\x01\x01", leaf[:10] + bytes(len(leaf) - 10)):
+        got = parse_server_flight(tls_records(certificate_handshake(der), version=0x0303))
+        assert got.issuer is None

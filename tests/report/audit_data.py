@@ -186,6 +186,7 @@ def _flow(row: tuple[Any, ...]) -> dict[str, Any]:
         "dns_queries": [name] if name else [],
         "dns_answers": [{"name": name, "type": "A", "data": sip, "ttl": 300}] if name else [],
         "icmp_errors": [], "truncated_packets": 0, "tunnel": False, "tunnel_endpoints": None,
+        "tls_alert": None, "tls_server_issuer": None,
         "tls_client_hello": bool(name) and sport != 53, "max_segment_c2s": 517 if name else 0,
         "dns_rcode": None,
         "client_role": ROLE[cip], "server_role": ROLE.get(sip, "internet"),

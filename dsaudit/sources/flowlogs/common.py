@@ -132,6 +132,8 @@ def base_row() -> dict[str, Any]:
         "max_segment_c2s": 0,
         "dns_rcode": None,
         "tunnel_endpoints": None,
+        "tls_alert": None,
+        "tls_server_issuer": None,
     }
 
 

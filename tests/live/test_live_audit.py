@@ -485,6 +485,28 @@ def test_a_tuple_with_both_directions_on_two_vlans_stays_two_flows(catalog: Cata
     assert not archived["vlan_joined"].any()
 
 
+def test_a_lone_half_on_a_vlan_stays_for_its_idle_timeout(catalog: Catalog) -> None:
+    audit, _, _ = _audit(catalog, _two_hosts())
+    t0 = BASE_TS
+    # The client gives up with a RST: closed, so untagged it leaves after the 10 s linger; on
+    # a VLAN it may be half of a connection, and stays until its idle timeout.
+    for vlan, port in ((None, 50400), (REQUEST_VLAN, 50401)):
+        c = (AGENT, MANAGER, port, 4120)
+        feed(
+            audit,
+            [
+                (t0, tcp_frame(*c, "S", seq=100, vlan=vlan)),
+                (t0 + MS, tcp_frame(*c, "R", seq=101, vlan=vlan)),
+            ],
+        )
+    assert audit.expire(t0 + 15 * NS) == 1
+    left = audit.archive.frame()
+    assert left["client_port"].tolist() == [50400]
+    assert audit.builder.table.nflows == 1
+    assert audit.expire(t0 + 301 * NS) == 1
+    assert audit.builder.table.nflows == 0
+
+
 def test_memory_stays_flat_and_the_report_still_counts_every_flow(catalog: Catalog) -> None:
     audit, _, _ = _audit(catalog, heartbeat_keep=20, closed_linger_s=10.0)
     t0 = BASE_TS

@@ -11,6 +11,9 @@ records for the flows not yet judged, classifies them with the audit's own
   name, which can change the verdict, arrives within the first packets);
 - an expected flow that failed is reported blocked at once when it was rejected, and only
   after ``unanswered_s`` when it is merely unanswered (a SYN may be retransmitted).
+- the two one-way halves of a connection split across VLANs (a routed trunk) are joined as
+  the final report joins them (:mod:`dsaudit.flows.vlan_join`) and judged once; a one-way
+  flow on a VLAN waits ``unanswered_s`` for its other half before it is judged alone.
 
 Memory stays flat: every ``window_s`` flows idle past their timeout (TCP closed by FIN or
 RST: ``closed_linger_s``) leave the flow table (:meth:`FlowBuilder.keep_flows`) and are

@@ -11,6 +11,9 @@ records for the flows not yet judged, classifies them with the audit's own
   name, which can change the verdict, arrives within the first packets);
 - an expected flow that failed is reported blocked at once when it was rejected, and only
   after ``unanswered_s`` when it is merely unanswered (a SYN may be retransmitted).
+- the two one-way halves of a connection split across VLANs (a routed trunk) are joined as
+  the final report joins them (:mod:`dsaudit.flows.vlan_join`) and judged once; a one-way
+  flow on a VLAN waits ``unanswered_s`` for its other half before it is judged alone.
 
 Memory stays flat: every ``window_s`` flows idle past their timeout (TCP closed by FIN or
 RST: ``closed_linger_s``) leave the flow table (:meth:`FlowBuilder.keep_flows`) and are
@@ -42,12 +45,17 @@ from dsaudit.flows.records import DIRECTION_COUNTERS, FLOW_COLUMNS, FLOW_DTYPES,
 from dsaudit.flows.table_kernel import (
     F_FIRST_TS,
     F_LAST_TS,
+    F_PKTS_C,
+    F_PKTS_S,
     F_PROTO,
     F_SEEN,
+    F_VLAN0,
+    F_VLAN1,
     H_F,
     H_R,
     RESP_OFFSET,
 )
+from dsaudit.flows.vlan_join import join_pairs, pair_halves
 from dsaudit.inference import infer
 from dsaudit.inventory import Inventory
 from dsaudit.naming import Namer
@@ -183,25 +191,48 @@ class NullSink:
 # ----------------------------------------------------------------------------- eviction
 
 
-def flow_frame(builder: FlowBuilder, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """Flow records for some rows of the live table; returns them and the rows in frame order.
+def flow_frame(
+    builder: FlowBuilder, rows: np.ndarray, timeouts: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Flow records for some rows of the live table, halves split across VLANs joined.
+
+    The halves are paired over the whole table (:func:`pair_halves`, as the final report
+    pairs them), so a row's other half comes along even if it was not asked for. Returns the
+    records, the table row of each (its first half when joined) and the table row of its
+    other half (-1 if none). ``timeouts`` are the table's idle timeouts in ns (tcp, udp,
+    other).
 
     The rows are ordered by first packet (then row) before building, which is the order
-    :func:`build_flow_frame` gives its output, so frame row ``i`` is table row ``rows[i]``.
+    :func:`build_flow_frame` gives its output; a joined flow takes its first half's place and
+    starts with it, so that order holds.
     """
     fs = builder.table.fs
+    n = builder.table.nflows
+    first, second = pair_halves(fs[:n], timeouts)
+    partner = np.full(n, -1, dtype=np.int64)
+    partner[first], partner[second] = second, first
+    other = partner[rows]
+    rows = np.union1d(rows, other[other >= 0])
     rows = rows[np.lexsort((rows, fs[rows, F_FIRST_TS]))]
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[rows] = np.arange(len(rows), dtype=np.int64)
+    inside = pos[first] >= 0  # and so is its other half: rows holds both or neither
     sub = fs[rows]
     view = Namer()
     found = builder.namer.flows
     view.flows = {i: found[f] for i, f in enumerate(rows.tolist()) if f in found}
     view.dns = builder.namer.dns
+    view.decode_failures = builder.namer.decode_failures
     view.icmp_errors = builder.namer.icmp_errors
-    frame = build_flow_frame(sub, view)
+    j = join_pairs(sub, view, pos[first[inside]], pos[second[inside]])
+    frame = build_flow_frame(j.fs, j.namer, j.s2c_vlans, j.joined)
+    keep = np.ones(len(rows), dtype=bool)
+    keep[pos[second[inside]]] = False
+    rows = rows[keep]
     starts = frame["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    if len(frame) != len(rows) or not np.array_equal(starts, sub[:, F_FIRST_TS]):
+    if len(frame) != len(rows) or not np.array_equal(starts, j.fs[:, F_FIRST_TS]):
         raise AssertionError("flow records are no longer in first-packet order")
-    return frame, rows
+    return frame, rows, partner[rows]
 
 
 # ----------------------------------------------------------------------------- archive
@@ -483,8 +514,8 @@ class LiveAudit:
         if self.inventory is not None:
             rows = np.flatnonzero(self.status[:n] < DONE)
             if len(rows):
-                frame, rows = flow_frame(self.builder, rows)
-                self._judge(self._classify(frame), rows, now_ns, force=False)
+                frame, rows, halves = flow_frame(self.builder, rows, self._tmo)
+                self._judge(self._classify(frame), rows, halves, now_ns, force=False)
         for entry in self.hb.newly_missing(now_ns):
             self._emit("heartbeat_missing", entry, now_ns)
 
@@ -492,17 +523,33 @@ class LiveAudit:
         assert self.inventory is not None
         return classify_flows(frame, self.catalog, self.inventory, strict=self.options.strict)
 
-    def _judge(self, df: pd.DataFrame, rows: np.ndarray, now_ns: int, force: bool) -> None:
+    def _judge(
+        self, df: pd.DataFrame, rows: np.ndarray, halves: np.ndarray, now_ns: int, force: bool
+    ) -> None:
+        """Judge records (table rows ``rows``; ``halves``: the other half's row, or -1)."""
         start = df["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         age = now_ns - start
         outcome = df["outcome"].astype(str).to_numpy()
         rejected = outcome == "rejected"
         tcp = (df["proto"] == "tcp").to_numpy(dtype=bool)
         closed = df["state"].isin(list(CLOSED_STATES)).to_numpy(dtype=bool) & tcp
-        settled = rejected | closed | (age >= int(self.options.settle_s * NS)) | force
-        blocked = df["blocked"].to_numpy(dtype=bool)
         sure = rejected | closed | (age >= int(self.options.unanswered_s * NS)) | force
+        settled = rejected | closed | (age >= int(self.options.settle_s * NS)) | force
+        # A one-way flow on a VLAN may be half of a connection whose answers come on another
+        # VLAN (a routed trunk): it waits as an unanswered flow does, so that its other half
+        # can still join it, before it is judged alone.
+        one_way = (df["packets_c2s"].to_numpy() == 0) | (df["packets_s2c"].to_numpy() == 0)
+        tagged = df["vlan"].notna().to_numpy(dtype=bool) | df["inner_vlan"].notna().to_numpy(
+            dtype=bool
+        )
+        alone = one_way & tagged & ~df["vlan_joined"].to_numpy(dtype=bool)
+        settled &= ~alone | (age >= int(self.options.unanswered_s * NS)) | force
+        blocked = df["blocked"].to_numpy(dtype=bool)
+        # A joined flow is as far along as the further of its halves: a half judged alone
+        # before its other half came stays judged, and the other half is not judged again.
         status = self.status[rows]
+        paired = halves >= 0
+        status[paired] = np.maximum(status[paired], self.status[halves[paired]])
         records: list[dict[str, Any]] = df.to_dict("records")  # type: ignore[assignment]
         for i, rec in enumerate(records):
             st = status[i]
@@ -518,6 +565,8 @@ class LiveAudit:
                     self._blocked(rec, now_ns)
                     st = DONE
             self.status[rows[i]] = st
+            if paired[i]:
+                self.status[halves[i]] = st
 
     def _count(self, rec: dict[str, Any], now_ns: int) -> None:
         self.judged += 1
@@ -653,23 +702,37 @@ class LiveAudit:
         fs = self.builder.table.fs[:n]
         proto = fs[:, F_PROTO]
         timeout = self._tmo[np.where(proto == 6, 0, np.where(proto == 17, 1, 2))]
-        idle = now_ns - fs[:, F_LAST_TS]
+        last = fs[:, F_LAST_TS].copy()
         seen = fs[:, F_SEEN]
-        both_fin = ((seen >> H_F) & 1).astype(bool) & ((seen >> (H_F + RESP_OFFSET)) & 1).astype(
-            bool
-        )
+        fin_c = ((seen >> H_F) & 1).astype(bool)
+        fin_s = ((seen >> (H_F + RESP_OFFSET)) & 1).astype(bool)
         reset = ((seen >> H_R) & 1).astype(bool) | ((seen >> (H_R + RESP_OFFSET)) & 1).astype(bool)
+        both_fin = fin_c & fin_s
+        # The halves of a connection split across VLANs leave together, as the connection:
+        # idle since the later of their last packets, closed by a FIN of each half or a RST.
+        first, second = pair_halves(fs, self._tmo)
+        last[first] = last[second] = np.maximum(last[first], last[second])
+        fin_any = fin_c | fin_s
+        both_fin[first] = both_fin[second] = fin_any[first] & fin_any[second]
+        reset[first] = reset[second] = reset[first] | reset[second]
+        idle = now_ns - last
         closed = (proto == 6) & (both_fin | reset)
         gone = (idle >= timeout) | (closed & (idle >= int(self.options.closed_linger_s * NS)))
+        # A one-way flow on a VLAN without its other half stays for its whole idle timeout,
+        # however it ended: an answer on another VLAN joins it until then.
+        alone = (fs[:, F_PKTS_C] > 0) != (fs[:, F_PKTS_S] > 0)
+        alone &= (fs[:, F_VLAN0] >= 0) | (fs[:, F_VLAN1] >= 0)
+        alone[first] = alone[second] = False
+        gone[alone] = idle[alone] >= timeout[alone]
         rows = np.flatnonzero(gone)
         if not len(rows):
             return 0
         if self.inventory is None:
             self._infer()
-        frame, rows = flow_frame(self.builder, rows)
+        frame, rows, halves = flow_frame(self.builder, rows, self._tmo)
         if self.inventory is not None:
             classified = self._classify(frame)
-            self._judge(classified, rows, now_ns, force=True)
+            self._judge(classified, rows, halves, now_ns, force=True)
         else:
             classified = frame.copy()
             classified["_rules"] = pd.Series([()] * len(frame), index=frame.index, dtype=object)

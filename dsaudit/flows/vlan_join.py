@@ -155,8 +155,12 @@ def _group_hash(fs: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return h.view(np.int64)
 
 
-def _pairs(fs: np.ndarray, timeouts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the halves to join: (earlier, later), each row in at most one pair."""
+def pair_halves(fs: np.ndarray, timeouts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the halves to join: (earlier, later), each row in at most one pair.
+
+    ``timeouts`` are the idle timeouts in ns (tcp, udp, other) of the table. The earlier
+    half's first packet comes no later than the later half's.
+    """
     pc, ps = fs[:, F_PKTS_C], fs[:, F_PKTS_S]
     cand = np.flatnonzero((pc > 0) != (ps > 0))
     empty = np.zeros(0, dtype=np.int64)
@@ -195,8 +199,13 @@ def join_vlan_halves(fs: np.ndarray, namer: Namer, timeouts: np.ndarray) -> Vlan
     ``fs`` (flow store rows) and ``namer`` are left as they are: a live session goes on
     filling them. ``timeouts`` are the idle timeouts in ns (tcp, udp, other) of the table.
     """
+    return join_pairs(fs, namer, *pair_halves(fs, timeouts))
+
+
+def join_pairs(fs: np.ndarray, namer: Namer, first: np.ndarray, second: np.ndarray) -> VlanJoin:
+    """Join the halves ``first[i]`` and ``second[i]`` (rows of ``fs``, from
+    :func:`pair_halves`); each joined flow takes the place of its first half."""
     n = fs.shape[0]
-    first, second = _pairs(fs, timeouts)
     if not len(first):
         vlans = np.ascontiguousarray(fs[:, [F_VLAN0, F_VLAN1]])
         return VlanJoin(fs, namer, vlans, np.zeros(n, dtype=bool))

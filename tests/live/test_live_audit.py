@@ -29,7 +29,7 @@ from tests.live.loopback import (
     SILENT_AGENT,
     inventory_text,
 )
-from tests.packets import BASE_TS, LINK_ETHERNET, tcp_frame, udp_frame
+from tests.packets import BASE_TS, LINK_ETHERNET, TcpConversation, tcp_frame, udp_frame
 
 NS = 1_000_000_000
 MS = 1_000_000
@@ -350,6 +350,161 @@ def test_judging_follows_the_builders_own_eviction(catalog: Catalog) -> None:
     # The judged flows that stayed were not judged again; the new ones were judged once.
     assert audit.judged == 5 + 6
     assert audit.verdicts["unexplained"] == 4 + 6
+
+
+# ----------------------------------------------------------------------------- routed trunks
+REQUEST_VLAN, ANSWER_VLAN = 10, 20
+
+
+def routed_heartbeat(t: int, cport: int, answer_after_ns: int = MS) -> list[Frame]:
+    """A heartbeat on a routed trunk: the agent's packets on one VLAN, the manager's on
+    another; the SYN-ACK comes ``answer_after_ns`` after the SYN."""
+    conv = TcpConversation(AGENT, MANAGER, cport, 4120, start_ns=t)
+
+    def send(c2s: bool, flags: str, payload: bytes = b"") -> None:
+        conv.vlan = REQUEST_VLAN if c2s else ANSWER_VLAN
+        conv.send(c2s, flags, payload)
+
+    send(True, "S")
+    conv.clock += answer_after_ns - conv.step_ns
+    send(False, "SA")
+    send(True, "A")
+    send(True, "PA", client_hello("dsm.corp.example"))
+    send(False, "PA", b"\x16\x03\x03" + bytes(60))
+    send(True, "FA")
+    send(False, "FA")
+    send(True, "A")
+    return conv.frames
+
+
+def _two_hosts() -> Inventory:
+    text = f"""deployment:
+  version: "11.0"
+  communication: agent-initiated
+  database: postgresql
+  heartbeat_interval: 10m
+hosts:
+  manager: [{MANAGER}]
+  agent: [{AGENT}]
+"""
+    return load_inventory("routed.inventory.yaml", text)
+
+
+def test_a_heartbeat_split_across_vlans_is_judged_once_as_the_connection(
+    catalog: Catalog,
+) -> None:
+    audit, _, sink = _audit(catalog, _two_hosts())
+    t0 = BASE_TS
+    feed(audit, routed_heartbeat(t0, 50100))
+    assert audit.builder.table.nflows == 2  # per-VLAN keying: two halves in the table
+    audit.evaluate(t0 + NS // 2)
+    audit.evaluate(t0 + 3 * NS)
+    audit.evaluate(t0 + 6 * NS)
+    assert sink.kinds() == []
+    # One connection, one verdict, and the heartbeat counts as seen.
+    assert audit.judged == 1 and audit.verdicts == Counter(explained=1)
+    assert audit.hb.last[AGENT] == t0
+    snap = audit.snapshot(t0 + 6 * NS)
+    assert [(r.client_role, r.server_role, r.port, dict(r.counts)) for r in snap.roles] == [
+        ("agent", "manager", 4120, {"explained": 1})
+    ]
+
+    # Closed by a FIN in each half: both leave the table together, as one archived flow.
+    assert audit.expire(t0 + 20 * NS) == 1
+    assert audit.builder.table.nflows == 0
+    archived = audit.archive.frame()
+    assert len(archived) == 1 and audit.archive.flows == 1
+    row = archived.iloc[0]
+    assert (row["client_ip"], row["server_ip"], row["server_port"]) == (AGENT, MANAGER, 4120)
+    assert (row["vlan"], row["vlan_s2c"], bool(row["vlan_joined"])) == (10, 20, True)
+    assert (row["outcome"], row["state"]) == ("established", "SF")
+    assert (row["packets_c2s"], row["packets_s2c"]) == (5, 3)
+
+    # A second heartbeat still in the table when the session ends: joined by the report too.
+    feed(audit, routed_heartbeat(t0 + 30 * NS, 50101))
+    audit.evaluate(t0 + 40 * NS)
+    assert sink.kinds() == []
+    assert audit.hb.last[AGENT] == t0 + 30 * NS
+    audit.stopped_ns = t0 + 41 * NS
+    read = audit._all_flows()
+    assert len(read.flows) == 2 and read.flows["vlan_joined"].all()
+    result = audit._audit(read, "test")
+    above_info = result.findings[result.findings["severity"] != "info"]
+    assert above_info.empty, above_info[["kind", "severity"]].to_dict("records")
+    assert result.summary["flow_counts"]["blocked_expected"] == 0
+    assert result.exit_code() == 0
+
+
+def test_an_answer_on_another_vlan_within_the_grace_still_joins(catalog: Catalog) -> None:
+    audit, _, sink = _audit(catalog, _two_hosts())
+    t0 = BASE_TS
+    # The SYN-ACK on the other VLAN comes 3 s late (past the 2 s settle time); another SYN on
+    # the request VLAN is never answered at all.
+    frames = routed_heartbeat(t0, 50200, answer_after_ns=3 * NS)
+    lone = (t0 + MS, tcp_frame(AGENT, MANAGER, 50201, 4120, "S", seq=7, vlan=REQUEST_VLAN))
+    feed(audit, [f for f in frames if f[0] < t0 + 3 * NS] + [lone])
+    audit.evaluate(t0 + 2500 * MS)
+    # One-way flows on a VLAN wait for their other half: neither is judged yet.
+    assert audit.judged == 0 and sink.kinds() == []
+    feed(audit, [f for f in frames if f[0] >= t0 + 3 * NS])
+    audit.evaluate(t0 + 4 * NS)
+    assert audit.judged == 1 and sink.kinds() == []
+    audit.evaluate(t0 + 6 * NS + MS)
+    # The joined heartbeat is fine; the SYN nobody answered is still blocked, once.
+    assert sink.kinds() == ["flow_blocked"]
+    blocked = sink.events[0].data
+    assert (blocked["client_port"], blocked["server_port"], blocked["outcome"]) == (
+        50201,
+        4120,
+        "unanswered",
+    )
+    assert audit.verdicts == Counter(explained=2, blocked=1)
+    assert audit.hb.last[AGENT] == t0
+    audit.evaluate(t0 + 8 * NS)
+    assert sink.kinds() == ["flow_blocked"]
+
+
+def test_a_tuple_with_both_directions_on_two_vlans_stays_two_flows(catalog: Catalog) -> None:
+    audit, _, sink = _audit(catalog, _two_hosts())
+    t0 = BASE_TS
+    frames: list[Frame] = []
+    for vlan, start in ((REQUEST_VLAN, t0), (ANSWER_VLAN, t0 + 500 * MS)):
+        conv = TcpConversation(AGENT, MANAGER, 50300, 4120, start_ns=start, vlan=vlan)
+        conv.handshake()
+        conv.send(True, "PA", b"ping")
+        conv.send(False, "PA", b"pong")
+        frames += conv.frames  # left open: neither is closed
+    feed(audit, sorted(frames, key=lambda f: f[0]))
+    audit.evaluate(t0 + 6 * NS)
+    assert sink.kinds() == []
+    assert audit.judged == 2 and audit.verdicts == Counter(explained=2)
+    assert audit.expire(t0 + 400 * NS) == 2  # idle past the TCP timeout
+    archived = audit.archive.frame()
+    assert audit.archive.flows == 2
+    assert sorted(archived["vlan"].tolist()) == [10, 20]
+    assert not archived["vlan_joined"].any()
+
+
+def test_a_lone_half_on_a_vlan_stays_for_its_idle_timeout(catalog: Catalog) -> None:
+    audit, _, _ = _audit(catalog, _two_hosts())
+    t0 = BASE_TS
+    # The client gives up with a RST: closed, so untagged it leaves after the 10 s linger; on
+    # a VLAN it may be half of a connection, and stays until its idle timeout.
+    for vlan, port in ((None, 50400), (REQUEST_VLAN, 50401)):
+        c = (AGENT, MANAGER, port, 4120)
+        feed(
+            audit,
+            [
+                (t0, tcp_frame(*c, "S", seq=100, vlan=vlan)),
+                (t0 + MS, tcp_frame(*c, "R", seq=101, vlan=vlan)),
+            ],
+        )
+    assert audit.expire(t0 + 15 * NS) == 1
+    left = audit.archive.frame()
+    assert left["client_port"].tolist() == [50400]
+    assert audit.builder.table.nflows == 1
+    assert audit.expire(t0 + 301 * NS) == 1
+    assert audit.builder.table.nflows == 0
 
 
 def test_memory_stays_flat_and_the_report_still_counts_every_flow(catalog: Catalog) -> None:

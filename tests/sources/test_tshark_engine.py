@@ -4,7 +4,7 @@ Both engines share the flow table and naming, so on every capture the fast engin
 they must agree on the flows (keys, packets, bytes, history), the names and the capture
 counters. Every difference that remains is listed in EXPECTED_DIFFERENCES with its cause.
 be-pptp-gre agrees too: its one GRE packet carries PPP LCP, no IP, so both engines see
-only the GRE flow; encapsulated IP that only tshark decodes is built below instead.
+only the GRE flow; MPLS, PPPoE, GRE and GTP-U (which only tshark opens) are built below.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def _tls_conversation(wrap: Callable[[Any], Any], sport: int, sni: str) -> list[
     ]
 
 
-def test_encapsulations_only_tshark_decodes(tmp_path: Path) -> None:
+def test_tshark_engine_opens_mpls_pppoe_gre_and_gtp(tmp_path: Path) -> None:
     from scapy.contrib.gtp import GTP_U_Header
     from scapy.contrib.mpls import MPLS
     from scapy.layers.inet import IP, UDP

@@ -292,11 +292,18 @@ def test_a_capture_without_deep_security_traffic_is_inconclusive(tmp_path: Path)
     summary = json.loads(proc.stdout)["summary"]
     assert any("no Deep Security traffic" in why for why in summary["inconclusive"])
     # The periodic report gives the same verdict and exit code.
+    store = tmp_path / "h.sqlite"
     report = dsaudit_process(
-        "report", str(capture), "--inventory", str(inv), "--no-history", "--fail-on", "critical"
-    )
+        "report", str(capture), "--inventory", str(inv), "--history", str(store),
+        "--fail-on", "critical",
+    )  # fmt: skip
     assert report.returncode == 3, report.stderr
     assert "INCONCLUSIVE" in report.stdout
+    # The history says so too, not "not compliant".
+    listed = dsaudit_process("history", "list", "--history", str(store), "--format", "json")
+    assert [r["verdict"] for r in json.loads(listed.stdout)] == ["inconclusive"]
+    table = dsaudit_process("history", "list", "--history", str(store))
+    assert "inconclusive" in table.stdout
 
 
 def test_findings_win_over_an_inconclusive_capture(tmp_path: Path) -> None:

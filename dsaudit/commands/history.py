@@ -87,6 +87,10 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): json_value(v) for k, v in r.items()} for r in frame.to_dict("records")]
 
 
+# What a stored run's exit code says (the report's verdict; 3 is INCONCLUSIVE: nothing to judge).
+VERDICTS = {0: "compliant", 1: "not compliant", 3: "inconclusive"}
+
+
 def _run_dict(run: Any) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -97,6 +101,7 @@ def _run_dict(run: Any) -> dict[str, Any]:
         "source": run.source,
         "files": len(run.captures),
         "compliant": run.compliant,
+        "verdict": VERDICTS.get(run.exit_code, f"exit {run.exit_code}"),
         "exit_code": run.exit_code,
         "finding_counts": run.severities(),
     }
@@ -130,12 +135,21 @@ def list_runs(history_path: str | None, fmt: str, inventory_path: str | None, li
             r["source"],
             r["files"],
             " ".join(f"{n}{s[0].upper()}" for s, n in r["finding_counts"].items() if n) or "-",
-            "yes" if r["compliant"] else "no",
+            r["verdict"],
             for_terminal(r["inventory"]),
         ]
         for r in runs
     ]
-    heads = ["run", "period start", "period end", "source", "files", "findings", "ok", "inventory"]
+    heads = [
+        "run",
+        "period start",
+        "period end",
+        "source",
+        "files",
+        "findings",
+        "verdict",
+        "inventory",
+    ]
     text = [[str(c) for c in r] for r in rows]
     click.echo(render_table(heads, text, output_width(), right=[0, 4]) if rows else "no runs")
 

@@ -41,7 +41,7 @@ def test_runs_are_stored_and_compared(rotated: dict[str, Path], tmp_path: Path) 
     store = tmp_path / "h.sqlite"
     inv = "problems.inventory.yaml"
     # Week one: the healthy capture (agent 10.20.1.14 is not in it yet).
-    code, _ = _report(rotated["healthy"], inv, store, "-o", str(tmp_path / "r1.json"))
+    first_code, _ = _report(rotated["healthy"], inv, store, "-o", str(tmp_path / "r1.json"))
     first = json.loads((tmp_path / "r1.json").read_text())
     assert first["trends"]["previous_run"] is None
     # Week two: the capture with the planted problems.
@@ -61,7 +61,11 @@ def test_runs_are_stored_and_compared(rotated: dict[str, Path], tmp_path: Path) 
     # The history commands read the same store.
     runner = CliRunner()
     listed = runner.invoke(cli, ["history", "list", "--history", str(store), "--format", "json"])
-    assert [r["id"] for r in json.loads(listed.output)] == [2, 1]
+    verdicts = {0: "compliant", 1: "not compliant", 3: "inconclusive"}
+    assert [(r["id"], r["verdict"]) for r in json.loads(listed.output)] == [
+        (2, "not compliant"),
+        (1, verdicts[first_code]),
+    ]
     diff = runner.invoke(cli, ["history", "diff", "1", "latest", "--history", str(store)])
     assert diff.exit_code == 0 and "New findings" in diff.output and "10.20.1.12" in diff.output
     back = runner.invoke(

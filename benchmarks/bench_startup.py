@@ -10,35 +10,16 @@ issue sets (first run at most 1.5 times a warm one) and the audit's median.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
 from harness import ensure_workload, mb, run_measured, warm_page_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def install(dest: Path) -> Path:
-    """A venv in ``dest`` with this tree installed the way a user installs it."""
-    subprocess.run([sys.executable, "-m", "venv", str(dest)], check=True)
-    # Dependencies from the running environment (perhaps itself a venv), not its dsaudit.
-    (site,) = dest.glob("lib/python*/site-packages")
-    paths = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
-    (site / "running-env.pth").write_text("".join(f"{p}\n" for p in paths))
-    src = dest / "src"
-    shutil.copytree(
-        ROOT,
-        src,
-        ignore=shutil.ignore_patterns(".git", "*.so", "build", "*.egg-info", ".venv", "bench-out"),
-    )
-    pip = [str(dest / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps"]
-    subprocess.run([*pip, "--no-build-isolation", "--no-index", str(src)], check=True)
-    return dest / "bin" / "dsaudit"
+sys.path.insert(0, str(ROOT / "scripts"))
+import fresh_install  # noqa: E402 - scripts/ is not a package; its path is added just above
 
 
 def main() -> int:
@@ -51,7 +32,7 @@ def main() -> int:
     pcap = args.pcap or ensure_workload(args.packets, args.cache_dir)
     warm_page_cache(pcap)
     with tempfile.TemporaryDirectory(prefix="dsaudit-install-") as tmp:
-        exe = install(Path(tmp) / "venv")
+        exe = fresh_install.install(Path(tmp) / "venv") / "bin" / "dsaudit"
         flows = [str(exe), "flows", str(pcap), "--format", "jsonl", "--output", "/dev/null"]
         first = run_measured(flows)
         warm = [run_measured(flows) for _ in range(args.repeat)]

@@ -3,54 +3,32 @@ or cached at run time."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _fresh_install() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "fresh_install", ROOT / "scripts" / "fresh_install.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtual environment with dsaudit built and installed from this tree (offline)."""
-    base = tmp_path_factory.mktemp("install")
-    env_dir = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
-    # The new environment sees the running one's packages (numpy, pandas, Cython...), which
-    # may themselves live in a virtual environment, but not its editable dsaudit: a path
-    # line in a .pth adds the folder without running the .pth files inside it.
-    (site,) = env_dir.glob("lib/python*/site-packages")
-    paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
-    (site / "running-env.pth").write_text("".join(f"{p}\n" for p in paths))
-    build = base / "src"
-    # A copy, so that the build writes nothing into the work tree.
-    shutil.copytree(
-        ROOT,
-        build,
-        ignore=shutil.ignore_patterns(".git", "*.so", "build", "*.egg-info", ".venv", "tests"),
-    )
-    proc = subprocess.run(
-        [
-            str(env_dir / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            str(build),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    env_dir: Path = _fresh_install().install(tmp_path_factory.mktemp("install") / "venv")
     return env_dir
 
 

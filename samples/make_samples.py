@@ -540,7 +540,7 @@ def write_all(out: Path) -> list[tuple[Path, int]]:
     written.append((out / "healthy.pcap", site.cap.write_pcap(out / "healthy.pcap")))
     agents = [RELAY, *AGENTS]
     text = inventory(
-        "Inventory of healthy.pcap: on-premises DS 11.0, updates via the relay.",
+        "Inventory of healthy.pcap: on-premises DS 11.0, updates from the relay.",
         agents,
         "relay",
         False,
@@ -551,7 +551,8 @@ def write_all(out: Path) -> list[tuple[Path, int]]:
     site = problems(seed=20260303, duration=1800.0)
     written.append((out / "problems.pcap", site.cap.write_pcap(out / "problems.pcap")))
     text = inventory(
-        "Inventory of problems.pcap: as healthy, plus agent 10.20.1.14 and updates via the proxy.",
+        "Inventory of problems.pcap: as healthy, plus agent 10.20.1.14 and direct updates "
+        "from Trend Micro through the proxy.",
         [*agents, SILENT_AGENT],
         "direct",
         True,

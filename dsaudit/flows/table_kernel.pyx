@@ -84,8 +84,10 @@ cpdef enum:
     F_TUN_SRC_LO = 37
     F_TUN_DST_HI = 38
     F_TUN_DST_LO = 39
-    F_HELLO = 40  # 1 once a ClientHello began: the server's TLS records are worth reading
-    N_FCOLS = 41
+    F_HELLO = 40  # 1 once a ClientHello began: the server's TLS records are worth reading;
+    # 2 once they can tell nothing more (encrypted records or an alert followed)
+    F_SREC = 41  # where the server's next TLS record header starts, seq + 1 (-1: not followed)
+    N_FCOLS = 42
 
 cpdef enum:
     EVIDENCE_SYN = 0
@@ -142,6 +144,13 @@ cpdef enum:
     QUIC_PACKETS = 4
     MAX_HELLO = 70000
     TLS_SERVER_PACKETS = 16  # ServerHello, Certificate and alerts fit well within this
+    MAX_TLS_RECORD = 0x4000 + 2048  # a longer record is not TLS (RFC 8446 5.2)
+
+# What the server's records say about its clear-text flight.
+cpdef enum:
+    FLIGHT_GOING = 0
+    FLIGHT_OVER = 1  # encrypted records or a whole alert: later packets cannot add anything
+    FLIGHT_UNKNOWN = 2  # out of order, cut or not TLS: stop following, keep handing over
 
 cpdef enum:
     TCP_FIN = 0x01
@@ -226,6 +235,51 @@ cdef int64_t _hello_need(const uint8_t *buf, Py_ssize_t p, int64_t n) noexcept n
     if need > MAX_HELLO:
         need = MAX_HELLO
     return need
+
+
+cdef int _server_flight(
+    int64_t *fl, const uint8_t *buf, Py_ssize_t p, int64_t seq, int64_t caplen, int64_t paylen,
+    int64_t prev_end,
+) noexcept nogil:
+    """Follow the server's TLS record headers through one in-order segment.
+
+    The naming stage reads the server's answer to a ClientHello until an alert or the first
+    encrypted record; following the headers here stops the hand-over right there instead of
+    after TLS_SERVER_PACKETS packets. Anything this walk cannot vouch for (a gap, a cut
+    segment, a header split across segments, bytes that are not TLS) keeps the old
+    behaviour: every packet up to the limit is handed over and the naming stage decides.
+    """
+    cdef int64_t nxt = fl[F_SREC]
+    cdef int64_t pos, ctype, version, length
+    if nxt < 0:
+        return FLIGHT_UNKNOWN
+    if caplen != paylen:
+        return FLIGHT_UNKNOWN
+    if nxt == 0:
+        pos = 0  # the first segment of the answer starts with a record
+    else:
+        if prev_end == 0 or ((prev_end - 1) & _U32) != seq:
+            return FLIGHT_UNKNOWN  # not the next bytes of the stream
+        pos = ((nxt - 1) - seq) & _U32
+        if pos >= _HALF:
+            return FLIGHT_UNKNOWN
+    while pos < caplen:
+        if pos + 5 > caplen:
+            return FLIGHT_UNKNOWN  # a header split across segments
+        ctype = buf[p + pos]
+        version = buf[p + pos + 1]
+        length = (<int64_t>buf[p + pos + 3] << 8) | <int64_t>buf[p + pos + 4]
+        if version != 3 or length > MAX_TLS_RECORD:
+            return FLIGHT_UNKNOWN
+        if ctype == 0x15:
+            if pos + 5 + length <= caplen:
+                return FLIGHT_OVER
+            return FLIGHT_UNKNOWN
+        if ctype != 0x16:
+            return FLIGHT_OVER  # ChangeCipherSpec or application data: encrypted from here
+        pos += 5 + length
+    fl[F_SREC] = ((seq + pos) & _U32) + 1
+    return FLIGHT_GOING
 
 
 cdef int64_t _text_kind(const uint8_t *buf, Py_ssize_t p, int64_t n) noexcept nogil:
@@ -320,6 +374,7 @@ def process_records(
     cdef uint64_t slot
     cdef bint icmp_err, src_is_a, syn_only, new, src_is_orig, client_is_src, s_srv, d_srv
     cdef bint retrans, emit
+    cdef int flight
     cdef const int64_t *row
     cdef int64_t *fl
     cdef int64_t key[N_FCOLS]
@@ -527,6 +582,7 @@ def process_records(
                             fl[F_ISN_C] = seq
                             fl[F_SYN_TS] = ts
                 retrans = False
+                prev = 0
                 if paylen > 0:
                     # Sequence ends are stored plus one so that zero means "none seen yet".
                     seg_end = ((seq + paylen) & _U32) + 1
@@ -595,10 +651,17 @@ def process_records(
                                 fl[F_NEED] -= paylen
                         if fl[F_MODE] == M_TLS and fl[F_NEED] <= 0:
                             fl[F_MODE] = M_DONE
-                    elif fl[F_HELLO] != 0:
+                    elif fl[F_HELLO] == 1:
                         # The server's answer to a ClientHello: its alerts and, before TLS 1.3,
                         # its certificate travel in clear at the start of its stream.
                         emit = fl[F_NPAY_S] < TLS_SERVER_PACKETS
+                        if emit and fl[F_TEXT] != TEXT_CONNECT:
+                            # (Behind a CONNECT the proxy's HTTP answer comes first.)
+                            flight = _server_flight(fl, b, p, seq, caplen, paylen, prev)
+                            if flight == FLIGHT_OVER:
+                                fl[F_HELLO] = 2
+                            elif flight == FLIGHT_UNKNOWN:
+                                fl[F_SREC] = -1
                     elif mode == M_TEXT and fl[F_TEXT] == TEXT_CONNECT:
                         # Only a proxy's answer to CONNECT is worth reading on the server side.
                         emit = fl[F_NPAY_S] < TEXT_SERVER_PACKETS

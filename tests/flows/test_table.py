@@ -490,3 +490,84 @@ def test_max_flows_evicts_the_least_recent_flows_above_the_limit() -> None:
     assert df["client_port"].min() == 20000 + total - len(df)  # the newest ones stay
     top = result.stats.evicted_top
     assert [(t["server"], t["port"], t["flows"]) for t in top] == [(S, 5000, total - len(df))]
+
+
+# ----------------------------------------------------------- the server's answer to a hello
+
+
+def _server_events(frames: list[Frame]) -> int:
+    """Payload events the flow table raises for the server side of the one flow."""
+    rec, k = decode_batch(batch_of(frames))
+    events = FlowTable().feed(rec, k, batch_of(frames).buf)
+    return int((events[:, 1] == 1).sum())
+
+
+def _tls_answered(answer: list[bytes], order: list[int] | None = None) -> list[Frame]:
+    from tests.factories import client_hello
+
+    c = conv(sport=4120)
+    c.handshake()
+    c.send(True, "PA", client_hello("dsm.corp.example"))
+    at = c.sseq
+    starts = []
+    for seg in answer:
+        starts.append(at)
+        at = (at + len(seg)) & 0xFFFFFFFF
+    for i in order if order is not None else range(len(answer)):
+        c.send(False, "PA", answer[i], seq=starts[i])
+    return c.frames
+
+
+def _flight_then_encrypted() -> tuple[list[bytes], int]:
+    """A TLS 1.2 server flight, ChangeCipherSpec and 20 records of application data in
+    200-byte segments; returns the segments and how many of them naming needs: up to the one
+    holding the ChangeCipherSpec header."""
+    from tests.factories import certificate_chain, server_flight, tls_records
+
+    flight = server_flight(*certificate_chain("DSM Internal CA"))
+    rest = tls_records(b"\x01", content_type=0x14, version=0x0303) + b"".join(
+        tls_records(bytes(300), content_type=0x17, version=0x0303) for _ in range(20)
+    )
+    stream = flight + rest
+    assert len(flight) % 200 <= 195  # the header sits whole in one segment
+    return [stream[i : i + 200] for i in range(0, len(stream), 200)], len(flight) // 200 + 1
+
+
+def test_the_server_answer_is_handed_over_only_until_it_turns_encrypted() -> None:
+    segs, needed = _flight_then_encrypted()
+    assert len(segs) > 16 > needed
+    assert _server_events(_tls_answered(segs)) == needed
+
+
+def test_a_server_alert_ends_the_hand_over() -> None:
+    from tests.factories import server_hello_handshake, tls_alert, tls_records
+
+    hello = tls_records(server_hello_handshake(), version=0x0303)
+    segs = [hello, tls_alert(2, 48), b"\x17\x03\x03\x00\x04abcd", b"\x17\x03\x03\x00\x04efgh"]
+    assert _server_events(_tls_answered(segs)) == 2
+
+
+def test_an_out_of_order_answer_is_handed_over_up_to_the_limit() -> None:
+    # The walk cannot vouch for reordered bytes: naming gets every packet, as before.
+    segs, _ = _flight_then_encrypted()
+    order = [1, 0, *range(2, len(segs))]
+    assert _server_events(_tls_answered(segs, order)) == 16
+
+
+def test_an_answer_that_is_not_tls_is_handed_over_up_to_the_limit() -> None:
+    segs = [b"HTTP/1.1 200 OK\r\n\r\n", *(bytes([0x17, 3, 3, 0, 4]) + b"abcd" for _ in range(20))]
+    assert _server_events(_tls_answered(segs)) == 16
+
+
+def test_the_issuer_behind_the_cut_is_still_read() -> None:
+    from tests.factories import client_hello
+
+    segs, _ = _flight_then_encrypted()
+    c = conv(sport=4120)
+    c.handshake()
+    c.send(True, "PA", client_hello("dsm.corp.example"))
+    for seg in segs:
+        c.send(False, "PA", seg)
+    row = only(flows_of(c.frames).flows)
+    assert row["sni"] == "dsm.corp.example"
+    assert row["tls_server_issuer"] == "CN=DSM Internal CA"

@@ -20,15 +20,15 @@ from dsaudit.decode import quic as quic_dec
 from dsaudit.decode import socks as socks_dec
 from dsaudit.decode import tls as tls_dec
 from dsaudit.decode.packet_kernel import (
-    C_ACK,
-    C_DPORT,
     C_DST_HI,
     C_DST_LO,
+    C_ICMP_CODE,
+    C_ICMP_REST,
+    C_ICMP_TYPE,
     C_L3,
     C_PAY_LEN,
     C_PAY_OFF,
     C_SEQ,
-    C_SPORT,
     C_SRC_HI,
     C_SRC_LO,
     C_TS,
@@ -512,8 +512,8 @@ class Namer:
     def _icmp_error(self, rec: np.ndarray, r: int, buf: np.ndarray) -> None:
         off = int(rec[r, C_PAY_OFF])
         quoted = buf[off : off + int(rec[r, C_PAY_LEN])].tobytes()
-        itype = int(rec[r, C_SPORT])
-        code = int(rec[r, C_DPORT])
+        itype = int(rec[r, C_ICMP_TYPE])
+        code = int(rec[r, C_ICMP_CODE])
         v4 = int(rec[r, C_L3]) == L3_IPV4
         key = _quoted_key(quoted, v4)
         if key is None:
@@ -526,9 +526,9 @@ class Namer:
             "family": 4 if v4 else 6,
         }
         if v4 and itype == 3 and code == 4:
-            info["mtu"] = int(rec[r, C_ACK]) & 0xFFFF
+            info["mtu"] = int(rec[r, C_ICMP_REST]) & 0xFFFF
         elif not v4 and itype == 2:
-            info["mtu"] = (int(rec[r, C_SEQ]) << 16) | int(rec[r, C_ACK])
+            info["mtu"] = int(rec[r, C_ICMP_REST])
         vlan = (int(rec[r, C_VLAN0]), int(rec[r, C_VLAN1]))
         self.icmp_errors.append((int(rec[r, C_TS]), vlan + key, info))
 

@@ -14,8 +14,8 @@ cpdef enum:
     C_DST_HI = 9
     C_DST_LO = 10
     C_PROTO = 11  # IP protocol number (-1 if none)
-    C_SPORT = 12  # TCP/UDP port, or ICMP type
-    C_DPORT = 13  # TCP/UDP port, or ICMP code
+    C_SPORT = 12  # TCP/UDP source port
+    C_DPORT = 13  # TCP/UDP destination port
     C_FLAGS = 14  # TCP flags
     C_SEQ = 15
     C_ACK = 16
@@ -38,7 +38,13 @@ cpdef enum:
     C_TUN_DST_LO = 33
     C_WHY = 34  # WHY_*: why the frame was not decoded to its end, on the row where it stopped
     C_WHY_DETAIL = 35  # D_* space << 32 | value: what the WHY_* is about
-    N_COLS = 36
+    # ICMP and ICMPv6 rows only (zero on others): type, code, and the header's second 32-bit
+    # word (echo identifier << 16 | sequence; the next-hop MTU in its low 16 bits for an IPv4
+    # fragmentation-needed; the MTU of an IPv6 packet-too-big).
+    C_ICMP_TYPE = 36
+    C_ICMP_CODE = 37
+    C_ICMP_REST = 38
+    N_COLS = 39
 
 cpdef enum:
     L3_NONE = 0

@@ -38,6 +38,9 @@ C_TUN_DST_HI: int
 C_TUN_DST_LO: int
 C_WHY: int
 C_WHY_DETAIL: int
+C_ICMP_TYPE: int
+C_ICMP_CODE: int
+C_ICMP_REST: int
 N_COLS: int
 L3_NONE: int
 L3_IPV4: int

@@ -344,11 +344,10 @@ cdef void _l4(
         if p + 4 > end:
             row[C_ERR] = ERR_L4_SHORT
             return
-        row[C_SPORT] = buf[p]
-        row[C_DPORT] = buf[p + 1]
+        row[C_ICMP_TYPE] = buf[p]
+        row[C_ICMP_CODE] = buf[p + 1]
         if p + 8 <= end:
-            row[C_SEQ] = _be16(buf, p + 4)  # echo identifier
-            row[C_ACK] = _be16(buf, p + 6)  # echo sequence / next-hop MTU
+            row[C_ICMP_REST] = _be32(buf, p + 4)
         want = claimed - 8
         if want < 0:
             want = 0

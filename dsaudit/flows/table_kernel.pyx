@@ -17,6 +17,9 @@ from dsaudit.decode.packet_kernel cimport (
     C_ERR,
     C_FLAGS,
     C_FRAG,
+    C_ICMP_CODE,
+    C_ICMP_REST,
+    C_ICMP_TYPE,
     C_L3,
     C_L4_LEN,
     C_PAY_LEN,
@@ -416,11 +419,12 @@ def process_records(
             dp = row[C_DPORT]
             icmp_err = False
             if proto == 1 or proto == 58:
-                itype = sp
+                itype = row[C_ICMP_TYPE]
                 if (proto == 1 and (itype == 8 or itype == 0)) or (
                     proto == 58 and (itype == 128 or itype == 129)
                 ):
-                    sp = 0x10000 + row[C_SEQ]  # pair echo request and reply by identifier
+                    # Pair echo request and reply by identifier.
+                    sp = 0x10000 + ((row[C_ICMP_REST] >> 16) & 0xFFFF)
                     dp = sp
                 else:
                     if proto == 1:
@@ -428,7 +432,7 @@ def process_records(
                     else:
                         icmp_err = itype == 1 or itype == 2 or itype == 3 or itype == 4
                     sp = itype
-                    dp = row[C_DPORT]
+                    dp = row[C_ICMP_CODE]
             elif proto != 6 and proto != 17:
                 sp = 0
                 dp = 0
@@ -533,13 +537,13 @@ def process_records(
                         evidence = EVIDENCE_PORT
                         client_is_src = rdp < 1024
                 elif proto == 1 or proto == 58:
-                    t = rsp
+                    t = row[C_ICMP_TYPE]
                     if t == 0 or t == 129:
                         evidence = EVIDENCE_PORT  # an echo reply: the other side asked
                         client_is_src = False
                     elif t == 8 or t == 128:
                         evidence = EVIDENCE_PORT
-                    fl[F_ICMP_TC] = (t << 8) | rdp
+                    fl[F_ICMP_TC] = (t << 8) | row[C_ICMP_CODE]
                 fl[F_EVIDENCE] = evidence
                 fl[F_ORIG_IS_A] = 1 if client_is_src == src_is_a else 0
                 if proto == 6:

@@ -31,6 +31,9 @@ from dsaudit.decode.packet_kernel import (
     C_DST_LO,
     C_FLAGS,
     C_FRAME,
+    C_ICMP_CODE,
+    C_ICMP_REST,
+    C_ICMP_TYPE,
     C_IPID,
     C_L3,
     C_L3_LEN,
@@ -747,23 +750,21 @@ class _Reader:
         code = _int(icmp, f"{prefix}.code")
         if itype is None or code is None:
             return False
-        row[C_SPORT] = itype
-        row[C_DPORT] = code
-        # The fast engine keeps header bytes 4-7 as two 16-bit words: the echo identifier
+        row[C_ICMP_TYPE] = itype
+        row[C_ICMP_CODE] = code
+        # The header's second 32-bit word, as the fast engine keeps it: the echo identifier
         # and sequence number, or the MTU of "fragmentation needed" / "packet too big".
         if v6:
             if itype in (128, 129):
-                row[C_SEQ] = _int(icmp, "icmpv6.echo.identifier") or 0
-                row[C_ACK] = _int(icmp, "icmpv6.echo.sequence_number") or 0
+                ident = _int(icmp, "icmpv6.echo.identifier") or 0
+                row[C_ICMP_REST] = (ident << 16) | (_int(icmp, "icmpv6.echo.sequence_number") or 0)
             elif itype == 2:
-                mtu = _int(icmp, "icmpv6.mtu") or 0
-                row[C_SEQ] = (mtu >> 16) & 0xFFFF
-                row[C_ACK] = mtu & 0xFFFF
+                row[C_ICMP_REST] = (_int(icmp, "icmpv6.mtu") or 0) & 0xFFFFFFFF
         elif itype in (0, 8):
-            row[C_SEQ] = _int(icmp, "icmp.ident") or 0
-            row[C_ACK] = _int(icmp, "icmp.seq") or 0
+            ident = _int(icmp, "icmp.ident") or 0
+            row[C_ICMP_REST] = (ident << 16) | (_int(icmp, "icmp.seq") or 0)
         elif itype == 3 and code == 4:
-            row[C_ACK] = _int(icmp, "icmp.mtu") or 0
+            row[C_ICMP_REST] = (_int(icmp, "icmp.mtu") or 0) & 0xFFFF
         errors = ICMP6_ERRORS if v6 else ICMP4_ERRORS
         quoted = _quoted_packet(icmp) if itype in errors else b""
         row[C_PAY_OFF] = len(self.payload)

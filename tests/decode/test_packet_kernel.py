@@ -32,6 +32,9 @@ from dsaudit.decode.packet_kernel import (
     C_FRAG,
     C_FRAG_OFF,
     C_FRAME,
+    C_ICMP_CODE,
+    C_ICMP_REST,
+    C_ICMP_TYPE,
     C_IPID,
     C_L3,
     C_L3_LEN,
@@ -534,11 +537,13 @@ def test_icmp_and_icmpv6_type_and_code() -> None:
         ether(IPv6(src=V6B, dst=V6A) / ICMPv6DestUnreach(code=4) / bytes(IPv6() / UDP())),
     ]
     _, rec = decode(frames)
-    got = [(int(r[C_PROTO]), int(r[C_SPORT]), int(r[C_DPORT])) for r in rec]
+    got = [(int(r[C_PROTO]), int(r[C_ICMP_TYPE]), int(r[C_ICMP_CODE])) for r in rec]
     assert got == [(1, 8, 0), (1, 3, 3), (1, 3, 4), (58, 128, 0), (58, 1, 4)]
-    assert (rec[0, C_SEQ], rec[0, C_ACK]) == (0x1234, 7)
-    assert rec[2, C_ACK] == 1400
-    assert (rec[3, C_SEQ], rec[3, C_ACK]) == (0x4321, 9)
+    assert rec[0, C_ICMP_REST] == 0x1234 << 16 | 7
+    assert rec[2, C_ICMP_REST] & 0xFFFF == 1400
+    assert rec[3, C_ICMP_REST] == 0x4321 << 16 | 9
+    # Ports and sequence numbers mean only that: an ICMP row leaves them empty.
+    assert not rec[:, [C_SPORT, C_DPORT, C_SEQ, C_ACK]].any()
     assert rec[1, C_PAY_LEN] == len(bytes(IP() / UDP()))
     assert set(rec[:, C_ERR].tolist()) == {ERR_NONE}
 
@@ -586,6 +591,6 @@ def test_short_icmp_payload_offset_stays_in_the_frame(icmp_len: int) -> None:
     body = bytes((3, 3)) + bytes(icmp_len - 2)
     pkt = bytes(IP(src=V4A, dst=V4B, proto=1, len=20 + icmp_len)) + body
     batch, row = one(ether(pkt))
-    assert (row[C_ERR], row[C_SPORT], row[C_DPORT]) == (ERR_NONE, 3, 3)
+    assert (row[C_ERR], row[C_ICMP_TYPE], row[C_ICMP_CODE]) == (ERR_NONE, 3, 3)
     frame_end = int(batch.off[0]) + int(batch.caplen[0])
     assert row[C_PAY_OFF] + row[C_PAY_LEN] <= frame_end

@@ -25,6 +25,7 @@ from dsaudit.catalog.schema import RECURS_HEARTBEAT
 from dsaudit.classify import failed_attempts
 from dsaudit.findings import EXPECTATION_DTYPES, HEARTBEAT_DTYPES, typed_frame
 from dsaudit.inventory import Inventory
+from dsaudit.time_text import iso_stamp
 
 
 @dataclass(frozen=True)
@@ -415,7 +416,7 @@ def heartbeats(flows: pd.DataFrame) -> pd.DataFrame:
                 "last_seen": starts.iloc[-1],
                 "median_interval_s": float(gaps.median()) if len(gaps) else np.nan,
                 "max_interval_s": float(gaps.max()) if len(gaps) else np.nan,
-                "times": [t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in starts],
+                "times": [iso_stamp(t) for t in starts],
                 "outcomes": group["outcome"].astype(str).tolist(),
             }
         )

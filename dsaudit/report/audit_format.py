@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dsaudit.findings import FINDING_KINDS
+from dsaudit.time_text import day_and_time, iso_stamp
 
 ROLE_ORDER = ("manager", "relay", "agent")
 
@@ -47,13 +48,13 @@ def timestamp(value: object) -> pd.Timestamp | None:
 def fmt_time(value: object) -> str:
     """``YYYY-MM-DD HH:MM:SS`` in UTC (headings say UTC once rather than every cell)."""
     stamp = timestamp(value)
-    return "" if stamp is None else stamp.strftime("%Y-%m-%d %H:%M:%S")
+    return "" if stamp is None else day_and_time(stamp)
 
 
 def iso_utc(value: object) -> str | None:
     """ISO-8601 UTC with microseconds and ``Z``: the form `dsaudit flows` writes times in."""
     stamp = timestamp(value)
-    return None if stamp is None else stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if stamp is None else iso_stamp(stamp)
 
 
 def fmt_duration(seconds: object) -> str:

@@ -96,6 +96,7 @@ from dsaudit.sources.batch import (
     LINKTYPE_RAW,
 )
 from dsaudit.sources.capture_file import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, CaptureInfo
+from dsaudit.time_text import NS
 
 NEEDS = "the tshark engine needs tshark (apt-get install tshark) and pyshark (pip install pyshark)"
 
@@ -299,7 +300,7 @@ def _epoch_ns(text: str) -> int:
     """Nanoseconds from tshark's "seconds.fraction" epoch time, without float rounding."""
     negative = text.startswith("-")
     whole, _, frac = text.lstrip("-").partition(".")
-    ns = int(whole or "0") * 1_000_000_000 + int((frac + "000000000")[:9])
+    ns = int(whole or "0") * NS + int((frac + "000000000")[:9])
     return -ns if negative else ns
 
 

@@ -527,7 +527,7 @@ def run_audit(
                 "format": c.format,
                 "packets": c.packets,
                 "damaged": c.damaged,
-                "warnings": list(c.warnings),
+                "warnings": c.warnings_and_notes,
             }
             for c in read.captures
         ],

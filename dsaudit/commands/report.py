@@ -146,7 +146,7 @@ def report(
         progress=sys.stderr.isatty() if progress is None else progress,
         vpc_fields=parse_format(vpc_format) if vpc_format else None,
     )
-    for warning in read.result.warnings:
+    for warning in read.result.warnings_and_notes:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     # No data is not compliance: monitoring must hear that the audit had nothing to judge.
     if read.result.stats.frames == 0 and not len(read.result.flows):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from dsaudit.firewall.fixes import attach_fixes
 from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
 from dsaudit.pipeline import FlowResult
+from dsaudit.time_text import iso_now, iso_ns
 
 POOR_NO_SYN_SHARE = 0.5
 WEIGHT = "merged_flows"  # a live session's rows say how many expired flows each stands for
@@ -520,14 +520,14 @@ def run_audit(
     result.summary = {
         "tool": "dsaudit",
         "version": __version__,
-        "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "generated_at": iso_now(),
         "captures": [
             {
                 "path": c.path,
                 "format": c.format,
                 "packets": c.packets,
                 "damaged": c.damaged,
-                "warnings": list(c.warnings),
+                "warnings": c.warnings_and_notes,
             }
             for c in read.captures
         ],
@@ -541,8 +541,8 @@ def run_audit(
             "heartbeat_interval_s": d.heartbeat_interval,
         },
         "time_span": {
-            "start": _iso(start),
-            "end": _iso(end),
+            "start": iso_ns(start),
+            "end": iso_ns(end),
             "seconds": (end - start) / 1e9 if start is not None and end is not None else 0.0,
         },
         "vantage": vantage.as_dict(),
@@ -564,9 +564,3 @@ def run_audit(
         "exit_code": code,
     }
     return result
-
-
-def _iso(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return str(np.datetime_as_string(np.datetime64(ns, "ns"), unit="us")) + "Z"

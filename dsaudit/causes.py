@@ -12,6 +12,7 @@ from dsaudit.catalog import Catalog
 from dsaudit.flows.addresses import split_host_port
 from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
+from dsaudit.time_text import clock_ms
 
 REJECTED_BY_HOST = "rejected by host"
 REJECTED_BY_FIREWALL = "rejected by a firewall"
@@ -68,10 +69,6 @@ def _is_unreachable(e: Mapping[str, Any]) -> bool:
     return (v4 and t == 3 and code != 4) or (not v4 and t == 1)
 
 
-def _ts(value: Any) -> str:
-    return pd.Timestamp(value).strftime("%H:%M:%S.%f")[:-3]
-
-
 def _syns(row: Mapping[str, Any]) -> str:
     n = int(row["packets_c2s"])
     span = float(row["duration"])
@@ -117,7 +114,7 @@ def _name_failure(
         return None
     first = hits[0]
     more = f" ({len(hits)} failed lookups)" if len(hits) > 1 else ""
-    return f"{first[1]}: {first[2]} from {first[3]} at {_ts(first[0])}{more}"
+    return f"{first[1]}: {first[2]} from {first[3]} at {clock_ms(first[0])}{more}"
 
 
 def _service(row: Mapping[str, Any]) -> tuple[int, str] | None:
@@ -196,28 +193,28 @@ def flow_cause(
         if "mtu" in e:
             what = "fragmentation needed" if e.get("family") == 4 else "packet too big"
             return PATH_MTU, (
-                f"ICMP {what} from {e['from']} at {_ts(e['ts'])}: next-hop MTU {e['mtu']}"
+                f"ICMP {what} from {e['from']} at {clock_ms(e['ts'])}: next-hop MTU {e['mtu']}"
             )
     unreachable = [e for e in errors if _is_unreachable(e)]
     for e in unreachable:
         text, admin = _icmp_text(e)
         if admin or str(e["from"]) != server:
             return REJECTED_BY_FIREWALL, (
-                f"ICMP {text} from {e['from']} at {_ts(e['ts'])}{then_rst}"
+                f"ICMP {text} from {e['from']} at {clock_ms(e['ts'])}{then_rst}"
             )
     if unreachable:
         e = unreachable[0]
-        return REJECTED_BY_HOST, f"ICMP {_icmp_text(e)[0]} from {server} at {_ts(e['ts'])}"
+        return REJECTED_BY_HOST, f"ICMP {_icmp_text(e)[0]} from {server} at {clock_ms(e['ts'])}"
     outcome = str(row["outcome"])
     if outcome == "rejected" or (server_rst and outcome != "failed"):
         to = "in answer to the SYN " if str(row["state"]) == "REJ" else ""
-        return REJECTED_BY_HOST, f"RST from {server} {to}at {_ts(row['end'])}"
+        return REJECTED_BY_HOST, f"RST from {server} {to}at {clock_ms(row['end'])}"
     alert = row.get("tls_alert")
     if outcome == "failed" and isinstance(alert, str):
         extra = f"; {issuer_note}" if issuer_note else ""
         return TLS_FAILURE, (
             f"{server} answered the ClientHello with the TLS alert {alert}; the connection "
-            f"ended at {_ts(row['end'])}{extra}"
+            f"ended at {clock_ms(row['end'])}{extra}"
         )
     if issuer_note and outcome in ("failed", "established", "partial"):
         return TLS_FAILURE, issuer_note
@@ -242,7 +239,7 @@ def flow_cause(
             end = "while the client retransmitted"
         else:
             end = "and the client gave up"
-        return TLS_FAILURE, f"{server} {said} {end} at {_ts(row['end'])}"
+        return TLS_FAILURE, f"{server} {said} {end} at {clock_ms(row['end'])}"
     if failures:
         why = _name_failure(failures, names, row["start"])
         if why is not None:

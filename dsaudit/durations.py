@@ -30,3 +30,27 @@ def exact_duration(seconds: int) -> str:
     minutes, secs = divmod(rest, 60)
     parts = [(hours, "h"), (minutes, "min"), (secs, "s")]
     return " ".join(f"{n} {unit}" for n, unit in parts if n) or "0 s"
+
+
+def one_unit_duration(seconds: float) -> str:
+    """1800 -> "30 min", 45 -> "45 s", 7200 -> "2 h": rounded to the one unit that reads best."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def two_unit_duration(seconds: float) -> str:
+    """``4.5 s``, ``45 s``, ``12 min 5 s``, ``3 h 20 min``, ``2 d 4 h``: the two largest units."""
+    if seconds < 60:
+        whole = seconds >= 10 or seconds == int(seconds)
+        return f"{seconds:.0f} s" if whole else f"{seconds:.1f} s"
+    days, rest = divmod(int(round(seconds)), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min {secs} s" if secs else f"{minutes} min"

@@ -23,8 +23,10 @@ from dsaudit.catalog import Catalog, Rule
 from dsaudit.catalog.roles import DS_ROLES
 from dsaudit.catalog.schema import RECURS_HEARTBEAT
 from dsaudit.classify import failed_attempts
+from dsaudit.durations import one_unit_duration
 from dsaudit.findings import EXPECTATION_DTYPES, HEARTBEAT_DTYPES, typed_frame
 from dsaudit.inventory import Inventory
+from dsaudit.time_text import iso_stamp
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,6 @@ def detect_vantage(flows: pd.DataFrame, option: str | None = None) -> Vantage:
     else:
         why = f"no address takes part in 95% of the flows (the busiest, {top}, in {share:.0%})"
     return Vantage("span", None, "detected", why)
-
-
-def human_duration(seconds: float) -> str:
-    """1800 -> "30 min", 45 -> "45 s", 7200 -> "2 h"."""
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:.0f} h"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
 
 
 def _applicable(rule: Rule, inventory: Inventory) -> bool:
@@ -329,14 +322,14 @@ def build_expectations(
                 elif span_s < every:
                     status = "inconclusive"
                     detail = (
-                        f"the capture spans {human_duration(span_s)}, less than the "
-                        f"{human_duration(every)} in which this flow recurs"
+                        f"the capture spans {one_unit_duration(span_s)}, less than the "
+                        f"{one_unit_duration(every)} in which this flow recurs"
                     )
                 else:
                     status = "missing"
                     detail = (
-                        f"no attempt in {human_duration(span_s)}, expected every "
-                        f"{human_duration(every)}"
+                        f"no attempt in {one_unit_duration(span_s)}, expected every "
+                        f"{one_unit_duration(every)}"
                     )
                 last = starts.iloc[mine].max() if mine else pd.NaT
                 rows.append(
@@ -415,7 +408,7 @@ def heartbeats(flows: pd.DataFrame) -> pd.DataFrame:
                 "last_seen": starts.iloc[-1],
                 "median_interval_s": float(gaps.median()) if len(gaps) else np.nan,
                 "max_interval_s": float(gaps.max()) if len(gaps) else np.nan,
-                "times": [t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in starts],
+                "times": [iso_stamp(t) for t in starts],
                 "outcomes": group["outcome"].astype(str).tolist(),
             }
         )

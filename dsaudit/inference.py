@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from dsaudit.catalog.roles import HOST_ROLES
 from dsaudit.classify import find_scans, is_internal
 from dsaudit.inventory import Inventory, load_inventory
 
@@ -32,19 +33,9 @@ LISTENING: dict[tuple[str, int], tuple[str, str | None]] = {
     ("tcp", 636): ("ldap", None),
 }
 DATABASE_PORTS = {5432: "postgresql", 1433: "mssql", 1521: "oracle"}
-ROLE_ORDER = [
-    "manager",
-    "database",
-    "relay",
-    "agent",
-    "dns",
-    "ntp",
-    "smtp",
-    "syslog",
-    "snmp",
-    "ldap",
-    "proxy",
-]
+# The inventory file's sections in the catalog's order, but with the manager's database
+# written next to the manager.
+ROLE_ORDER = ("manager", "database", *(r for r in HOST_ROLES if r not in ("manager", "database")))
 
 
 @dataclass

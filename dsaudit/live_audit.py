@@ -64,8 +64,8 @@ from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
 from dsaudit.sources.live import LiveSource, SourceStats
 from dsaudit.sources.pcap_writer import PcapWriter
+from dsaudit.time_text import NS, iso_ns
 
-NS = 1_000_000_000
 # Row states in the live table: not yet judged; judged, waiting to see whether an
 # unanswered expected flow stays unanswered; done.
 NEW, PENDING_BLOCK, DONE = 0, 1, 2
@@ -81,13 +81,6 @@ MAX_DNS_FAILURES = 32  # failed lookups kept per client for the cause of a block
 RECENT = 50  # findings kept for the view
 ARCHIVE_SUM = (*DIRECTION_COUNTERS, "truncated_packets")
 ARCHIVE_ICMP_ERRORS = 20
-
-
-def iso(ns: int | None) -> str | None:
-    """ISO 8601 UTC with microseconds, as the reports write times."""
-    if ns is None:
-        return None
-    return str(np.datetime_as_string(np.datetime64(int(ns), "ns"), unit="us")) + "Z"
 
 
 @dataclass(frozen=True)
@@ -122,7 +115,7 @@ class LiveEvent:
 
     def as_dict(self) -> dict[str, Any]:
         """The event as a JSON object (strings still raw: the sink makes them safe)."""
-        return {"event": self.kind, "time": iso(self.time_ns), **self.data}
+        return {"event": self.kind, "time": iso_ns(self.time_ns), **self.data}
 
 
 @dataclass
@@ -362,7 +355,7 @@ class HeartbeatWatch:
                 {
                     "agent": agent,
                     "interval_s": self.interval_ns / NS,
-                    "last_seen": iso(last),
+                    "last_seen": iso_ns(last),
                     "silent_s": round(silent / NS, 1),
                     "missed_intervals": int((silent - self.grace_ns) // self.interval_ns),
                 }
@@ -609,7 +602,7 @@ class LiveAudit:
             "server_name": name if isinstance(name, str) else None,
             "outcome": str(rec["outcome"]),
             "state": rec["state"],
-            "start": iso(int(pd.Timestamp(rec["start"]).value)),
+            "start": iso_ns(int(pd.Timestamp(rec["start"]).value)),
         }
 
     def _unexplained(self, rec: dict[str, Any], now_ns: int) -> None:
@@ -931,8 +924,8 @@ class LiveAudit:
             "interface": self.source.iface,
             "engine": self.source.engine,
             "filter": opts.bpf,
-            "started": iso(self.started_ns),
-            "stopped": iso(self.stopped_ns),
+            "started": iso_ns(self.started_ns),
+            "stopped": iso_ns(self.stopped_ns),
             "stop_reason": why,
             **stats.as_dict(),
             "flows_expired": self.archive.flows,

@@ -22,8 +22,8 @@ from dsaudit.pipeline import CaptureStats, FlowOptions, FlowResult
 from dsaudit.sources.capture_file import left_out, refuse_if_all_left_out
 from dsaudit.sources.flowlogs import SOURCES, detect, read_logs
 from dsaudit.sources.flowlogs.pcap import PartResult, epoch_ns, first_packet_ns, read_part
+from dsaudit.time_text import iso_ns
 
-NS = 1_000_000_000
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 PCAP_LIMITATIONS = [
@@ -52,21 +52,14 @@ class PeriodRead:
         end = self.until if self.until is not None else stats.last_ts_ns
         return {
             "source": self.source,
-            "start": iso(start),
-            "end": iso(end),
-            "since": iso(self.since),
-            "until": iso(self.until),
+            "start": iso_ns(start),
+            "end": iso_ns(end),
+            "since": iso_ns(self.since),
+            "until": iso_ns(self.until),
             "files": list(self.files),
             "skipped_files": list(self.skipped),
             "limitations": list(self.limitations),
         }
-
-
-def iso(ns: int | None) -> str | None:
-    """ISO-8601 UTC text of a time in nanoseconds."""
-    if ns is None:
-        return None
-    return pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_when(text: str, now: dt.datetime | None = None) -> int:
@@ -262,8 +255,8 @@ def outside_period(read: FlowResult, since: int | None, until: int | None) -> No
         return
     if (since is not None and last < since) or (until is not None and first > until):
         raise DsauditError(
-            f"no packet or flow falls in the period ({iso(since) or 'the start'} to "
-            f"{iso(until) or 'now'}): what was read spans {iso(first)} to {iso(last)}"
+            f"no packet or flow falls in the period ({iso_ns(since) or 'the start'} to "
+            f"{iso_ns(until) or 'now'}): what was read spans {iso_ns(first)} to {iso_ns(last)}"
         )
 
 

@@ -229,8 +229,21 @@ class FlowResult:
 
     @property
     def warnings(self) -> list[str]:
-        """Every warning from every capture, in order, then what the memory limits dropped."""
-        out = [w for c in self.captures for w in c.warnings]
+        """Every capture's damage, in order, then what the memory limits dropped."""
+        return [w for c in self.captures for w in c.warnings] + self._limit_warnings()
+
+    @property
+    def notes(self) -> list[str]:
+        """Every capture's timing notes, in order: times the reader gave packets."""
+        return [n for c in self.captures for n in c.notes]
+
+    @property
+    def warnings_and_notes(self) -> list[str]:
+        """Both, in the order the commands say them: each capture's, then the memory limits'."""
+        return [w for c in self.captures for w in c.warnings_and_notes] + self._limit_warnings()
+
+    def _limit_warnings(self) -> list[str]:
+        out: list[str] = []
         s = self.stats
         if s.flows_evicted:
             top = s.evicted_top[0] if s.evicted_top else None

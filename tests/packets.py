@@ -17,8 +17,8 @@ from scapy.packet import Packet, Raw
 from dsaudit.engine import read_captures
 from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.sources.batch import PacketBatch
+from dsaudit.time_text import NS
 
-NS = 1_000_000_000
 BASE_TS = 1_700_000_000 * NS  # a fixed epoch for every capture built here
 
 MAC_A = "02:00:00:00:00:0a"

@@ -115,7 +115,7 @@ def audit(
         ),
         progress=show,
     )
-    for warning in read.warnings:
+    for warning in read.warnings_and_notes:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     # No packets is not compliance: monitoring must hear that there was nothing to judge.
     if read.stats.frames == 0:

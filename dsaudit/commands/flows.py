@@ -86,7 +86,7 @@ def flows(
     )
     show = sys.stderr.isatty() if progress is None else progress
     result = read_captures(list(captures), engine=engine, jobs=jobs, options=options, progress=show)
-    warnings = list(result.warnings)
+    warnings = result.warnings_and_notes
     # Frames that made no flow (or whose tunnel was not opened) are never left out silently.
     undecoded = result.stats.not_decoded_summary()
     if undecoded is not None:

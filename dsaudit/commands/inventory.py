@@ -57,7 +57,7 @@ def infer_cmd(captures: tuple[str, ...], output: str | None) -> None:
     from dsaudit.report.text_out import write_text
 
     read = read_captures(list(captures))
-    for warning in read.warnings:
+    for warning in read.warnings_and_notes:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     if read.stats.frames == 0:
         raise DsauditError("the capture holds no packets: nothing to infer from")

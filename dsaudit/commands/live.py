@@ -190,7 +190,7 @@ def live(
         click.echo(
             f"dsaudit: warning: the capture ended early: {for_terminal(outcome.error)}", err=True
         )
-    for warning in outcome.flows.warnings:
+    for warning in outcome.flows.warnings_and_notes:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     if outcome.stats.packets == 0:
         # No packets is not compliance, as with `dsaudit audit` on an empty file.

@@ -121,12 +121,13 @@ def report(
     from dsaudit.report.report_output import format_for, write_report
     from dsaudit.report.trends import build_trends
     from dsaudit.sources.flowlogs.vpc import parse_format
+    from dsaudit.time_text import iso_now
 
     # Settle where everything goes before the work: a typo must not cost a whole audit.
     fmt = format_for(fmt, output)
     if not no_history:
         check_folder(history_path or default_path())
-    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = iso_now()
     now = dt.datetime.now(dt.UTC)
     since_ns = parse_when(since, now) if since else None
     until_ns = parse_when(until, now) if until else None
@@ -145,7 +146,7 @@ def report(
         progress=sys.stderr.isatty() if progress is None else progress,
         vpc_fields=parse_format(vpc_format) if vpc_format else None,
     )
-    for warning in read.result.warnings:
+    for warning in read.result.warnings_and_notes:
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     # No data is not compliance: monitoring must hear that the audit had nothing to judge.
     if read.result.stats.frames == 0 and not len(read.result.flows):

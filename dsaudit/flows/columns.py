@@ -58,6 +58,7 @@ from dsaudit.flows.table_kernel import (
     HISTORY_LETTERS,
     RESP_OFFSET,
 )
+from dsaudit.time_text import iso_ns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -600,7 +601,7 @@ def _attach_icmp(fs: np.ndarray, namer: Namer, out: np.ndarray, rejected: np.nda
         entry["from"] = key_to_text(sender) if isinstance(sender, int) else sender
         stamp = info["ts"]
         if isinstance(stamp, int):
-            entry["ts"] = str(np.datetime_as_string(np.datetime64(stamp, "ns"), unit="us")) + "Z"
+            entry["ts"] = iso_ns(stamp)
         if out[best] is None:
             out[best] = []
         out[best].append(entry)

@@ -31,8 +31,8 @@ from dsaudit.sources.flowlogs.pcap import (
     epoch_ns,
     name_by_dns,
 )
+from dsaudit.time_text import NS
 
-NS = 1_000_000_000
 # Echo request and reply share a flow; the flow records keep the first packet's type only.
 ECHO_TYPES = {"icmp": (0, 8), "icmpv6": (128, 129)}
 MAX_DNS_QUERIES = 64  # dsaudit.naming keeps at most this many per flow

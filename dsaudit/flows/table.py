@@ -17,8 +17,7 @@ from dsaudit.flows.table_kernel import (
     process_records,
     rehash,
 )
-
-NS = 1_000_000_000
+from dsaudit.time_text import NS
 
 # Ports whose owner is the server when no SYN says otherwise: IANA well-known services
 # plus every port the Deep Security matrix documents (the catalog adds its own at run time).

@@ -23,6 +23,7 @@ from dsaudit.report import audit_frames as af
 from dsaudit.report.audit_json import json_value
 from dsaudit.report.flow_output import parquet_frame
 from dsaudit.report.safe_text import for_csv, for_terminal
+from dsaudit.time_text import iso_texts
 
 # The flows CSV leads with what a reader filters on: who talked to whom and the verdict.
 CSV_LEAD_COLUMNS = (
@@ -101,8 +102,7 @@ def _csv_column(col: pd.Series) -> list[Any]:
     """One column's cells; times and numbers converted for the whole column at once."""
     if isinstance(col.dtype, pd.DatetimeTZDtype) or col.dtype.kind == "M":
         utc = col.dt.tz_convert("UTC") if isinstance(col.dtype, pd.DatetimeTZDtype) else col
-        stamps = utc.to_numpy(dtype="datetime64[us]")
-        text = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z").tolist()
+        text = iso_texts(utc.to_numpy(dtype="datetime64[us]")).tolist()
         return ["" if missing else t for t, missing in zip(text, col.isna(), strict=True)]
     if col.dtype.kind in "biuf" or pd.api.types.is_bool_dtype(col.dtype):
         # tolist() gives Python numbers; nullable integers give pd.NA and floats NaN.

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsaudit.catalog.roles import DS_ROLES
+from dsaudit.durations import two_unit_duration
 from dsaudit.findings import FINDING_KINDS
-
-ROLE_ORDER = ("manager", "relay", "agent")
+from dsaudit.time_text import day_and_time, iso_stamp
 
 
 def is_missing(value: object) -> bool:
@@ -47,31 +48,18 @@ def timestamp(value: object) -> pd.Timestamp | None:
 def fmt_time(value: object) -> str:
     """``YYYY-MM-DD HH:MM:SS`` in UTC (headings say UTC once rather than every cell)."""
     stamp = timestamp(value)
-    return "" if stamp is None else stamp.strftime("%Y-%m-%d %H:%M:%S")
+    return "" if stamp is None else day_and_time(stamp)
 
 
 def iso_utc(value: object) -> str | None:
     """ISO-8601 UTC with microseconds and ``Z``: the form `dsaudit flows` writes times in."""
     stamp = timestamp(value)
-    return None if stamp is None else stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if stamp is None else iso_stamp(stamp)
 
 
 def fmt_duration(seconds: object) -> str:
-    """A span for people: ``45 s``, ``12 min 5 s``, ``3 h 20 min``, ``2 d 4 h``."""
-    if is_missing(seconds):
-        return ""
-    total = float(seconds)  # type: ignore[arg-type]
-    if total < 60:
-        return f"{total:.0f} s" if total >= 10 or total == int(total) else f"{total:.1f} s"
-    whole = int(round(total))
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    """A cell's span for people (``12 min 5 s``), empty when missing."""
+    return "" if is_missing(seconds) else two_unit_duration(float(seconds))  # type: ignore[arg-type]
 
 
 def fmt_bytes(count: object) -> str:
@@ -131,8 +119,8 @@ def kind_description(kind: object) -> str:
 def role_key(role: object) -> tuple[int, str]:
     """Sort key putting managers, relays and agents first (a ``relay+agent`` is a relay)."""
     name = text(role)
-    ranks = [ROLE_ORDER.index(p) for p in name.split("+") if p in ROLE_ORDER]
-    return (min(ranks) if ranks else len(ROLE_ORDER), name)
+    ranks = [DS_ROLES.index(p) for p in name.split("+") if p in DS_ROLES]
+    return (min(ranks) if ranks else len(DS_ROLES), name)
 
 
 def as_list(value: object) -> list[Any]:

@@ -18,6 +18,7 @@ from dsaudit.flows.columns import COLUMN_KINDS, FLOW_COLUMNS, Coded, FlowColumns
 from dsaudit.parallel import fork_map
 from dsaudit.report.safe_text import for_csv, for_terminal
 from dsaudit.report.text_out import write_text
+from dsaudit.time_text import NS, iso_texts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,12 +87,6 @@ def _present(values: np.ndarray) -> np.ndarray:
     """Positions of the cells that are not None."""
     flags = map(operator.is_not, values.tolist(), itertools.repeat(None))
     return np.flatnonzero(np.fromiter(flags, dtype=bool, count=len(values)))
-
-
-def _time_text(ns: np.ndarray, form: str = "%sZ") -> list[str]:
-    """ISO-8601 UTC text to the microsecond, ``Z`` suffixed, put into ``form``."""
-    stamps = np.datetime_as_string(ns.astype("datetime64[ns]").astype("datetime64[us]"))
-    return list(map(form.__mod__, stamps.tolist()))
 
 
 def _float_json(values: np.ndarray) -> np.ndarray:
@@ -221,7 +216,7 @@ def _same(values: np.ndarray) -> bool:
 def _time_json(ns: np.ndarray) -> list[Piece]:
     """ISO-8601 text to the microsecond, as pieces: the second (each distinct one spelled
     once), then the millisecond and microsecond digits from a table."""
-    secs, sub = np.divmod(ns, 1_000_000_000)
+    secs, sub = np.divmod(ns, NS)
     usecs = sub // 1000
     useconds, inverse = np.unique(secs, return_inverse=True)
     spelled = np.datetime_as_string(useconds.astype("datetime64[s]")).tolist()
@@ -324,8 +319,7 @@ def json_lines_chunk(rows: pd.DataFrame) -> str:
     # pandas' encoder boxes Arrow-backed cells one by one; plain objects go a fifth faster.
     part = rows.astype({c: object for c, t in rows.dtypes.items() if isinstance(t, pd.StringDtype)})
     for col in ("start", "end"):
-        stamps = part[col].to_numpy(dtype="datetime64[us]")
-        part[col] = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z")
+        part[col] = iso_texts(part[col].to_numpy(dtype="datetime64[us]"))
     text: str = part.to_json(orient="records", lines=True, force_ascii=False)
     # pandas' encoder escapes every "/" as "\\/"; since none is left bare, dropping the
     # backslash before each one is exact and keeps ports and URLs readable.
@@ -387,7 +381,7 @@ def _csv_cells(flows: FlowColumns, lo: int, hi: int) -> list[list[Any]]:
         if kind == "vlan":
             cells.append(np.where(values >= 0, values.astype(str), "").tolist())
         elif kind == "time":
-            cells.append(_time_text(values))
+            cells.append(iso_texts(values.astype("datetime64[ns]")).tolist())
         elif kind == "float":
             cells.append(values.astype(str).tolist())
         elif kind == "text":

@@ -66,7 +66,10 @@ class CaptureInfo:
     interfaces: int = 0
     damaged: str | None = None
     damage_offset: int | None = None
+    # Damage and loss: what of the file could not be read.
     warnings: list[str] = field(default_factory=list)
+    # Timing notes: every packet was read, but some times are the reader's, not the file's.
+    notes: list[str] = field(default_factory=list)
     # Packets whose time is beyond int64 nanoseconds, or that have none (pcapng SPB): they
     # take the time of the packet before them.
     ts_overflow: int = 0
@@ -75,6 +78,12 @@ class CaptureInfo:
     def linktype_names(self) -> list[str]:
         """Readable names of the link types seen."""
         return sorted(LINKTYPE_NAMES.get(t, f"linktype-{t}") for t in self.linktypes)
+
+    @property
+    def warnings_and_notes(self) -> list[str]:
+        """Both, as said to the user: a file's notes come once it has been read, after any
+        damage found while reading it."""
+        return [*self.warnings, *self.notes]
 
 
 def left_out(path: str, reason: str) -> CaptureInfo:
@@ -441,12 +450,12 @@ class CaptureReader:
         info.ts_overflow += overflow
         info.ts_missing += missing
         if overflow:
-            info.warnings.append(
+            info.notes.append(
                 f"{self.path}: {overflow} packet(s) have a timestamp that cannot be represented "
                 "(before 1677 or after 2262): each took the time of the packet before it"
             )
         if missing:
-            info.warnings.append(
+            info.notes.append(
                 f"{self.path}: {missing} packet(s) are Simple Packet Blocks, which carry no "
                 "time: each took the time of the packet before it"
             )

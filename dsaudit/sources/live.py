@@ -39,8 +39,8 @@ import numpy as np
 from dsaudit.errors import CaptureError, DsauditError
 from dsaudit.report.safe_text import for_terminal
 from dsaudit.sources.batch import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, PacketBatch
+from dsaudit.time_text import NS
 
-NS = 1_000_000_000
 DEFAULT_SNAPLEN = 262144
 # What the capture thread may hold before the audit loop drains it. Past this the thread
 # waits, the kernel's queue fills and the kernel drops (and counts) packets: memory stays

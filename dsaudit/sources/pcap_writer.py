@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 from dsaudit.errors import DsauditError, cannot_write
 from dsaudit.sources.batch import PacketBatch
+from dsaudit.time_text import NS
 
 # Nanosecond pcap (libpcap 1.5+, Wireshark, tcpdump -j adapter_unsynced --nano all read it):
 # live timestamps come from the kernel in nanoseconds and would lose precision otherwise.
@@ -17,7 +18,6 @@ PCAP_VERSION = (2, 4)
 DEFAULT_SNAPLEN = 262144
 _HEADER = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
-NS = 1_000_000_000
 
 
 class PcapWriter:

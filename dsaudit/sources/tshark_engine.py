@@ -16,7 +16,6 @@ import contextlib
 import functools
 import gzip
 import json
-import os
 import socket
 import zlib
 from dataclasses import dataclass, field
@@ -98,7 +97,14 @@ from dsaudit.sources.batch import (
     LINKTYPE_NULL,
     LINKTYPE_RAW,
 )
-from dsaudit.sources.capture_file import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB, CaptureInfo
+from dsaudit.sources.capture_file import (
+    GZIP_MAGIC,
+    PCAP_MAGICS,
+    PCAPNG_SHB,
+    CaptureInfo,
+    file_size,
+)
+from dsaudit.time_text import NS
 
 NEEDS = "the tshark engine needs tshark (apt-get install tshark) and pyshark (pip install pyshark)"
 
@@ -302,7 +308,7 @@ def _epoch_ns(text: str) -> int:
     """Nanoseconds from tshark's "seconds.fraction" epoch time, without float rounding."""
     negative = text.startswith("-")
     whole, _, frac = text.lstrip("-").partition(".")
-    ns = int(whole or "0") * 1_000_000_000 + int((frac + "000000000")[:9])
+    ns = int(whole or "0") * NS + int((frac + "000000000")[:9])
     return -ns if negative else ns
 
 
@@ -489,7 +495,7 @@ class _Reader:
             info.damaged = broken
             info.warnings.append(f"{path}: {broken}; kept the {frames} packets read before it")
         else:
-            info.bytes_read = _size(path)
+            info.bytes_read = file_size(path)
         return info
 
     def _end_of_file(self) -> None:
@@ -889,10 +895,3 @@ def _sniff(path: str) -> CaptureInfo:
     elif head == PCAPNG_SHB:
         info.format = "pcapng"
     return info
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0

@@ -64,7 +64,8 @@ def _observed(name: str) -> dict[str, Any]:
         "tcp": len(tcp),
         "udp": len(udp),
         "packets": result.stats.frames,
-        "warnings": [w for w in result.warnings if "Simple Packet Blocks" not in w],
+        "warnings": result.warnings,
+        "notes": result.notes,
         "untimed": sum(c.ts_missing for c in result.captures),
     }
 
@@ -100,8 +101,10 @@ def test_capture_matches_truth(name: str) -> None:
         assert "byte " in got["warnings"][0]
     else:
         assert not got["warnings"], got["warnings"]
-    # Simple Packet Blocks carry no time: said, not silently dated 1970 or the previous packet.
+    # Simple Packet Blocks carry no time: said, not silently dated 1970 or the previous packet,
+    # and said as a note on times, not as damage.
     assert (got["untimed"] > 0) == ("-spb" in name), name
+    assert bool(got["notes"]) == ("-spb" in name), got["notes"]
 
 
 @needs_corpus

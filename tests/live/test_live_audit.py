@@ -29,9 +29,8 @@ from tests.live.loopback import (
     SILENT_AGENT,
     inventory_text,
 )
-from tests.packets import BASE_TS, LINK_ETHERNET, TcpConversation, tcp_frame, udp_frame
+from tests.packets import BASE_TS, LINK_ETHERNET, NS, TcpConversation, tcp_frame, udp_frame
 
-NS = 1_000_000_000
 MS = 1_000_000
 Frame = tuple[int, bytes]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dsaudit.sources.capture_file import CaptureReader
+from dsaudit.time_text import NS
 
 Packet = tuple[int, int, int, bytes]  # (ts ns, linktype, wire length, captured bytes)
 
@@ -55,7 +56,7 @@ def pcap(frames: Sequence[Packet]) -> bytes:
     link = frames[0][1] if frames else 1
     out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, link)]
     for ts, _, wire, data in frames:
-        out.append(struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(data), wire))
+        out.append(struct.pack("<IIII", ts // NS, ts % NS, len(data), wire))
         out.append(data)
     return b"".join(out)
 

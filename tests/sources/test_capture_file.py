@@ -361,7 +361,10 @@ def test_pcapng_simple_and_obsolete_packet_blocks(tmp_path: Path) -> None:
         (BASE_TS + 11, a, LINK_ETHERNET),
         (BASE_TS + 22, b, LINK_ETHERNET),
     ]
-    assert info.damaged is None
+    # Said as a note on times: nothing of the file is damaged or lost.
+    assert info.damaged is None and info.warnings == []
+    assert len(info.notes) == 1 and "1 packet(s) are Simple Packet Blocks" in info.notes[0]
+    assert info.warnings_and_notes == info.notes
 
 
 def test_pcapng_simple_packet_block_cut_by_snaplen(tmp_path: Path) -> None:

@@ -46,9 +46,9 @@ EXPECTED_DIFFERENCES: dict[str, dict[str, tuple[list[Any], list[Any], str]]] = {
     },
     "pcapng-be-3-idbs-nrb-spb": {
         "captures": (
-            [("pcapng", 5, True)],
-            [("pcapng", 5, False)],
-            "Simple Packet Blocks carry no time: the fast reader warns that they took the time "
+            [("pcapng", 5, False, True)],
+            [("pcapng", 5, False, False)],
+            "Simple Packet Blocks carry no time: the fast reader notes that they took the time "
             "of the packet before them; tshark's fields do not tell",
         ),
     },
@@ -92,7 +92,9 @@ def _facts(result: FlowResult) -> dict[str, Counter[Any]]:
         "dns_queries": Counter({q for qs in df["dns_queries"] for q in qs}),
         "http_hosts": Counter(set(df["http_host"].dropna())),
         "stats": Counter(stats),
-        "captures": Counter((c.format, c.packets, bool(c.warnings)) for c in result.captures),
+        "captures": Counter(
+            (c.format, c.packets, bool(c.warnings), bool(c.notes)) for c in result.captures
+        ),
     }
 
 

@@ -15,6 +15,7 @@ from dsaudit.flows.addresses import key_from_text, key_to_text
 from dsaudit.naming import DnsMap
 from dsaudit.pipeline import CaptureStats, FlowBuilder, FlowOptions, decode_batch
 from dsaudit.sources.capture_file import CaptureInfo, CaptureReader
+from dsaudit.time_text import iso_ns
 
 PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 # Payload names outrank DNS names in this order, as dsaudit.flows.records decides them.
@@ -148,10 +149,6 @@ def name_by_dns(frame: pd.DataFrame, entries: Iterable[DnsEntry]) -> None:
     frame["name_source"] = src
 
 
-def _iso(ns: int) -> str:
-    return str(np.datetime_as_string(np.datetime64(ns, "ns"), unit="us")) + "Z"
-
-
 def epoch_ns(times: pd.Series) -> np.ndarray:
     """Nanoseconds since the epoch of a UTC datetime column."""
     return np.asarray(pd.DatetimeIndex(times).as_unit("ns").asi8, dtype=np.int64)
@@ -194,7 +191,7 @@ def attach_icmp(frame: pd.DataFrame, errors: Sequence[IcmpError]) -> None:
         sender = info["from"]
         entry["from"] = key_to_text(sender) if isinstance(sender, int) else sender
         stamp = info["ts"]
-        entry["ts"] = _iso(stamp) if isinstance(stamp, int) else stamp
+        entry["ts"] = iso_ns(stamp) if isinstance(stamp, int) else stamp
         out[best].append(entry)
         v4 = info["family"] == 4
         if (v4 and info["type"] == 3 and info["code"] != 4) or (not v4 and info["type"] == 1):

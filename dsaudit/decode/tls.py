@@ -405,7 +405,9 @@ def _first_issuer(msg: bytes) -> str | None:
 
     try:
         text = x509.load_der_x509_certificate(msg[6 : 6 + first]).issuer.rfc4514_string()
-    except ValueError:
+    except (ValueError, TypeError, x509.InvalidVersion):
+        # cryptography's ways of saying the DER is not a certificate it can read: a parse
+        # error, an unknown version number, an attribute of the wrong ASN.1 type.
         return None
     raw = text.encode("utf-8", "backslashreplace")[:MAX_ISSUER_TEXT]
     return escape_text(raw)

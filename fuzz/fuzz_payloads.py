@@ -66,6 +66,8 @@ def check_payload(data: bytes) -> None:
 
     _hello(_attempt(api, tls.parse_client_hello, data))
     _hello(_attempt(api, tls.parse_client_hello_handshake, data))
+    flight = tls.parse_server_flight(data)  # documented never to raise
+    _printable([flight.alert, flight.issuer])
 
     msg = _attempt(api, dns.parse_dns, data)
     if msg is not None:

@@ -19,10 +19,18 @@ def _builder() -> ModuleType:
     return module
 
 
+_built: list[Path] = []
+
+
 def build_checked(dest: Path) -> Path:
-    """A copy of the package in ``dest`` whose kernels are instrumented; returns ``dest``."""
-    path: Path = _builder().build(dest)
-    return path
+    """A copy of the package whose kernels are instrumented, and its path.
+
+    The first call of a test session builds it in ``dest``; later calls share that copy,
+    since the build takes about a minute.
+    """
+    if not _built or not _built[0].is_dir():
+        _built[:] = [_builder().build(dest)]
+    return _built[0]
 
 
 def asan_runtime() -> str:

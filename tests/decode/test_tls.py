@@ -366,3 +366,23 @@ def test_server_flight_with_a_broken_certificate_has_no_issuer() -> None:
     for der in (leaf[:-40], b"\x30\x03\x02\x01\x01", leaf[:10] + bytes(len(leaf) - 10)):
         got = parse_server_flight(tls_records(certificate_handshake(der), version=0x0303))
         assert got.issuer is None
+
+
+def test_server_flight_with_a_certificate_cryptography_refuses_has_no_issuer() -> None:
+    # cryptography raises InvalidVersion for an unknown version number and TypeError for a
+    # name attribute of the wrong ASN.1 type: a server's bytes must not crash naming.
+    from dsaudit.decode.tls import parse_server_flight
+    from tests.factories import certificate_chain, certificate_handshake, tls_records
+
+    leaf, _ = certificate_chain("\x00CA")
+    at = leaf.index(b"\xa0\x03\x02\x01\x02") + 4  # [0] EXPLICIT INTEGER 2: X.509 v3
+    version_7 = leaf[:at] + b"\x07" + leaf[at + 1 :]
+    at = leaf.index(b"\x0c\x03\x00CA")  # the issuer CN as a UTF8String
+    cn_as_bit_string = leaf[:at] + b"\x03" + leaf[at + 1 :]
+    for der in (version_7, cn_as_bit_string):
+        got = parse_server_flight(tls_records(certificate_handshake(der), version=0x0303))
+        assert (got.alert, got.issuer, got.complete) == (None, None, False)
+    # The same certificate unaltered does give its issuer (RFC 4514 writes the NUL as "\\00",
+    # and the shared text rule escapes that backslash).
+    good = parse_server_flight(tls_records(certificate_handshake(leaf), version=0x0303))
+    assert good.issuer == "CN=\\x5c00CA"

@@ -6,6 +6,7 @@ from setuptools import Extension, setup
 KERNELS = [
     "dsaudit.sources.record_walk",
     "dsaudit.decode.packet_kernel",
+    "dsaudit.decode.dns_wire",
     "dsaudit.flows.table_kernel",
 ]
 

@@ -46,7 +46,12 @@ def test_every_module_says_its_job_in_one_line(module: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["dsaudit.sources.record_walk", "dsaudit.decode.packet_kernel", "dsaudit.flows.table_kernel"],
+    [
+        "dsaudit.sources.record_walk",
+        "dsaudit.decode.packet_kernel",
+        "dsaudit.decode.dns_wire",
+        "dsaudit.flows.table_kernel",
+    ],
 )
 def test_kernel_stubs_name_exactly_what_the_compiled_module_exports(module: str) -> None:
     # mypy reads the .pyi; the compiled module is the truth. A name in one and not the other

@@ -7,6 +7,7 @@ KERNELS = [
     "dsaudit.sources.record_walk",
     "dsaudit.decode.packet_kernel",
     "dsaudit.decode.tls_wire",
+    "dsaudit.decode.dns_wire",
     "dsaudit.flows.table_kernel",
 ]
 

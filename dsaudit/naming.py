@@ -19,6 +19,7 @@ from dsaudit.decode import http as http_dec
 from dsaudit.decode import quic as quic_dec
 from dsaudit.decode import socks as socks_dec
 from dsaudit.decode import tls as tls_dec
+from dsaudit.decode.dns_wire import digest_wire
 from dsaudit.decode.packet_kernel import (
     C_DST_HI,
     C_DST_LO,
@@ -37,7 +38,7 @@ from dsaudit.decode.packet_kernel import (
     L3_IPV4,
 )
 from dsaudit.errors import DecodeError
-from dsaudit.flows.addresses import addr_key, join_host_port, key_from_packed, key_from_text
+from dsaudit.flows.addresses import addr_key, join_host_port, key_from_packed
 from dsaudit.flows.table_kernel import (
     EV_ICMP_ERROR,
     EV_PAYLOAD,
@@ -51,8 +52,6 @@ MAX_SEGMENTS = 64  # per direction; the kernel already caps what it sends
 MAX_STREAM = 70000
 DNS_CACHE_SIZE = 8192
 MAX_NAMES_PER_ADDRESS = 16
-DNS_TYPES_ADDR = (1, 28)
-DNS_CNAME = 5
 
 
 @dataclass(slots=True)
@@ -99,31 +98,13 @@ class DnsDigest:
     addresses: tuple[tuple[int, str], ...]  # answered address -> the name the client asked
 
     @classmethod
-    def of(cls, msg: dns_dec.DnsMessage) -> DnsDigest:
-        """Digest a parsed message, following CNAME chains back to the asked name."""
-        queries = tuple(q.name for q in msg.questions)
-        if not msg.is_response:
-            return cls(queries, -1, (), ())
-        alias_of: dict[str, str] = {
-            rr.data.lower(): rr.name for rr in msg.answers if rr.rtype == DNS_CNAME and rr.data
-        }
-        addresses: list[tuple[int, str]] = []
-        for rr in msg.answers:
-            if rr.rtype not in DNS_TYPES_ADDR or not rr.data:
-                continue
-            name = rr.name
-            if alias_of:
-                seen = {name.lower()}
-                while name.lower() in alias_of:
-                    name = alias_of[name.lower()]
-                    if name.lower() in seen:
-                        break
-                    seen.add(name.lower())
-            addr = key_from_text(rr.data)
-            if addr is not None:
-                addresses.append((addr, name))
-        answers = tuple((rr.name, rr.rtype, rr.data, rr.ttl) for rr in msg.answers)
-        return cls(queries, msg.rcode, answers, tuple(addresses))
+    def from_wire(cls, data: bytes) -> DnsDigest:
+        """Digest one DNS message, following CNAME chains back to the asked name.
+
+        The compiled walk does it all (:func:`dsaudit.decode.dns_wire.digest_wire`); it
+        fails, with a DecodeError, exactly when :func:`dns_dec.parse_dns` would.
+        """
+        return digest_wire(data, cls)
 
 
 class DnsMap:
@@ -477,7 +458,7 @@ class Namer:
         if hit is not None:
             return hit
         try:
-            digest = DnsDigest.of(dns_dec.parse_dns(data))
+            digest = DnsDigest.from_wire(data)
         except DecodeError:
             self.decode_failures += 1
             return None

@@ -22,10 +22,12 @@ def load() -> SimpleNamespace:
             sys.path.insert(0, _ROOT)
         from dsaudit.decode import dns, http, quic, socks, tls
         from dsaudit.errors import DecodeError
+        from dsaudit.naming import DnsDigest
         from tests.factories import quic_client_initial
 
         _api = SimpleNamespace(
             dns=dns,
+            DnsDigest=DnsDigest,
             http=http,
             quic=quic,
             socks=socks,
@@ -74,6 +76,13 @@ def check_payload(data: bytes) -> None:
         _printable(q.name for q in msg.questions)
         _printable(r.name for r in msg.answers)
         _printable(r.data for r in msg.answers)
+    # Naming's compiled digest fails exactly when the parser does.
+    digest = _attempt(api, api.DnsDigest.from_wire, data)
+    assert (digest is None) == (msg is None)
+    if digest is not None:
+        _printable(digest.queries)
+        _printable(text for answer in digest.answers for text in (answer[0], answer[2]))
+        _printable(name for _, name in digest.addresses)
     split = _attempt(api, dns.split_dns_tcp, data)
     if split is not None:
         messages, used = split

@@ -62,12 +62,14 @@ def _files(top: Path) -> set[str]:
 
 def test_installed_package_is_compiled_ahead_of_time(installed: Path) -> None:
     site = next(installed.glob("lib/python*/site-packages/dsaudit"))
-    for kernel in (
+    kernels = (
         "sources/record_walk",
         "decode/packet_kernel",
+        "decode/dns_wire",
         "decode/tls_wire",
         "flows/table_kernel",
-    ):
+    )
+    for kernel in kernels:
         assert list(site.glob(f"{kernel}.*.so")), kernel
         assert not (site / f"{kernel}.py").exists()
 

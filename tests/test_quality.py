@@ -49,6 +49,7 @@ def test_every_module_says_its_job_in_one_line(module: str) -> None:
         "dsaudit.sources.record_walk",
         "dsaudit.decode.packet_kernel",
         "dsaudit.decode.tls_wire",
+        "dsaudit.decode.dns_wire",
         "dsaudit.flows.table_kernel",
     ],
 )

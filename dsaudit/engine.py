@@ -82,7 +82,8 @@ def read_captures(
     if engine == "tshark":
         from dsaudit.sources.tshark_engine import read_with_tshark
 
-        return read_with_tshark(paths, options=options)
+        builder = FlowBuilder(options)
+        return builder.result(read_with_tshark(paths, builder))
     if engine != "fast":
         raise DsauditError(f"unknown engine {engine!r}")
     builder = FlowBuilder(options)

@@ -4,9 +4,10 @@ tshark decodes what the compiled decoder does not (MPLS, PPPoE, GRE, GTP, ERSPAN
 any file format Wireshark reads). For every frame this module takes the outermost and the
 innermost IP layer tshark found, turns them into rows of the same record matrix the
 compiled decoder writes (see :mod:`dsaudit.decode.packet_kernel`) plus a buffer of their
-transport payloads, and hands those to the one flow table and naming stage of
-:class:`dsaudit.pipeline.FlowBuilder`. tshark reassembles IP fragments itself, so a
-datagram reaches the flow table once, in the frame that completed it.
+transport payloads, and hands those to a record sink: the one flow table and naming stage
+of :class:`dsaudit.pipeline.FlowBuilder`, which :func:`dsaudit.engine.read_captures` makes
+and finishes. tshark reassembles IP fragments itself, so a datagram reaches the flow table
+once, in the frame that completed it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import socket
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -87,7 +88,7 @@ from dsaudit.decode.packet_kernel import (
 )
 from dsaudit.decode.undecoded import add_reason
 from dsaudit.errors import CaptureError, DsauditError
-from dsaudit.pipeline import CaptureStats, FlowBuilder, FlowOptions, FlowResult
+from dsaudit.pipeline import CaptureStats
 from dsaudit.sources.batch import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -258,12 +259,20 @@ def _check_tools() -> None:
         raise DsauditError(NEEDS) from None
 
 
-def read_with_tshark(paths: list[str], options: FlowOptions | None = None) -> FlowResult:
-    """Read captures in the order given, as one stream, through tshark; return their flows."""
+class RecordSink(Protocol):
+    """Where the reader's record rows go; it keeps the counters the reader adds to."""
+
+    stats: CaptureStats
+
+    def feed_records(self, rec: np.ndarray, k: int, buf: np.ndarray) -> None:
+        """Take ``rec[:k]``, whose payload offsets point into ``buf``."""
+
+
+def read_with_tshark(paths: list[str], sink: RecordSink) -> list[CaptureInfo]:
+    """Read captures in the order given, as one stream, through tshark, into ``sink``."""
     _check_tools()
-    reader = _Reader(FlowOptions() if options is None else options)
-    infos = [reader.read(path) for path in paths]
-    return reader.finish(infos)
+    reader = _Reader(sink)
+    return [reader.read(path) for path in paths]
 
 
 # -- pyshark field access ---------------------------------------------------------------
@@ -433,9 +442,9 @@ class _FileState:
 class _Reader:
     """Turns tshark's packets into record rows and feeds them in batches."""
 
-    def __init__(self, options: FlowOptions) -> None:
-        self.builder = FlowBuilder(options)
-        self.stats: CaptureStats = self.builder.stats
+    def __init__(self, sink: RecordSink) -> None:
+        self.sink = sink
+        self.stats: CaptureStats = sink.stats
         self.rows: list[list[int]] = []
         self.payload = bytearray()
         self.frame_in_batch = 0
@@ -502,9 +511,6 @@ class _Reader:
         # Datagrams still missing fragments at the end of the file are dropped.
         self.stats.fragments_dropped += len(self.file.fragments)
 
-    def finish(self, infos: list[CaptureInfo]) -> FlowResult:
-        return self.builder.result(infos)
-
     # -- frames ----------------------------------------------------------------------------
     def _packet(self, packet: Any) -> None:
         s = self.stats
@@ -570,7 +576,7 @@ class _Reader:
             buf = np.frombuffer(self.payload, dtype=np.uint8)
             if not len(buf):
                 buf = np.zeros(1, np.uint8)
-            self.builder.feed_records(rec, rec.shape[0], buf)
+            self.sink.feed_records(rec, rec.shape[0], buf)
         self.rows = []
         self.payload = bytearray()
         self.frame_in_batch = 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from dsaudit.catalog.schema import Rule, recurs_text
 from dsaudit.catalog.textcells import render_csv, render_markdown
-from dsaudit.report.fit import render_table
+from dsaudit.text.fit import render_table
 
 FORMATS = ("table", "json", "csv", "markdown")
 

@@ -15,7 +15,7 @@ from dsaudit.commands.options import (
 )
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS, FIX_DIALECTS
-from dsaudit.report.safe_text import for_terminal
+from dsaudit.text.safe import for_terminal
 
 
 @click.command()

@@ -9,7 +9,7 @@ import click
 from dsaudit.commands.options import limit_options, limits, output_path, timeout_options
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import FLOW_FORMATS
-from dsaudit.report.safe_text import for_terminal
+from dsaudit.text.safe import for_terminal
 
 
 @click.command()

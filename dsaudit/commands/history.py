@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dsaudit.report.fit import output_width, render_table
-from dsaudit.report.safe_text import for_terminal
+from dsaudit.text.fit import output_width, render_table
+from dsaudit.text.safe import for_terminal
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,7 +7,7 @@ import json
 import click
 from tabulate import tabulate
 
-from dsaudit.report.safe_text import for_terminal
+from dsaudit.text.safe import for_terminal
 
 
 @click.command()

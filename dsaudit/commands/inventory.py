@@ -53,8 +53,8 @@ def infer_cmd(captures: tuple[str, ...], output: str | None) -> None:
     """
     from dsaudit.engine import read_captures
     from dsaudit.inference import infer
-    from dsaudit.report.safe_text import for_terminal
     from dsaudit.report.text_out import write_text
+    from dsaudit.text.safe import for_terminal
 
     read = read_captures(list(captures))
     for warning in read.warnings_and_notes:

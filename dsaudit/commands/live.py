@@ -19,7 +19,7 @@ from dsaudit.commands.options import (
 )
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import AUDIT_FORMATS
-from dsaudit.report.safe_text import for_terminal
+from dsaudit.text.safe import for_terminal
 
 if TYPE_CHECKING:
     from dsaudit.live_audit import EventSink

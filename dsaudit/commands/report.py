@@ -17,7 +17,7 @@ from dsaudit.commands.options import (
 )
 from dsaudit.errors import DsauditError
 from dsaudit.report.formats import REPORT_FORMATS
-from dsaudit.report.safe_text import for_terminal
+from dsaudit.text.safe import for_terminal
 
 
 @click.command()

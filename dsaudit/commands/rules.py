@@ -11,7 +11,7 @@ from dsaudit.catalog.export import FORMATS, render
 from dsaudit.catalog.lint import lint as lint_files
 from dsaudit.catalog.roles import DIRECTIONS, DS_ROLES, VERSIONS
 from dsaudit.commands.options import site_option
-from dsaudit.report.fit import output_width
+from dsaudit.text.fit import output_width
 
 _RULES_DIR = click.option(
     "--rules-dir",

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.report import audit_format as fm
-from dsaudit.report.safe_text import for_html, for_terminal
+from dsaudit.text.safe import for_html, for_terminal
 
 WIDTH = 960
 # Fill colours per attempt outcome; anything else (a value this build does not know) is grey.

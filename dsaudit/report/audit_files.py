@@ -22,7 +22,7 @@ from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report.audit_json import json_value
 from dsaudit.report.flow_output import parquet_frame
-from dsaudit.report.safe_text import for_csv, for_terminal
+from dsaudit.text.safe import for_csv, for_terminal
 from dsaudit.time_text import iso_texts
 
 # The flows CSV leads with what a reader filters on: who talked to whom and the verdict.

@@ -10,7 +10,7 @@ from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report.audit_charts import OUTCOME_FILL, bar_chart, heartbeat_timeline
 from dsaudit.report.audit_tables import ROLE_NOTE
-from dsaudit.report.safe_text import for_html, for_terminal
+from dsaudit.text.safe import for_html, for_terminal
 
 EVIDENCE_ROWS = 20
 CHART_BARS = 15

@@ -7,7 +7,7 @@ import re
 from dsaudit.findings import AuditResult
 from dsaudit.report import audit_frames as af
 from dsaudit.report import audit_tables as at
-from dsaudit.report.safe_text import for_markdown
+from dsaudit.text.safe import for_markdown
 
 # for_markdown handles pipes, HTML (by backslash escapes), backticks and line breaks; a name
 # from a packet could still carry emphasis or a [link](target), and a backslash right before

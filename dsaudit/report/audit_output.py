@@ -17,9 +17,9 @@ from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_json import iter_audit_json
 from dsaudit.report.audit_markdown import render_markdown
 from dsaudit.report.audit_terminal import render_terminal, use_colour
-from dsaudit.report.fit import output_width
 from dsaudit.report.formats import AUDIT_FORMATS
 from dsaudit.report.text_out import write_text
+from dsaudit.text.fit import output_width
 
 
 def _to_stdout(output: str | None) -> bool:

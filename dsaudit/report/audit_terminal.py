@@ -8,8 +8,8 @@ from typing import IO
 from dsaudit.findings import AuditResult
 from dsaudit.report import audit_frames as af
 from dsaudit.report import audit_tables as at
-from dsaudit.report.fit import Table, wrap, wrap_labelled
-from dsaudit.report.safe_text import for_terminal
+from dsaudit.text.fit import Table, wrap, wrap_labelled
+from dsaudit.text.safe import for_terminal
 
 # SGR parameters per tone; one place so the palette stays consistent across sections.
 _SGR = {

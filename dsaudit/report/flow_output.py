@@ -16,8 +16,8 @@ import numpy as np
 from dsaudit.errors import DsauditError, cannot_write
 from dsaudit.flows.columns import COLUMN_KINDS, FLOW_COLUMNS, Coded, FlowColumns
 from dsaudit.parallel import fork_map
-from dsaudit.report.safe_text import for_csv, for_terminal
 from dsaudit.report.text_out import write_text
+from dsaudit.text.safe import for_csv, for_terminal
 from dsaudit.time_text import NS, iso_texts
 
 if TYPE_CHECKING:
@@ -341,7 +341,7 @@ def _endpoints(ips: np.ndarray, ports: np.ndarray) -> list[str]:
 def _table(flows: FlowColumns, width: int | None = None) -> str:
     if not len(flows):
         return "(no flows)\n"
-    from dsaudit.report.fit import render_table
+    from dsaudit.text.fit import render_table
 
     vlan = flows["vlan"]
     vlan_text = np.where(vlan >= 0, vlan.astype(str), "")
@@ -464,7 +464,7 @@ def write_flows(
             raise cannot_write(output, exc) from None
         return
     if fmt == "table":
-        from dsaudit.report.fit import output_width
+        from dsaudit.text.fit import output_width
 
         # A terminal (or $COLUMNS) sets the width; a file gets whole lines.
         width = output_width() if output in (None, "-") else None

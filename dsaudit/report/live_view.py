@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dsaudit.live_audit import LiveEvent, LiveSnapshot
-from dsaudit.report.safe_text import for_terminal
+from dsaudit.text.safe import for_terminal
 
 ROLE_ROWS = 12
 FINDING_ROWS = 8

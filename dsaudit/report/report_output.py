@@ -14,12 +14,12 @@ from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_json import iter_audit_json, json_value
 from dsaudit.report.audit_markdown import render_markdown
 from dsaudit.report.audit_terminal import render_terminal, use_colour
-from dsaudit.report.fit import output_width
 from dsaudit.report.formats import REPORT_FORMATS
 from dsaudit.report.report_html import add_sections
 from dsaudit.report.report_text import markdown_sections, terminal_sections
 from dsaudit.report.text_out import write_text
 from dsaudit.report.trends import Trends, trends_dict
+from dsaudit.text.fit import output_width
 
 EXTENSIONS = {
     ".html": "html",

@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.report.audit_markdown import md
-from dsaudit.report.fit import render_table, wrap_labelled
-from dsaudit.report.safe_text import for_terminal
 from dsaudit.report.trends import Trends, run_label
+from dsaudit.text.fit import render_table, wrap_labelled
+from dsaudit.text.safe import for_terminal
 
 RECENT = 6  # runs shown as columns in the text tables
 

@@ -37,8 +37,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from dsaudit.errors import CaptureError, DsauditError
-from dsaudit.report.safe_text import for_terminal
 from dsaudit.sources.batch import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, PacketBatch
+from dsaudit.text.safe import for_terminal
 from dsaudit.time_text import NS
 
 DEFAULT_SNAPLEN = 262144

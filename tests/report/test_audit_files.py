@@ -28,7 +28,7 @@ from dsaudit.report.audit_files import (
 )
 from dsaudit.report.audit_format import as_list
 from dsaudit.report.audit_output import write_audit
-from dsaudit.report.safe_text import CSV_FORMULA_PREFIXES
+from dsaudit.text.safe import CSV_FORMULA_PREFIXES
 from tests.report.audit_data import AUDIT_DTYPES, FORMULA_NAME, build_result, empty_result
 
 DTYPES = {

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from dsaudit.engine import read_captures
 from dsaudit.flows.columns import FlowColumns
 from dsaudit.flows.records import FLOW_DTYPES, columns_of_frame, frame_of_columns
-from dsaudit.report.fit import render_table
 from dsaudit.report.flow_output import (
     RENDERERS,
     TABLE_COLUMNS,
     _float_json,
     json_lines_chunk,
 )
-from dsaudit.report.safe_text import for_csv, for_terminal
+from dsaudit.text.fit import render_table
+from dsaudit.text.safe import for_csv, for_terminal
 from tests.corpus import capture_path, corpus_names
 from tests.packets import BASE_TS, NS, TcpConversation, tcp_frame, udp_frame, write_pcap
 from tests.processes import ROOT

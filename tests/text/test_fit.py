@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dsaudit.report.fit import Table, render_table, wrap
+from dsaudit.text.fit import Table, render_table, wrap
 from tests.processes import ROOT, dsaudit_process
 
 SAMPLE = str(ROOT / "samples" / "problems.pcap")

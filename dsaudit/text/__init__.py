@@ -1,0 +1,1 @@
+"""Text helpers for every stage: safe text, fitted tables."""

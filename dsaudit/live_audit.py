@@ -62,7 +62,7 @@ from dsaudit.naming import Namer
 from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
-from dsaudit.sources.live import LiveSource, SourceStats
+from dsaudit.sources.live.source import LiveSource, SourceStats
 from dsaudit.sources.pcap_writer import PcapWriter
 from dsaudit.time_text import NS, iso_ns
 

@@ -21,7 +21,7 @@ from dsaudit.text.safe import for_terminal
 )
 def interfaces(fmt: str) -> None:
     """List capture interfaces with their state, link type and addresses."""
-    from dsaudit.sources.live import list_interfaces
+    from dsaudit.sources.live.interfaces import list_interfaces
 
     found = list_interfaces()
     if fmt == "json":

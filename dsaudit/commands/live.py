@@ -129,7 +129,8 @@ def live(
     2: usage, privilege or input error, or no packet captured; 3: inconclusive (no
     expected flow could be judged, or no Deep Security traffic).
     """
-    from dsaudit.sources.live import list_interfaces, open_source
+    from dsaudit.sources.live.engines import open_source
+    from dsaudit.sources.live.interfaces import list_interfaces
 
     if fmt != "parquet":  # parquet's --output is a directory or stem its writer creates
         check_output(output)

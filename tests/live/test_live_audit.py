@@ -16,7 +16,7 @@ from dsaudit.live_audit import LiveAudit, LiveEvent, LiveOptions, LiveSnapshot, 
 from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.report.live_view import JsonLinesSink, render
 from dsaudit.sources.batch import PacketBatch
-from dsaudit.sources.live import SourceStats
+from dsaudit.sources.live.source import SourceStats
 from tests.factories import client_hello
 from tests.live.loopback import (
     AGENT,

@@ -310,7 +310,7 @@ def _nobody() -> tuple[int, int]:
 # lives under /root, nobody could not import it after dropping privileges.
 _DROP_AND_RUN = """
 import os, sys
-import dsaudit.cli, dsaudit.commands.live, dsaudit.sources.live, dsaudit.text.safe
+import dsaudit.cli, dsaudit.commands.live, dsaudit.sources.live.engines, dsaudit.text.safe
 import scapy.sendrecv, scapy.supersocket, scapy.arch.common, scapy.libs.structures, scapy.error
 os.setgroups([])
 os.setgid({gid})

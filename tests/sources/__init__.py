@@ -1,1 +1,1 @@
-"""Tests of the capture file readers."""
+"""Tests of packet sources: capture files, live capture backends, the pcap writer."""

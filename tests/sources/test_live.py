@@ -9,14 +9,10 @@ import pytest
 
 from dsaudit.errors import CaptureError
 from dsaudit.sources.capture_file import CaptureReader
-from dsaudit.sources.live import (
-    CapturePermissionError,
-    PcapStream,
-    UnknownInterfaceError,
-    check_interface,
-    list_interfaces,
-    parse_dumpcap_drops,
-)
+from dsaudit.sources.live.dumpcap import parse_dumpcap_drops
+from dsaudit.sources.live.interfaces import UnknownInterfaceError, check_interface, list_interfaces
+from dsaudit.sources.live.pcap_stream import PcapStream
+from dsaudit.sources.live.source import CapturePermissionError
 from tests.packets import BASE_TS, LINK_ETHERNET, pcap_bytes, pcap_record, tcp_frame
 
 

@@ -1,0 +1,1 @@
+"""Live capture: interfaces, BPF, the scapy and dumpcap engines, the pcap stream."""

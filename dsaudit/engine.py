@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from dsaudit.decode.batch import decode_batch
 from dsaudit.errors import CaptureError, DsauditError
-from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult, decode_batch
+from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import (
     CaptureReader,
@@ -80,7 +81,7 @@ def read_captures(
     file that cannot be opened, is an error.
     """
     if engine == "tshark":
-        from dsaudit.sources.tshark_engine import read_with_tshark
+        from dsaudit.decode.tshark import read_with_tshark
 
         builder = FlowBuilder(options)
         return builder.result(read_with_tshark(paths, builder))

@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.errors import DsauditError
 from dsaudit.flows.merge import merge_parts, prepare_part
 from dsaudit.flows.records import empty_flows
-from dsaudit.pipeline import CaptureStats, FlowOptions, FlowResult
+from dsaudit.pipeline import FlowOptions, FlowResult
 from dsaudit.sources.capture_file import left_out, refuse_if_all_left_out
 from dsaudit.sources.flowlogs import SOURCES, detect, read_logs
 from dsaudit.sources.flowlogs.pcap import PartResult, epoch_ns, first_packet_ns, read_part

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dsaudit.decode.batch import decode_batch
+from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.decode.ip_fragments import FragmentReassembler, Reassembled
 from dsaudit.decode.packet_kernel import (
     C_ERR,
     C_FRAG,
-    C_FRAME,
     C_L3,
     C_L3_OFF,
     C_PAY_OFF,
@@ -27,11 +28,8 @@ from dsaudit.decode.packet_kernel import (
     L3_IPV4,
     L3_IPV6,
     L3_OTHER,
-    N_COLS,
-    ROWS_PER_FRAME,
-    decode_frames,
 )
-from dsaudit.decode.undecoded import count_reasons, ordered, summary
+from dsaudit.decode.undecoded import count_reasons
 from dsaudit.flows.addresses import addr_key, key_to_text
 from dsaudit.flows.columns import PROTO_NAMES, FlowColumns, flow_columns
 from dsaudit.flows.table import FlowTable, Timeouts
@@ -57,74 +55,6 @@ from dsaudit.sources.capture_file import CaptureInfo
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-@dataclass
-class CaptureStats:
-    """Counters that tell how good a capture is, for every report."""
-
-    frames: int = 0
-    ipv4: int = 0
-    ipv6: int = 0
-    arp: int = 0
-    other_l2: int = 0
-    undecodable: dict[str, int] = field(default_factory=dict)
-    # Frames not decoded to their innermost packet: reason -> what it was about -> frames.
-    not_decoded: dict[str, dict[str, int]] = field(default_factory=dict)
-    snaplen_cut_frames: int = 0
-    ip_truncated: int = 0
-    tunnelled: int = 0
-    fragments: int = 0
-    reassembled: int = 0
-    fragments_dropped: int = 0
-    first_ts_ns: int | None = None
-    last_ts_ns: int | None = None
-    payload_decode_failures: int = 0
-    flows_evicted: int = 0
-    evicted_top: list[dict[str, object]] = field(default_factory=list)
-    dns_entries_evicted: int = 0
-    reassembly_buffers_dropped: int = 0
-    # Connections whose two directions came on different VLANs, each joined into one flow.
-    vlan_joined_flows: int = 0
-
-    @property
-    def not_decoded_total(self) -> int:
-        """Frames not decoded to their innermost packet, for every reason."""
-        return sum(sum(d.values()) for d in self.not_decoded.values())
-
-    def not_decoded_summary(self) -> str | None:
-        """One line with the frames not decoded by reason, or None when every one was."""
-        return summary(self.not_decoded, self.frames)
-
-    def as_dict(self) -> dict[str, object]:
-        """Plain values for JSON reports."""
-        span = None
-        if self.first_ts_ns is not None and self.last_ts_ns is not None:
-            span = (self.last_ts_ns - self.first_ts_ns) / 1e9
-        return {
-            "frames": self.frames,
-            "ipv4_packets": self.ipv4,
-            "ipv6_packets": self.ipv6,
-            "arp_frames": self.arp,
-            "other_link_frames": self.other_l2,
-            "undecodable": dict(self.undecodable),
-            "undecodable_total": sum(self.undecodable.values()),
-            "not_decoded": ordered(self.not_decoded),
-            "not_decoded_total": self.not_decoded_total,
-            "snaplen_cut_frames": self.snaplen_cut_frames,
-            "ip_truncated_packets": self.ip_truncated,
-            "tunnelled_packets": self.tunnelled,
-            "ip_fragments": self.fragments,
-            "datagrams_reassembled": self.reassembled,
-            "fragments_dropped": self.fragments_dropped,
-            "payload_decode_failures": self.payload_decode_failures,
-            "flows_evicted": self.flows_evicted,
-            "evicted_top": list(self.evicted_top),
-            "dns_entries_evicted": self.dns_entries_evicted,
-            "reassembly_buffers_dropped": self.reassembly_buffers_dropped,
-            "vlan_joined_flows": self.vlan_joined_flows,
-            "span_seconds": span,
-        }
 
 
 class EvictionSummary:
@@ -435,43 +365,3 @@ class FlowBuilder:
 
 
 ProgressHook = Callable[[int], None]
-
-
-# Frames decoded at a time into a scratch array that has room for every tunnel level of each;
-# the rows are then packed, so a batch's records take one row per packet, not four per frame.
-DECODE_CHUNK = 4096
-
-
-def decode_batch(batch: PacketBatch) -> tuple[np.ndarray, int]:
-    """Decode every frame of ``batch``; the compiled kernel releases the GIL."""
-    n = len(batch)
-    scratch = np.empty((ROWS_PER_FRAME * min(max(n, 1), DECODE_CHUNK), N_COLS), dtype=np.int64)
-    if n <= DECODE_CHUNK:
-        k = decode_frames(
-            batch.buf, batch.off, batch.caplen, batch.wirelen, batch.ts_ns, batch.linktype, scratch
-        )
-        return scratch, int(k)
-    rec = np.empty((n + n // 16, N_COLS), dtype=np.int64)
-    k = 0
-    for start in range(0, n, DECODE_CHUNK):
-        part = slice(start, start + DECODE_CHUNK)
-        got = int(
-            decode_frames(
-                batch.buf,
-                batch.off[part],
-                batch.caplen[part],
-                batch.wirelen[part],
-                batch.ts_ns[part],
-                batch.linktype[part],
-                scratch,
-            )
-        )
-        if k + got > len(rec):
-            # Many tunnelled packets: grow by half again (rare, amortised).
-            grown = np.empty((max(k + got, len(rec) * 3 // 2), N_COLS), dtype=np.int64)
-            grown[:k] = rec[:k]
-            rec = grown
-        rec[k : k + got] = scratch[:got]
-        rec[k : k + got, C_FRAME] += start
-        k += got
-    return rec, k

@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from dsaudit.decode.batch import decode_batch  # noqa: E402
 from dsaudit.decode.packet_kernel import C_PAY_LEN, C_PAY_OFF  # noqa: E402
 from dsaudit.errors import DsauditError  # noqa: E402
-from dsaudit.pipeline import decode_batch  # noqa: E402
 from dsaudit.sources.capture_file import CaptureReader  # noqa: E402
 from tests import factories as fx  # noqa: E402
 

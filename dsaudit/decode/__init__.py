@@ -1,1 +1,1 @@
-"""Decoders: bytes in, facts out; pure functions and compiled kernels with no I/O."""
+"""Decoders: bytes in, facts out; compiled kernels, payload parsers, tshark's view."""

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.decode.undecoded import merge_reasons
 from dsaudit.engine import no_cyclic_gc
 from dsaudit.flows.columns import failed_handshakes
@@ -20,7 +21,7 @@ from dsaudit.flows.records import (
 from dsaudit.flows.table import Timeouts
 from dsaudit.flows.vlan_join import order_history
 from dsaudit.frames import row_dicts
-from dsaudit.pipeline import CaptureStats, FlowResult
+from dsaudit.pipeline import FlowResult
 from dsaudit.sources.flowlogs.common import outcomes, seen_bits, states_from_history
 from dsaudit.sources.flowlogs.pcap import (
     PAYLOAD_SOURCES,

@@ -1,1 +1,1 @@
-"""Tests of the application-payload decoders (TLS, DNS, HTTP, SOCKS, QUIC)."""
+"""Tests of the decoders: the compiled one, the payload parsers and tshark's."""

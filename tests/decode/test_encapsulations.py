@@ -17,9 +17,10 @@ from scapy.layers.l2 import ARP, GRE
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet
 
+from dsaudit.decode.batch import DECODE_CHUNK, decode_batch
 from dsaudit.decode.packet_kernel import C_FRAME, C_TUNNEL
 from dsaudit.engine import read_captures
-from dsaudit.pipeline import DECODE_CHUNK, FlowResult, decode_batch
+from dsaudit.pipeline import FlowResult
 from tests.encap_packets import WRAPS, eth, tunnel_text
 from tests.packets import BASE_TS, NS, batch_of, pcap_header, pcap_record
 from tests.processes import dsaudit_process

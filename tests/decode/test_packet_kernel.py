@@ -22,6 +22,7 @@ from scapy.layers.l2 import ARP, CookedLinux, CookedLinuxV2, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
+from dsaudit.decode.batch import decode_batch
 from dsaudit.decode.packet_kernel import (
     C_ACK,
     C_DPORT,
@@ -66,7 +67,6 @@ from dsaudit.decode.packet_kernel import (
     L3_IPV6,
     L3_OTHER,
 )
-from dsaudit.pipeline import decode_batch
 from dsaudit.sources.batch import PacketBatch
 from tests.packets import (
     BASE_TS,

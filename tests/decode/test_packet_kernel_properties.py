@@ -20,6 +20,7 @@ from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
+from dsaudit.decode.batch import decode_batch
 from dsaudit.decode.packet_kernel import (
     C_ERR,
     C_FRAME,
@@ -33,7 +34,7 @@ from dsaudit.decode.packet_kernel import (
     ERR_NONE,
 )
 from dsaudit.errors import CaptureError
-from dsaudit.pipeline import FlowBuilder, decode_batch
+from dsaudit.pipeline import FlowBuilder
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import CaptureReader
 from tests.checked_kernels import asan_runtime, build_checked

@@ -89,6 +89,7 @@ def risky_cuts(path: str | Path, first_payloads: int = 6) -> set[int]:
     request or a DNS-over-TCP message spread over segments): the merge cannot reassemble
     those across files, as docs/periodic.md says.
     """
+    from dsaudit.decode.batch import decode_batch
     from dsaudit.decode.packet_kernel import (
         C_DPORT,
         C_DST_HI,
@@ -101,7 +102,6 @@ def risky_cuts(path: str | Path, first_payloads: int = 6) -> set[int]:
         C_SRC_HI,
         C_SRC_LO,
     )
-    from dsaudit.pipeline import decode_batch
 
     risky: set[int] = set()
     seen: dict[tuple[int, ...], list[int]] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.engine import read_captures
 from dsaudit.flows.addresses import key_from_text
 from dsaudit.flows.merge import (
@@ -17,7 +18,6 @@ from dsaudit.flows.merge import (
     merge_stats,
 )
 from dsaudit.flows.table import Timeouts
-from dsaudit.pipeline import CaptureStats
 from dsaudit.sources.flowlogs.common import seen_bits
 from dsaudit.sources.flowlogs.pcap import PartResult, read_part
 from tests.corpus import capture_path, corpus_names, needs_corpus

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.errors import DsauditError
 from dsaudit.flows.addresses import key_from_text
 from dsaudit.flows.records import FLOW_DTYPES, empty_flows, payload_name, tcp_states
 from dsaudit.flows.table_kernel import HISTORY_LETTERS
 from dsaudit.naming import DnsMap
-from dsaudit.pipeline import CaptureStats, FlowResult
+from dsaudit.pipeline import FlowResult
 from dsaudit.sources.capture_file import CaptureInfo
 
 

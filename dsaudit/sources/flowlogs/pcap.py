@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsaudit.decode.batch import decode_batch
+from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.engine import no_cyclic_gc
 from dsaudit.errors import CaptureError
 from dsaudit.flows.addresses import key_from_text, key_to_text
 from dsaudit.naming import DnsMap
-from dsaudit.pipeline import CaptureStats, FlowBuilder, FlowOptions, decode_batch
+from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.sources.capture_file import CaptureInfo, CaptureReader
 from dsaudit.time_text import iso_ns
 

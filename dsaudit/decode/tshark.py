@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.decode.packet_kernel import (
     C_ACK,
     C_DPORT,
@@ -88,7 +89,6 @@ from dsaudit.decode.packet_kernel import (
 )
 from dsaudit.decode.undecoded import add_reason
 from dsaudit.errors import CaptureError, DsauditError
-from dsaudit.pipeline import CaptureStats
 from dsaudit.sources.batch import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,

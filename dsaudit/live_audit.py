@@ -58,7 +58,7 @@ from dsaudit.flows.table_kernel import (
 from dsaudit.flows.vlan_join import join_pairs, pair_halves
 from dsaudit.inference import infer
 from dsaudit.inventory import Inventory
-from dsaudit.naming import Namer
+from dsaudit.naming.namer import Namer
 from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo

@@ -49,7 +49,7 @@ from dsaudit.flows.table_kernel import (
     F_PROTO,
 )
 from dsaudit.flows.vlan_join import join_vlan_halves
-from dsaudit.naming import Namer
+from dsaudit.naming.namer import Namer
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
 

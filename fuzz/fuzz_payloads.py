@@ -22,7 +22,7 @@ def load() -> SimpleNamespace:
             sys.path.insert(0, _ROOT)
         from dsaudit.decode import dns, http, quic, socks, tls
         from dsaudit.errors import DecodeError
-        from dsaudit.naming import DnsDigest
+        from dsaudit.naming.dns_map import DnsDigest
         from tests.factories import quic_client_initial
 
         _api = SimpleNamespace(

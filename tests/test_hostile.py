@@ -24,7 +24,7 @@ import pytest
 
 from dsaudit.cli import main
 from dsaudit.decode.dns import parse_dns
-from dsaudit.naming import DnsMap
+from dsaudit.naming.dns_map import DnsMap
 from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 from tests.factories import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from dsaudit.naming import DnsMap
+from dsaudit.naming.dns_map import DnsMap
 from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 

@@ -63,7 +63,7 @@ from dsaudit.time_text import iso_ns
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dsaudit.naming import Namer
+    from dsaudit.naming.namer import Namer
 
 # "failed": TCP connected, but the TLS handshake never completed (see failed_handshakes).
 OUTCOMES = ["established", "rejected", "unanswered", "partial", "one-way", "failed"]

@@ -22,7 +22,7 @@ from dsaudit.flows.columns import (
     payload_name,
     tcp_state_codes,
 )
-from dsaudit.naming import Namer
+from dsaudit.naming.namer import Namer
 
 __all__ = [
     "DIRECTION_COUNTERS",

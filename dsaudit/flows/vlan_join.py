@@ -61,7 +61,7 @@ from dsaudit.flows.table_kernel import (
     H_S,
     RESP_OFFSET,
 )
-from dsaudit.naming import FlowPayload, Namer
+from dsaudit.naming.namer import FlowPayload, Namer
 
 KEY_COLS = [F_PROTO, F_B_PORT, F_A_PORT, F_B_LO, F_B_HI, F_A_LO, F_A_HI]
 # Columns that come in a client and a server flavour, next to each other in the store.

@@ -20,7 +20,7 @@ from dsaudit.decode.dns import MAX_POINTER_JUMPS, DnsMessage, parse_dns
 from dsaudit.decode.dns_wire import name_steps
 from dsaudit.errors import DecodeError
 from dsaudit.flows.addresses import key_from_text
-from dsaudit.naming import DnsDigest
+from dsaudit.naming.dns_map import DnsDigest
 from tests.checked_kernels import asan_runtime, build_checked
 from tests.factories import dns_header, dns_query, dns_response
 from tests.test_hostile import pointer_chain_message

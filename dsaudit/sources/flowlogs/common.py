@@ -16,7 +16,7 @@ from dsaudit.errors import DsauditError
 from dsaudit.flows.addresses import key_from_text
 from dsaudit.flows.records import FLOW_DTYPES, empty_flows, payload_name, tcp_states
 from dsaudit.flows.table_kernel import HISTORY_LETTERS
-from dsaudit.naming import DnsMap
+from dsaudit.naming.dns_map import DnsMap
 from dsaudit.pipeline import FlowResult
 from dsaudit.sources.capture_file import CaptureInfo
 

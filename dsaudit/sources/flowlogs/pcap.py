@@ -14,7 +14,7 @@ from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.engine import no_cyclic_gc
 from dsaudit.errors import CaptureError
 from dsaudit.flows.addresses import key_from_text, key_to_text
-from dsaudit.naming import DnsMap
+from dsaudit.naming.dns_map import DnsMap
 from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.sources.capture_file import CaptureInfo, CaptureReader
 from dsaudit.time_text import iso_ns
@@ -23,7 +23,8 @@ PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 # Payload names outrank DNS names in this order, as dsaudit.flows.records decides them.
 PAYLOAD_SOURCES = ("connect", "socks", "sni", "http_host")
 DnsEntry = tuple[int, int, int, str]  # (client key, answered address key, ts ns, name)
-IcmpError = tuple[int, tuple[int, ...], dict[str, object]]  # as dsaudit.naming.Namer keeps them
+# as dsaudit.naming.namer.Namer keeps them
+IcmpError = tuple[int, tuple[int, ...], dict[str, object]]
 FlowKey = tuple[Any, ...]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.flows.addresses import key_from_text
-from dsaudit.naming import DnsMap
+from dsaudit.naming.dns_map import DnsMap
 from dsaudit.sources.flowlogs.common import (
     FlowLogError,
     SourceResult,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from dsaudit.flows.addresses import key_from_text
 from dsaudit.flows.table_kernel import HISTORY_LETTERS
-from dsaudit.naming import DnsMap
+from dsaudit.naming.dns_map import DnsMap
 from dsaudit.sources.flowlogs.common import (
     FlowLogError,
     SourceResult,

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dsaudit.naming import DnsMap
+from dsaudit.naming.dns_map import DnsMap
 from dsaudit.pipeline import FlowBuilder
 from tests.factories import (
     client_hello,

@@ -1,0 +1,1 @@
+"""Naming: peer names from the payloads the flow table hands over, and DNS answers."""

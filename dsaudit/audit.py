@@ -36,9 +36,9 @@ from dsaudit.findings import (
     typed_frame,
 )
 from dsaudit.firewall.fixes import attach_fixes
+from dsaudit.flow_records.builder import FlowResult
 from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
-from dsaudit.pipeline import FlowResult
 from dsaudit.time_text import iso_now, iso_ns
 
 POOR_NO_SYN_SHARE = 0.5

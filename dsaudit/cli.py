@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> Any:
     error (one line on stderr), 3 inconclusive (nothing could be judged), 130 interrupted
     (Ctrl-C)."""
     # A one-shot process that builds millions of acyclic objects: the cyclic collector only
-    # costs time here (see dsaudit.engine.no_cyclic_gc).
+    # costs time here (see dsaudit.flow_records.reading.no_cyclic_gc).
     gc.disable()
     # Not click's standalone mode: it reports Ctrl-C with exit code 1, which monitoring would
     # read as "findings".

@@ -12,7 +12,7 @@ records for the flows not yet judged, classifies them with the audit's own
 - an expected flow that failed is reported blocked at once when it was rejected, and only
   after ``unanswered_s`` when it is merely unanswered (a SYN may be retransmitted).
 - the two one-way halves of a connection split across VLANs (a routed trunk) are joined as
-  the final report joins them (:mod:`dsaudit.flows.vlan_join`) and judged once; a one-way
+  the final report joins them (:mod:`dsaudit.flow_records.vlan_join`) and judged once; a one-way
   flow on a VLAN waits ``unanswered_s`` for its other half before it is judged alone.
 
 Memory stays flat: every ``window_s`` flows idle past their timeout (TCP closed by FIN or
@@ -41,7 +41,14 @@ from dsaudit.causes import DnsFailure, dns_failures, flow_cause, needed_names
 from dsaudit.classify import classify_flows
 from dsaudit.expectations import is_heartbeat
 from dsaudit.findings import FINDING_KINDS, AuditResult, typed_frame
-from dsaudit.flows.records import DIRECTION_COUNTERS, FLOW_COLUMNS, FLOW_DTYPES, build_flow_frame
+from dsaudit.flow_records.builder import FlowBuilder, FlowOptions, FlowResult
+from dsaudit.flow_records.frame import (
+    DIRECTION_COUNTERS,
+    FLOW_COLUMNS,
+    FLOW_DTYPES,
+    build_flow_frame,
+)
+from dsaudit.flow_records.vlan_join import join_pairs, pair_halves
 from dsaudit.flows.table_kernel import (
     F_FIRST_TS,
     F_LAST_TS,
@@ -55,11 +62,9 @@ from dsaudit.flows.table_kernel import (
     H_R,
     RESP_OFFSET,
 )
-from dsaudit.flows.vlan_join import join_pairs, pair_halves
 from dsaudit.inference import infer
 from dsaudit.inventory import Inventory
 from dsaudit.naming.namer import Namer
-from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
 from dsaudit.sources.live.source import LiveSource, SourceStats

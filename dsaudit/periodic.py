@@ -17,12 +17,12 @@ import pandas as pd
 
 from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.errors import DsauditError
-from dsaudit.flows.merge import merge_parts, prepare_part
-from dsaudit.flows.records import empty_flows
-from dsaudit.pipeline import FlowOptions, FlowResult
+from dsaudit.flow_records.builder import FlowOptions, FlowResult
+from dsaudit.flow_records.flowlogs import SOURCES, detect, read_logs
+from dsaudit.flow_records.frame import empty_flows
+from dsaudit.flow_records.merge import merge_parts, prepare_part
+from dsaudit.flow_records.parts import PartResult, epoch_ns, first_packet_ns, read_part
 from dsaudit.sources.capture_file import left_out, refuse_if_all_left_out
-from dsaudit.sources.flowlogs import SOURCES, detect, read_logs
-from dsaudit.sources.flowlogs.pcap import PartResult, epoch_ns, first_packet_ns, read_part
 from dsaudit.time_text import iso_ns
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)

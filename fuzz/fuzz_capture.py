@@ -30,7 +30,7 @@ def load() -> SimpleNamespace:
         if _ROOT not in sys.path:
             sys.path.insert(0, _ROOT)
         from dsaudit.errors import DsauditError
-        from dsaudit.pipeline import FlowBuilder
+        from dsaudit.flow_records.builder import FlowBuilder
         from dsaudit.report.flow_output import RENDERERS
         from dsaudit.sources.capture_file import CaptureReader
 

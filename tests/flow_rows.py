@@ -6,8 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.flows.records import FLOW_DTYPES
-from dsaudit.sources.flowlogs.common import base_row
+from dsaudit.flow_records.flowlogs.common import base_row
+from dsaudit.flow_records.frame import FLOW_DTYPES
 
 T0 = pd.Timestamp("2026-03-02T09:00:00Z")
 

@@ -14,8 +14,8 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from dsaudit.engine import read_captures
-from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
+from dsaudit.flow_records.builder import FlowBuilder, FlowOptions, FlowResult
+from dsaudit.flow_records.reading import read_captures
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.time_text import NS
 

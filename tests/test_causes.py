@@ -324,7 +324,7 @@ def test_a_failed_lookup_after_the_flow_is_not_its_cause(
 
 def test_the_problems_sample_shows_every_cause(catalog: Catalog, inventory: Inventory) -> None:
     from dsaudit.causes import CAUSES
-    from dsaudit.engine import read_captures
+    from dsaudit.flow_records.reading import read_captures
 
     read = read_captures([str(ROOT / "samples" / "problems.pcap")])
     findings = run_audit(read, catalog, inventory, AuditOptions()).findings

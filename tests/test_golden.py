@@ -16,8 +16,8 @@ import pytest
 
 from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import load_catalog
-from dsaudit.engine import read_captures
 from dsaudit.findings import AuditResult
+from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
 
 ROOT = Path(__file__).resolve().parents[1]

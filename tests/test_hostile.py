@@ -24,8 +24,8 @@ import pytest
 
 from dsaudit.cli import main
 from dsaudit.decode.dns import parse_dns
+from dsaudit.flow_records.builder import FlowBuilder, FlowOptions
 from dsaudit.naming.dns_map import DnsMap
-from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 from tests.factories import (
     client_hello,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 
+from dsaudit.flow_records.builder import FlowBuilder, FlowOptions
 from dsaudit.naming.dns_map import DnsMap
-from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 
 T0 = 1_700_000_000_000_000_000

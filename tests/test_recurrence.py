@@ -7,8 +7,8 @@ from pathlib import Path
 from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import Catalog, load_catalog
 from dsaudit.classify import classify_flows
-from dsaudit.engine import read_captures
 from dsaudit.expectations import Vantage, build_expectations
+from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
 from tests.flow_rows import flow, frame
 

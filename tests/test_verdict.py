@@ -20,8 +20,8 @@ from scapy.utils import rdpcap
 from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import load_catalog
 from dsaudit.classify import classify_flows
-from dsaudit.engine import read_captures
 from dsaudit.expectations import deep_security_ports, detect_vantage
+from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
 from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_markdown import render_markdown

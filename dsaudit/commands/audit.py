@@ -90,10 +90,10 @@ def audit(
     """
     from dsaudit.audit import AuditOptions, run_audit
     from dsaudit.catalog import load_catalog
-    from dsaudit.engine import read_captures
+    from dsaudit.flow_records.builder import FlowOptions
+    from dsaudit.flow_records.reading import read_captures
     from dsaudit.inference import infer
     from dsaudit.inventory import load_inventory
-    from dsaudit.pipeline import FlowOptions
     from dsaudit.report.audit_output import write_audit
 
     if fix is not None and fix_output is None and output is None:

@@ -74,9 +74,9 @@ def flows(
     progress: bool | None,
 ) -> None:
     """Build bidirectional flows from CAPTURES (pcap, pcapng, .gz), read as one stream."""
-    from dsaudit.engine import read_captures
+    from dsaudit.flow_records.builder import FlowOptions
+    from dsaudit.flow_records.reading import read_captures
     from dsaudit.flows.table import Timeouts
-    from dsaudit.pipeline import FlowOptions
     from dsaudit.report.flow_output import write_flows
 
     options = FlowOptions(

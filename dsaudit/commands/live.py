@@ -140,10 +140,10 @@ def live(
     writer = None
     try:
         from dsaudit.catalog import load_catalog
+        from dsaudit.flow_records.builder import FlowOptions
         from dsaudit.flows.table import Timeouts
         from dsaudit.inventory import load_inventory
         from dsaudit.live_audit import LiveAudit, LiveOptions
-        from dsaudit.pipeline import FlowOptions
         from dsaudit.report.audit_output import write_audit
         from dsaudit.sources.pcap_writer import PcapWriter
 

@@ -113,14 +113,14 @@ def report(
     """
     from dsaudit.audit import AuditOptions, run_audit
     from dsaudit.catalog import load_catalog
+    from dsaudit.flow_records.builder import FlowOptions
+    from dsaudit.flow_records.flowlogs.vpc import parse_format
     from dsaudit.history import History, check_folder, default_path
     from dsaudit.inference import infer
     from dsaudit.inventory import load_inventory
     from dsaudit.periodic import parse_when, read_period
-    from dsaudit.pipeline import FlowOptions
     from dsaudit.report.report_output import format_for, write_report
     from dsaudit.report.trends import build_trends
-    from dsaudit.sources.flowlogs.vpc import parse_format
     from dsaudit.time_text import iso_now
 
     # Settle where everything goes before the work: a typo must not cost a whole audit.

@@ -1,13 +1,13 @@
 """The tshark engine: Wireshark's dissectors, through pyshark, feed dsaudit's flow table and naming.
 
-tshark decodes what the compiled decoder does not (MPLS, PPPoE, GRE, GTP, ERSPAN, ... and
-any file format Wireshark reads). For every frame this module takes the outermost and the
-innermost IP layer tshark found, turns them into rows of the same record matrix the
-compiled decoder writes (see :mod:`dsaudit.decode.packet_kernel`) plus a buffer of their
-transport payloads, and hands those to a record sink: the one flow table and naming stage
-of :class:`dsaudit.pipeline.FlowBuilder`, which :func:`dsaudit.engine.read_captures` makes
-and finishes. tshark reassembles IP fragments itself, so a datagram reaches the flow table
-once, in the frame that completed it.
+tshark decodes what the compiled decoder does not (MPLS, PPPoE, GRE, GTP, ERSPAN, ... and any
+file format Wireshark reads). For every frame this module takes the outermost and the innermost
+IP layer tshark found, turns them into rows of the same record matrix the compiled decoder
+writes (see :mod:`dsaudit.decode.packet_kernel`) plus a buffer of their transport payloads, and
+hands those to a record sink: the one flow table and naming stage of
+:class:`dsaudit.flow_records.builder.FlowBuilder`, which
+:func:`dsaudit.flow_records.reading.read_captures` makes and finishes. tshark reassembles IP
+fragments itself, so a datagram reaches the flow table once, in the frame that completed it.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Flows: the bidirectional flow table and the finished flow records built from it."""
+"""Flows: the bidirectional flow table (compiled) and address keys."""

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.findings import INCONCLUSIVE_EXIT, SEVERITIES, SEVERITY_RANK, AuditResult
-from dsaudit.flows.records import FLOW_COLUMNS
+from dsaudit.flow_records.frame import FLOW_COLUMNS
 from dsaudit.report import audit_format as fm
 
 # Columns the audit adds to the flow table, in the order reports show them.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dsaudit.errors import DsauditError, cannot_write
-from dsaudit.flows.columns import COLUMN_KINDS, FLOW_COLUMNS, Coded, FlowColumns
+from dsaudit.flow_records.columns import COLUMN_KINDS, FLOW_COLUMNS, Coded, FlowColumns
 from dsaudit.parallel import fork_map
 from dsaudit.report.text_out import write_text
 from dsaudit.text.safe import for_csv, for_terminal

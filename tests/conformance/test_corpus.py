@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dsaudit.engine import read_captures
 from dsaudit.errors import CaptureError
+from dsaudit.flow_records.builder import FlowOptions
+from dsaudit.flow_records.reading import read_captures
 from dsaudit.flows.table import Timeouts
-from dsaudit.pipeline import FlowOptions
 from tests.corpus import CORPUS, capture_path, corpus_names, needs_corpus, truth
 
 TSHARK_MODE = FlowOptions(timeouts=Timeouts(math.inf, math.inf, math.inf), vlan_key=False)
@@ -140,7 +140,7 @@ def test_expected_differences_agree_with_peer_baselines() -> None:
         ("vlan-http-overlapping-flows", [(None, None), (10, 20), (42, None)]),
         ("pcapng-comment-vlan-pcp", [(None, None), (10, 20), (20, None)]),
         # Requests on VLAN 81, answers on VLAN 80: the halves are joined into one flow
-        # keyed by the request's VLAN (tests/flows/test_vlan_join.py pins the rest).
+        # keyed by the request's VLAN (tests/flow_records/test_vlan_join.py pins the rest).
         ("pcapng-126-idbs-ldap-ipv6-vlan", [(81, None)]),
         ("qinqinq-http", [(30, 20)]),
     ],

@@ -19,8 +19,8 @@ from scapy.packet import Packet
 
 from dsaudit.decode.batch import DECODE_CHUNK, decode_batch
 from dsaudit.decode.packet_kernel import C_FRAME, C_TUNNEL
-from dsaudit.engine import read_captures
-from dsaudit.pipeline import FlowResult
+from dsaudit.flow_records.builder import FlowResult
+from dsaudit.flow_records.reading import read_captures
 from tests.encap_packets import WRAPS, eth, tunnel_text
 from tests.packets import BASE_TS, NS, batch_of, pcap_header, pcap_record
 from tests.processes import dsaudit_process

@@ -13,7 +13,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 
 from dsaudit.decode.ip_fragments import FragmentReassembler
-from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
+from dsaudit.flow_records.builder import FlowBuilder, FlowOptions, FlowResult
 from tests.factories import client_hello, dns_query, dns_response
 from tests.packets import (
     BASE_TS,

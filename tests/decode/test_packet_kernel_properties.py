@@ -34,7 +34,7 @@ from dsaudit.decode.packet_kernel import (
     ERR_NONE,
 )
 from dsaudit.errors import CaptureError
-from dsaudit.pipeline import FlowBuilder
+from dsaudit.flow_records.builder import FlowBuilder
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import CaptureReader
 from tests.checked_kernels import asan_runtime, build_checked
@@ -216,7 +216,7 @@ CHECKED_RUN = textwrap.dedent(
         sys.exit("AddressSanitizer is not in effect")
 
     from dsaudit.errors import CaptureError
-    from dsaudit.pipeline import FlowBuilder, decode_batch
+    from dsaudit.flow_records.builder import FlowBuilder, decode_batch
     from dsaudit.sources.batch import PacketBatch
     from dsaudit.sources.capture_file import CaptureReader
 

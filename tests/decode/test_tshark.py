@@ -20,9 +20,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dsaudit.engine import read_captures
 from dsaudit.errors import CaptureError, DsauditError
-from dsaudit.pipeline import FlowResult
+from dsaudit.flow_records.builder import FlowResult
+from dsaudit.flow_records.reading import read_captures
 from tests.corpus import capture_path, corpus_names, needs_corpus
 from tests.factories import client_hello
 from tests.processes import dsaudit_process

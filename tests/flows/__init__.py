@@ -1,1 +1,1 @@
-"""Tests of the flow table and flow records."""
+"""Tests of the flow table and address keys."""

@@ -14,10 +14,10 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Raw
 
 from dsaudit.decode.batch import decode_batch
-from dsaudit.engine import read_captures
+from dsaudit.flow_records.builder import FlowBuilder, FlowOptions
+from dsaudit.flow_records.reading import read_captures
 from dsaudit.flows.table import FlowTable, Timeouts
 from dsaudit.flows.table_kernel import F_A_PORT, F_B_PORT, F_PKTS_C
-from dsaudit.pipeline import FlowBuilder, FlowOptions
 from tests.packets import (
     BASE_TS,
     NS,

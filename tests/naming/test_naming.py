@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from dsaudit.flow_records.builder import FlowBuilder
 from dsaudit.naming.dns_map import DnsMap
-from dsaudit.pipeline import FlowBuilder
 from tests.factories import (
     client_hello,
     dns_query,

@@ -11,10 +11,10 @@ import pytest
 
 from dsaudit.errors import DsauditError
 from dsaudit.periodic import expand, parse_when, read_period, select_files, source_of
-from tests.periodic.splitter import safe_cuts, split
+from tests.splitter import safe_cuts, split
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-FILES = Path(__file__).resolve().parent / "files"
+FILES = Path(__file__).resolve().parents[1] / "files" / "flowlogs"
 NOW = dt.datetime(2026, 3, 3, 12, 0, tzinfo=dt.UTC)
 
 

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from dsaudit.cli import cli
 from dsaudit.history import History, finding_key
-from tests.periodic.splitter import safe_cuts, split
+from tests.splitter import safe_cuts, split
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-FILES = Path(__file__).resolve().parent / "files"
+FILES = Path(__file__).resolve().parents[1] / "files" / "flowlogs"
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from dsaudit.findings import (
     AuditResult,
     typed_frame,
 )
-from dsaudit.flows.records import FLOW_DTYPES
+from dsaudit.flow_records.frame import FLOW_DTYPES
 
 # The script would turn the red verdict heading into a reassuring one; the breakout would add
 # an image whose error handler renames the page.

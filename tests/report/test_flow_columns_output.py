@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsaudit.engine import read_captures
-from dsaudit.flows.columns import FlowColumns
-from dsaudit.flows.records import FLOW_DTYPES, columns_of_frame, frame_of_columns
+from dsaudit.flow_records.columns import FlowColumns
+from dsaudit.flow_records.frame import FLOW_DTYPES, columns_of_frame, frame_of_columns
+from dsaudit.flow_records.reading import read_captures
 from dsaudit.report.flow_output import (
     RENDERERS,
     TABLE_COLUMNS,
@@ -162,7 +162,7 @@ def test_any_name_text_is_written_as_pandas_writes_it(names: list[str | None]) -
 
 def read_frames_table(frames: list[tuple[int, bytes]], copies: int) -> FlowColumns:
     """Flow columns of ``copies`` flows (the frames repeated on new ports)."""
-    from dsaudit.pipeline import FlowBuilder
+    from dsaudit.flow_records.builder import FlowBuilder
     from dsaudit.sources.batch import PacketBatch
 
     builder = FlowBuilder()

@@ -13,11 +13,11 @@ import pandas as pd
 
 from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.errors import DsauditError
+from dsaudit.flow_records.builder import FlowResult
+from dsaudit.flow_records.frame import FLOW_DTYPES, empty_flows, payload_name, tcp_states
 from dsaudit.flows.addresses import key_from_text
-from dsaudit.flows.records import FLOW_DTYPES, empty_flows, payload_name, tcp_states
 from dsaudit.flows.table_kernel import HISTORY_LETTERS
 from dsaudit.naming.dns_map import DnsMap
-from dsaudit.pipeline import FlowResult
 from dsaudit.sources.capture_file import CaptureInfo
 
 
@@ -84,7 +84,7 @@ def ip_version(address: str) -> int:
 
 
 def outcomes(proto: np.ndarray, state: np.ndarray, pkts_c: np.ndarray, pkts_s: np.ndarray) -> Any:
-    """dsaudit.flows.records' outcome rules, from states that a log gives or implies."""
+    """dsaudit.flow_records.frame's outcome rules, from states that a log gives or implies."""
     tcp = proto == "tcp"
     return np.select(
         [

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dsaudit.flow_records.flowlogs.common import FlowLogError, SourceResult, head_text
+from dsaudit.flow_records.flowlogs.suricata import looks_like_eve, read_eve
+from dsaudit.flow_records.flowlogs.vpc import looks_like_vpc, read_vpc
+from dsaudit.flow_records.flowlogs.zeek import looks_like_zeek, read_zeek
 from dsaudit.sources.capture_file import GZIP_MAGIC, PCAP_MAGICS, PCAPNG_SHB
-from dsaudit.sources.flowlogs.common import FlowLogError, SourceResult, head_text
-from dsaudit.sources.flowlogs.suricata import looks_like_eve, read_eve
-from dsaudit.sources.flowlogs.vpc import looks_like_vpc, read_vpc
-from dsaudit.sources.flowlogs.zeek import looks_like_zeek, read_zeek
 
 SOURCES = ("pcap", "zeek", "vpc", "suricata")
 

@@ -8,9 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.flows.addresses import key_from_text
-from dsaudit.naming.dns_map import DnsMap
-from dsaudit.sources.flowlogs.common import (
+from dsaudit.flow_records.flowlogs.common import (
     FlowLogError,
     SourceResult,
     base_row,
@@ -20,6 +18,8 @@ from dsaudit.sources.flowlogs.common import (
     name_flows,
     states_from_history,
 )
+from dsaudit.flows.addresses import key_from_text
+from dsaudit.naming.dns_map import DnsMap
 
 KIND = "suricata"
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "IPV6-ICMP": "icmpv6"}

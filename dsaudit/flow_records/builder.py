@@ -30,8 +30,9 @@ from dsaudit.decode.packet_kernel import (
     L3_OTHER,
 )
 from dsaudit.decode.undecoded import count_reasons
+from dsaudit.flow_records.columns import PROTO_NAMES, FlowColumns, flow_columns
+from dsaudit.flow_records.vlan_join import join_vlan_halves
 from dsaudit.flows.addresses import addr_key, key_to_text
-from dsaudit.flows.columns import PROTO_NAMES, FlowColumns, flow_columns
 from dsaudit.flows.table import FlowTable, Timeouts
 from dsaudit.flows.table_kernel import (
     F_A_HI,
@@ -48,7 +49,6 @@ from dsaudit.flows.table_kernel import (
     F_PKTS_S,
     F_PROTO,
 )
-from dsaudit.flows.vlan_join import join_vlan_halves
 from dsaudit.naming.namer import Namer
 from dsaudit.sources.batch import LINKTYPE_RAW, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
@@ -152,7 +152,7 @@ class FlowResult:
     def table(self) -> FlowColumns:
         """The flows as plain columns, for the writers."""
         if self._table is None:
-            from dsaudit.flows.records import columns_of_frame
+            from dsaudit.flow_records.frame import columns_of_frame
 
             self._table = columns_of_frame(self.flows)
         return self._table
@@ -348,7 +348,7 @@ class FlowBuilder:
 
     def result(self, captures: list[CaptureInfo], join_vlans: bool = True) -> FlowResult:
         """The finished flow records (``join_vlans=False``: VLAN halves left apart, for a
-        part of a capture read in several files; dsaudit.flows.merge joins them)."""
+        part of a capture read in several files; dsaudit.flow_records.merge joins them)."""
         self.stats.payload_decode_failures = self.namer.decode_failures
         self.stats.dns_entries_evicted = self.namer.dns.evicted
         self.stats.reassembly_buffers_dropped = self.namer.buffers_dropped

@@ -8,10 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.flows.addresses import key_from_text
-from dsaudit.flows.table_kernel import HISTORY_LETTERS
-from dsaudit.naming.dns_map import DnsMap
-from dsaudit.sources.flowlogs.common import (
+from dsaudit.flow_records.flowlogs.common import (
     FlowLogError,
     SourceResult,
     base_row,
@@ -20,6 +17,9 @@ from dsaudit.sources.flowlogs.common import (
     lines,
     name_flows,
 )
+from dsaudit.flows.addresses import key_from_text
+from dsaudit.flows.table_kernel import HISTORY_LETTERS
+from dsaudit.naming.dns_map import DnsMap
 
 KIND = "zeek"
 LOG_KINDS = ("conn", "ssl", "http", "dns")

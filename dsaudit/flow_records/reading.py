@@ -13,7 +13,7 @@ import numpy as np
 
 from dsaudit.decode.batch import decode_batch
 from dsaudit.errors import CaptureError, DsauditError
-from dsaudit.pipeline import FlowBuilder, FlowOptions, FlowResult
+from dsaudit.flow_records.builder import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import (
     CaptureReader,

@@ -11,16 +11,16 @@ import pandas as pd
 
 from dsaudit.decode.batch import decode_batch
 from dsaudit.decode.capture_stats import CaptureStats
-from dsaudit.engine import no_cyclic_gc
 from dsaudit.errors import CaptureError
+from dsaudit.flow_records.builder import FlowBuilder, FlowOptions
+from dsaudit.flow_records.reading import no_cyclic_gc
 from dsaudit.flows.addresses import key_from_text, key_to_text
 from dsaudit.naming.dns_map import DnsMap
-from dsaudit.pipeline import FlowBuilder, FlowOptions
 from dsaudit.sources.capture_file import CaptureInfo, CaptureReader
 from dsaudit.time_text import iso_ns
 
 PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
-# Payload names outrank DNS names in this order, as dsaudit.flows.records decides them.
+# Payload names outrank DNS names in this order, as dsaudit.flow_records.frame decides them.
 PAYLOAD_SOURCES = ("connect", "socks", "sni", "http_host")
 DnsEntry = tuple[int, int, int, str]  # (client key, answered address key, ts ns, name)
 # as dsaudit.naming.namer.Namer keeps them
@@ -33,7 +33,7 @@ class FlowIndex:
     """What the merge looks up per flow of a part, worked out where the part was read.
 
     ``starts`` and ``stops`` are each row's first and last packet times (ns), ``first`` and
-    ``last`` the first and last row of each key (dsaudit.flows.merge.flow_key).
+    ``last`` the first and last row of each key (dsaudit.flow_records.merge.flow_key).
     """
 
     starts: list[int]
@@ -56,7 +56,7 @@ class PartResult:
     stats: CaptureStats
     dns: list[DnsEntry] = field(default_factory=list)
     icmp_errors: list[IcmpError] = field(default_factory=list)
-    # Set by dsaudit.flows.merge.prepare_part, which restates ``flows`` too; None: the merge
+    # Set by dsaudit.flow_records.merge.prepare_part, which restates ``flows`` too; None: the merge
     # does both itself.
     index: FlowIndex | None = None
 
@@ -81,10 +81,11 @@ class RecordingDnsMap(DnsMap):
 
 
 def read_part(path: str, options: FlowOptions | None = None) -> PartResult:
-    """Flows of one capture, ready for dsaudit.flows.merge.merge_parts.
+    """Flows of one capture, ready for dsaudit.flow_records.merge.merge_parts.
 
-    Runs the same pipeline as dsaudit.engine.read_captures, but keeps the DNS answers and
-    ICMP errors back from the flow records so the merge can apply them across files.
+    Runs the same pipeline as dsaudit.flow_records.reading.read_captures, but keeps the DNS
+    answers and ICMP errors back from the flow records so the merge can apply them across
+    files.
     """
     builder = FlowBuilder(options)
     dns = RecordingDnsMap()

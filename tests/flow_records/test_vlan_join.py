@@ -12,11 +12,11 @@ import pandas as pd
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.utils import rdpcap, wrpcap
 
-from dsaudit.engine import read_captures
-from dsaudit.flows.records import DIRECTION_COUNTERS
+from dsaudit.flow_records.builder import FlowOptions
+from dsaudit.flow_records.frame import DIRECTION_COUNTERS
+from dsaudit.flow_records.reading import read_captures
+from dsaudit.flow_records.vlan_join import merge_history
 from dsaudit.flows.table import Timeouts
-from dsaudit.flows.vlan_join import merge_history
-from dsaudit.pipeline import FlowOptions
 from tests.corpus import capture_path, needs_corpus
 from tests.factories import client_hello, dns_query, dns_response
 from tests.packets import NS, TcpConversation, flows_of, udp_frame

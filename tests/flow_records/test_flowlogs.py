@@ -9,14 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dsaudit.engine import read_captures
-from dsaudit.flows.records import FLOW_DTYPES
-from dsaudit.sources.flowlogs import FlowLogError, detect, read_logs
-from dsaudit.sources.flowlogs.vpc import parse_format, read_vpc
-from dsaudit.sources.flowlogs.zeek import read_zeek
+from dsaudit.flow_records.flowlogs import FlowLogError, detect, read_logs
+from dsaudit.flow_records.flowlogs.vpc import parse_format, read_vpc
+from dsaudit.flow_records.flowlogs.zeek import read_zeek
+from dsaudit.flow_records.frame import FLOW_DTYPES
+from dsaudit.flow_records.reading import read_captures
 from tests.corpus import CORPUS, capture_path, needs_corpus
 
-FILES = Path(__file__).resolve().parent / "files"
+FILES = Path(__file__).resolve().parents[1] / "files" / "flowlogs"
 
 
 def _one(flows: pd.DataFrame, **match: object) -> dict[str, object]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dsaudit.flows.columns import (
+from dsaudit.flow_records.columns import (
     COLUMN_KINDS,
     DIRECTION_COUNTERS,
     EVIDENCES,
@@ -111,7 +111,7 @@ def build_flow_frame(
 ) -> pd.DataFrame:
     """Turn the flow store rows ``fs`` and the naming findings into the flows DataFrame.
 
-    ``s2c_vlans`` and ``vlan_joined`` come from dsaudit.flows.vlan_join: per flow, the VLAN
+    ``s2c_vlans`` and ``vlan_joined`` come from dsaudit.flow_records.vlan_join: per flow, the VLAN
     ids of its server-to-client packets and whether it was joined across VLANs.
     """
     if fs.shape[0] == 0:

@@ -222,7 +222,7 @@ class FlowColumns:
 
     def to_frame(self) -> pd.DataFrame:
         """The flows DataFrame with the dtypes of FLOW_DTYPES (imports pandas)."""
-        from dsaudit.flows.records import frame_of_columns
+        from dsaudit.flow_records.frame import frame_of_columns
 
         return frame_of_columns(self)
 
@@ -390,7 +390,7 @@ def flow_columns(
     """Turn the flow store rows ``fs`` and the naming findings into flow columns, ordered by
     first packet (ties in flow-store order) and numbered from 0.
 
-    ``s2c_vlans`` (n x 2) and ``vlan_joined`` come from dsaudit.flows.vlan_join: per flow,
+    ``s2c_vlans`` (n x 2) and ``vlan_joined`` come from dsaudit.flow_records.vlan_join: per flow,
     the VLAN ids of its server-to-client packets and whether it was joined across VLANs.
     """
     n = fs.shape[0]

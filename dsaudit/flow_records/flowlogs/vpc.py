@@ -8,8 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.flows.table import DEFAULT_SERVER_PORTS, Timeouts
-from dsaudit.sources.flowlogs.common import (
+from dsaudit.flow_records.flowlogs.common import (
     FlowLogError,
     SourceResult,
     base_row,
@@ -18,6 +17,7 @@ from dsaudit.sources.flowlogs.common import (
     lines,
     states_from_history,
 )
+from dsaudit.flows.table import DEFAULT_SERVER_PORTS, Timeouts
 
 KIND = "vpc"
 DEFAULT_FIELDS = (

@@ -8,21 +8,15 @@ import pandas as pd
 import pytest
 
 from dsaudit.decode.capture_stats import CaptureStats
-from dsaudit.engine import read_captures
+from dsaudit.flow_records.flowlogs.common import seen_bits
+from dsaudit.flow_records.merge import continues, join_history, join_rows, merge_parts, merge_stats
+from dsaudit.flow_records.parts import PartResult, read_part
+from dsaudit.flow_records.reading import read_captures
 from dsaudit.flows.addresses import key_from_text
-from dsaudit.flows.merge import (
-    continues,
-    join_history,
-    join_rows,
-    merge_parts,
-    merge_stats,
-)
 from dsaudit.flows.table import Timeouts
-from dsaudit.sources.flowlogs.common import seen_bits
-from dsaudit.sources.flowlogs.pcap import PartResult, read_part
 from tests.corpus import capture_path, corpus_names, needs_corpus
 from tests.flow_rows import T0, flow, frame
-from tests.periodic.splitter import safe_cuts, split
+from tests.splitter import safe_cuts, split
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 COMPARED = [

@@ -11,19 +11,11 @@ import pandas as pd
 
 from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.decode.undecoded import merge_reasons
-from dsaudit.engine import no_cyclic_gc
-from dsaudit.flows.columns import failed_handshakes
-from dsaudit.flows.records import (
-    DIRECTION_COUNTERS,
-    FLOW_DTYPES,
-    empty_flows,
-)
-from dsaudit.flows.table import Timeouts
-from dsaudit.flows.vlan_join import order_history
-from dsaudit.frames import row_dicts
-from dsaudit.pipeline import FlowResult
-from dsaudit.sources.flowlogs.common import outcomes, seen_bits, states_from_history
-from dsaudit.sources.flowlogs.pcap import (
+from dsaudit.flow_records.builder import FlowResult
+from dsaudit.flow_records.columns import failed_handshakes
+from dsaudit.flow_records.flowlogs.common import outcomes, seen_bits, states_from_history
+from dsaudit.flow_records.frame import DIRECTION_COUNTERS, FLOW_DTYPES, empty_flows
+from dsaudit.flow_records.parts import (
     PAYLOAD_SOURCES,
     FlowIndex,
     FlowKey,
@@ -32,6 +24,10 @@ from dsaudit.sources.flowlogs.pcap import (
     epoch_ns,
     name_by_dns,
 )
+from dsaudit.flow_records.reading import no_cyclic_gc
+from dsaudit.flow_records.vlan_join import order_history
+from dsaudit.flows.table import Timeouts
+from dsaudit.frames import row_dicts
 from dsaudit.time_text import NS
 
 # Echo request and reply share a flow; the flow records keep the first packet's type only.
@@ -232,7 +228,7 @@ def _last(rows: list[dict[str, Any]], col: str) -> Any:
 
 
 def _restated(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy with state and outcome again from history and counts (dsaudit.flows.records'
+    """A copy with state and outcome again from history and counts (dsaudit.flow_records.frame's
     rules), typed as the flow columns; each row's result depends on that row alone."""
     out = frame.copy()
     if out.empty:

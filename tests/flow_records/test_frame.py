@@ -16,8 +16,8 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from dsaudit.engine import read_captures
-from dsaudit.flows.records import FLOW_COLUMNS, FLOW_DTYPES, empty_flows
+from dsaudit.flow_records.frame import FLOW_COLUMNS, FLOW_DTYPES, empty_flows
+from dsaudit.flow_records.reading import read_captures
 from tests.factories import dns_query, dns_response
 from tests.packets import (
     BASE_TS,

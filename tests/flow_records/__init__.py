@@ -1,0 +1,1 @@
+"""Tests of flow records: the DataFrame, VLAN halves, flow logs, joins across files."""

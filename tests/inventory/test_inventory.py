@@ -11,7 +11,7 @@ from dsaudit.cli import main
 from dsaudit.errors import InventoryError
 from dsaudit.inventory import load_inventory, parse_duration, parse_host_entry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "tests" / "files" / "inventory"
 EXAMPLE = ROOT / "examples" / "inventory.yaml"
 

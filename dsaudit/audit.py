@@ -11,11 +11,15 @@ import pandas as pd
 
 from dsaudit import __version__
 from dsaudit.catalog import Catalog
-from dsaudit.causes import add_causes, dns_failures, issuer_mismatches, missing_cause
-from dsaudit.classify import classify_flows
 from dsaudit.decode.packet_kernel import WHY_NAMES, WHY_NOT_IP
 from dsaudit.decode.undecoded import summary
-from dsaudit.expectations import (
+from dsaudit.firewall.fixes import attach_fixes
+from dsaudit.flow_records.builder import FlowResult
+from dsaudit.frames import row_dicts
+from dsaudit.inventory import Inventory
+from dsaudit.judge.causes import add_causes, dns_failures, issuer_mismatches, missing_cause
+from dsaudit.judge.classify import classify_flows
+from dsaudit.judge.expectations import (
     Membership,
     Vantage,
     build_expectations,
@@ -25,7 +29,7 @@ from dsaudit.expectations import (
     host_criterion,
     network_hosts,
 )
-from dsaudit.findings import (
+from dsaudit.judge.findings import (
     COMPLIANCE_DTYPES,
     FINDING_DTYPES,
     FINDING_KINDS,
@@ -35,10 +39,6 @@ from dsaudit.findings import (
     AuditResult,
     typed_frame,
 )
-from dsaudit.firewall.fixes import attach_fixes
-from dsaudit.flow_records.builder import FlowResult
-from dsaudit.frames import row_dicts
-from dsaudit.inventory import Inventory
 from dsaudit.time_text import iso_now, iso_ns
 
 POOR_NO_SYN_SHARE = 0.5

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.errors import DsauditError
-from dsaudit.findings import AuditResult
+from dsaudit.judge.findings import AuditResult
 from dsaudit.report.audit_json import json_value
 
 SCHEMA_VERSION = 1

@@ -37,10 +37,6 @@ import pandas as pd
 
 from dsaudit.audit import WEIGHT, AuditOptions, run_audit
 from dsaudit.catalog import Catalog
-from dsaudit.causes import DnsFailure, dns_failures, flow_cause, needed_names
-from dsaudit.classify import classify_flows
-from dsaudit.expectations import is_heartbeat
-from dsaudit.findings import FINDING_KINDS, AuditResult, typed_frame
 from dsaudit.flow_records.builder import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.flow_records.frame import (
     DIRECTION_COUNTERS,
@@ -62,8 +58,12 @@ from dsaudit.flows.table_kernel import (
     H_R,
     RESP_OFFSET,
 )
-from dsaudit.inference import infer
 from dsaudit.inventory import Inventory
+from dsaudit.judge.causes import DnsFailure, dns_failures, flow_cause, needed_names
+from dsaudit.judge.classify import classify_flows
+from dsaudit.judge.expectations import is_heartbeat
+from dsaudit.judge.findings import FINDING_KINDS, AuditResult, typed_frame
+from dsaudit.judge.inference import infer
 from dsaudit.naming.namer import Namer
 from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo

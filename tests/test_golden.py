@@ -16,9 +16,9 @@ import pytest
 
 from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import load_catalog
-from dsaudit.findings import AuditResult
 from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
+from dsaudit.judge.findings import AuditResult
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

@@ -92,8 +92,8 @@ def audit(
     from dsaudit.catalog import load_catalog
     from dsaudit.flow_records.builder import FlowOptions
     from dsaudit.flow_records.reading import read_captures
-    from dsaudit.inference import infer
     from dsaudit.inventory import load_inventory
+    from dsaudit.judge.inference import infer
     from dsaudit.report.audit_output import write_audit
 
     if fix is not None and fix_output is None and output is None:

@@ -52,7 +52,7 @@ def infer_cmd(captures: tuple[str, ...], output: str | None) -> None:
     The result is an inventory file to review and correct, then pass to `dsaudit audit`.
     """
     from dsaudit.flow_records.reading import read_captures
-    from dsaudit.inference import infer
+    from dsaudit.judge.inference import infer
     from dsaudit.report.text_out import write_text
     from dsaudit.text.safe import for_terminal
 

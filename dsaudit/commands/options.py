@@ -10,7 +10,7 @@ from typing import Any, TypedDict, TypeVar
 import click
 
 from dsaudit.errors import DsauditError
-from dsaudit.severities import SEVERITIES
+from dsaudit.judge.severities import SEVERITIES
 
 F = TypeVar("F", bound=Callable[..., Any])
 

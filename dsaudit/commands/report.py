@@ -116,8 +116,8 @@ def report(
     from dsaudit.flow_records.builder import FlowOptions
     from dsaudit.flow_records.flowlogs.vpc import parse_format
     from dsaudit.history import History, check_folder, default_path
-    from dsaudit.inference import infer
     from dsaudit.inventory import load_inventory
+    from dsaudit.judge.inference import infer
     from dsaudit.periodic import parse_when, read_period
     from dsaudit.report.report_output import format_for, write_report
     from dsaudit.report.trends import build_trends

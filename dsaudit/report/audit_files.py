@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dsaudit.errors import DsauditError, cannot_write
-from dsaudit.findings import AuditResult
+from dsaudit.judge.findings import AuditResult
 from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report.audit_json import json_value

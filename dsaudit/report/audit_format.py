@@ -10,7 +10,7 @@ import pandas as pd
 
 from dsaudit.catalog.roles import DS_ROLES
 from dsaudit.durations import two_unit_duration
-from dsaudit.findings import FINDING_KINDS
+from dsaudit.judge.findings import FINDING_KINDS
 from dsaudit.time_text import day_and_time, iso_stamp
 
 

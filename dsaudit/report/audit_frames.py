@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.findings import INCONCLUSIVE_EXIT, SEVERITIES, SEVERITY_RANK, AuditResult
 from dsaudit.flow_records.frame import FLOW_COLUMNS
+from dsaudit.judge.findings import INCONCLUSIVE_EXIT, SEVERITIES, SEVERITY_RANK, AuditResult
 from dsaudit.report import audit_format as fm
 
 # Columns the audit adds to the flow table, in the order reports show them.

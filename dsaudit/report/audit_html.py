@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dsaudit.findings import SEVERITIES, AuditResult
+from dsaudit.judge.findings import SEVERITIES, AuditResult
 from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report import audit_tables as at

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dsaudit.findings import SEVERITIES, AuditResult
+from dsaudit.judge.findings import SEVERITIES, AuditResult
 from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 from dsaudit.report.audit_charts import OUTCOME_FILL, bar_chart, heartbeat_timeline

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dsaudit.findings import AuditResult
+from dsaudit.judge.findings import AuditResult
 from dsaudit.parallel import fork_map, row_chunks
 from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from dsaudit.findings import AuditResult
+from dsaudit.judge.findings import AuditResult
 from dsaudit.report import audit_frames as af
 from dsaudit.report import audit_tables as at
 from dsaudit.text.safe import for_markdown

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 
 from dsaudit.errors import DsauditError
-from dsaudit.findings import AuditResult
+from dsaudit.judge.findings import AuditResult
 from dsaudit.report.audit_files import (
     findings_csv_path,
     iter_findings_csv,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dsaudit.findings import SEVERITIES, AuditResult
+from dsaudit.judge.findings import SEVERITIES, AuditResult
 from dsaudit.report import audit_format as fm
 from dsaudit.report import audit_frames as af
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import IO
 
-from dsaudit.findings import AuditResult
+from dsaudit.judge.findings import AuditResult
 from dsaudit.report import audit_frames as af
 from dsaudit.report import audit_tables as at
 from dsaudit.text.fit import Table, wrap, wrap_labelled

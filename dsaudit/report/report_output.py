@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dsaudit.errors import DsauditError
-from dsaudit.findings import AuditResult
+from dsaudit.judge.findings import AuditResult
 from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_json import iter_audit_json, json_value
 from dsaudit.report.audit_markdown import render_markdown

@@ -15,8 +15,8 @@ from dsaudit.catalog import Catalog, catalog_files, load_catalog
 from dsaudit.catalog.schema import RECURS_DEFAULT_S
 from dsaudit.cli import cli
 from dsaudit.errors import CatalogError
-from dsaudit.expectations import recurrence
 from dsaudit.inventory import Inventory, load_inventory
+from dsaudit.judge.expectations import recurrence
 
 INVENTORY = """
 deployment:

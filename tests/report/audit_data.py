@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.findings import (
+from dsaudit.flow_records.frame import FLOW_DTYPES
+from dsaudit.judge.findings import (
     COMPLIANCE_DTYPES,
     EXPECTATION_DTYPES,
     FINDING_DTYPES,
@@ -21,7 +22,6 @@ from dsaudit.findings import (
     AuditResult,
     typed_frame,
 )
-from dsaudit.flow_records.frame import FLOW_DTYPES
 
 # The script would turn the red verdict heading into a reassuring one; the breakout would add
 # an image whose error handler renames the page.

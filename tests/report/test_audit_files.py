@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from dsaudit.errors import DsauditError
-from dsaudit.findings import (
+from dsaudit.judge.findings import (
     COMPLIANCE_DTYPES,
     EXPECTATION_DTYPES,
     FINDING_DTYPES,

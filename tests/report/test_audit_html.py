@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dsaudit.findings import SEVERITIES, AuditResult
+from dsaudit.judge.findings import SEVERITIES, AuditResult
 from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_html_sections import DETAILED_FINDINGS
 from dsaudit.report.audit_output import write_audit

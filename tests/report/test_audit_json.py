@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.findings import AuditResult
+from dsaudit.judge.findings import AuditResult
 from dsaudit.report.audit_json import DOCUMENT_KEYS, audit_to_dict
 from dsaudit.report.audit_output import write_audit
 from tests.report.audit_data import ANSI_NAME, SCRIPT_NAME, build_result, empty_result

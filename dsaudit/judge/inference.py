@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from dsaudit.catalog.roles import HOST_ROLES
-from dsaudit.classify import find_scans, is_internal
 from dsaudit.inventory import Inventory, load_inventory
+from dsaudit.judge.classify import find_scans, is_internal
 
 # server port -> (role of the server, role of the client or None)
 LISTENING: dict[tuple[str, int], tuple[str, str | None]] = {

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import Catalog, load_catalog
-from dsaudit.classify import classify_flows
-from dsaudit.expectations import Vantage, build_expectations
 from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
+from dsaudit.judge.classify import classify_flows
+from dsaudit.judge.expectations import Vantage, build_expectations
 from tests.flow_rows import flow, frame
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 UPDATES = "agent.out.updates-80-443"
 INVENTORY = """
 deployment:

@@ -22,10 +22,10 @@ import pandas as pd
 from dsaudit.catalog import Catalog, Rule
 from dsaudit.catalog.roles import DS_ROLES
 from dsaudit.catalog.schema import RECURS_HEARTBEAT
-from dsaudit.classify import failed_attempts
 from dsaudit.durations import one_unit_duration
-from dsaudit.findings import EXPECTATION_DTYPES, HEARTBEAT_DTYPES, typed_frame
 from dsaudit.inventory import Inventory
+from dsaudit.judge.classify import failed_attempts
+from dsaudit.judge.findings import EXPECTATION_DTYPES, HEARTBEAT_DTYPES, typed_frame
 from dsaudit.time_text import iso_stamp
 
 

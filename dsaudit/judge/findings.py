@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.severities import SEVERITIES, SEVERITY_RANK
+from dsaudit.judge.severities import SEVERITIES, SEVERITY_RANK
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ FINDING_DTYPES: dict[str, Any] = {
     "count": "int64",
     "first_seen": "datetime64[ns, UTC]",
     "last_seen": "datetime64[ns, UTC]",
-    # Blocked and missing expected flows: the likely cause (dsaudit.causes), the packets it
+    # Blocked and missing expected flows: the likely cause (dsaudit.judge.causes), the packets it
     # rests on, and the allow rules that would open the flow (the audit's --fix dialect).
     "cause": "string",
     "cause_evidence": "string",

@@ -31,7 +31,7 @@ from tests.packets import (
     udp_packet,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MANAGER, AGENT, ROUTER, DNS_SERVER, NTP = (
     "10.20.0.10",
     "10.20.1.11",
@@ -323,8 +323,8 @@ def test_a_failed_lookup_after_the_flow_is_not_its_cause(
 
 
 def test_the_problems_sample_shows_every_cause(catalog: Catalog, inventory: Inventory) -> None:
-    from dsaudit.causes import CAUSES
     from dsaudit.flow_records.reading import read_captures
+    from dsaudit.judge.causes import CAUSES
 
     read = read_captures([str(ROOT / "samples" / "problems.pcap")])
     findings = run_audit(read, catalog, inventory, AuditOptions()).findings

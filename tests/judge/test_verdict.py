@@ -19,10 +19,10 @@ from scapy.utils import rdpcap
 
 from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import load_catalog
-from dsaudit.classify import classify_flows
-from dsaudit.expectations import deep_security_ports, detect_vantage
 from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
+from dsaudit.judge.classify import classify_flows
+from dsaudit.judge.expectations import deep_security_ports, detect_vantage
 from dsaudit.report.audit_html import render_html
 from dsaudit.report.audit_markdown import render_markdown
 from dsaudit.report.audit_terminal import render_terminal

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from dsaudit.catalog import load_catalog
-from dsaudit.classify import classify_flows
 from dsaudit.inventory import load_inventory
+from dsaudit.judge.classify import classify_flows
 from tests.flow_rows import flow, frame
 
 INVENTORY = """

@@ -1,0 +1,1 @@
+"""Judging flows: rules that explain them, expected flows, causes, findings, roles."""

@@ -1,0 +1,1 @@
+"""Tests of judging: classification, expectations, causes."""

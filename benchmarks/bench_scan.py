@@ -73,7 +73,7 @@ def in_process(path: Path) -> None:
     """Stage timings inside one warm interpreter (a first small run compiles what needs it)."""
     sys.path.insert(0, str(ROOT))
     from dsaudit.flow_records.reading import read_captures
-    from dsaudit.report.flow_output import write_flows
+    from dsaudit.reports.flow_output import write_flows
 
     read_captures([str(ROOT / "samples" / "problems.pcap")])
     t0 = time.perf_counter()

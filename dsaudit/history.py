@@ -14,7 +14,7 @@ import pandas as pd
 
 from dsaudit.errors import DsauditError
 from dsaudit.judge.findings import AuditResult
-from dsaudit.report.audit_json import json_value
+from dsaudit.reports.audit_json import json_value
 
 SCHEMA_VERSION = 1
 SCHEMA = """

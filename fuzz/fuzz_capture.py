@@ -31,7 +31,7 @@ def load() -> SimpleNamespace:
             sys.path.insert(0, _ROOT)
         from dsaudit.errors import DsauditError
         from dsaudit.flow_records.builder import FlowBuilder
-        from dsaudit.report.flow_output import RENDERERS
+        from dsaudit.reports.flow_output import RENDERERS
         from dsaudit.sources.capture_file import CaptureReader
 
         _api = SimpleNamespace(

@@ -16,7 +16,7 @@ import pytest
 
 from dsaudit.cli import main
 from dsaudit.flow_records.frame import FLOW_COLUMNS, FLOW_DTYPES
-from dsaudit.report.flow_output import TABLE_COLUMNS
+from dsaudit.reports.flow_output import TABLE_COLUMNS
 from dsaudit.sources.capture_file import DEFAULT_BATCH
 from tests.factories import client_hello, dns_query, dns_response, http_request
 from tests.packets import (

@@ -14,7 +14,7 @@ from dsaudit.commands.options import (
     limits,
 )
 from dsaudit.errors import DsauditError
-from dsaudit.report.formats import AUDIT_FORMATS, FIX_DIALECTS
+from dsaudit.reports.formats import AUDIT_FORMATS, FIX_DIALECTS
 from dsaudit.text.safe import for_terminal
 
 
@@ -94,7 +94,7 @@ def audit(
     from dsaudit.flow_records.reading import read_captures
     from dsaudit.inventory import load_inventory
     from dsaudit.judge.inference import infer
-    from dsaudit.report.audit_output import write_audit
+    from dsaudit.reports.audit_output import write_audit
 
     if fix is not None and fix_output is None and output is None:
         raise DsauditError("--fix needs --fix-output FILE, or --output for the report")
@@ -143,7 +143,7 @@ def audit(
     write_audit(result, fmt, output, jobs=jobs)
     if fix is not None:
         from dsaudit.firewall.fixes import plan_fixes, render_fixes
-        from dsaudit.report.text_out import write_text
+        from dsaudit.reports.text_out import write_text
 
         plan, _ = plan_fixes(result.findings, result.flows, catalog, inventory)
         text = render_fixes(plan, inventory, fix)

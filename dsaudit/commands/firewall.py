@@ -11,7 +11,7 @@ from dsaudit.catalog.roles import DIRECTIONS, HOST_ROLES
 from dsaudit.commands.options import output_path, site_option
 from dsaudit.firewall import FORMATS, build_plan, render
 from dsaudit.inventory import load_inventory
-from dsaudit.report.text_out import write_text
+from dsaudit.reports.text_out import write_text
 
 # Formats whose output has no room for comments: what was left out goes to stderr instead.
 _NO_COMMENTS = ("aws-sg", "azure-nsg", "csv")

@@ -8,7 +8,7 @@ import click
 
 from dsaudit.commands.options import limit_options, limits, output_path, timeout_options
 from dsaudit.errors import DsauditError
-from dsaudit.report.formats import FLOW_FORMATS
+from dsaudit.reports.formats import FLOW_FORMATS
 from dsaudit.text.safe import for_terminal
 
 
@@ -77,7 +77,7 @@ def flows(
     from dsaudit.flow_records.builder import FlowOptions
     from dsaudit.flow_records.reading import read_captures
     from dsaudit.flows.table import Timeouts
-    from dsaudit.report.flow_output import write_flows
+    from dsaudit.reports.flow_output import write_flows
 
     options = FlowOptions(
         timeouts=Timeouts(tcp=tcp_timeout, udp=udp_timeout, other=udp_timeout),

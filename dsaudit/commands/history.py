@@ -82,7 +82,7 @@ def _pp(change: Any) -> str:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    from dsaudit.report.audit_json import json_value
+    from dsaudit.reports.audit_json import json_value
 
     return [{str(k): json_value(v) for k, v in r.items()} for r in frame.to_dict("records")]
 

@@ -53,7 +53,7 @@ def infer_cmd(captures: tuple[str, ...], output: str | None) -> None:
     """
     from dsaudit.flow_records.reading import read_captures
     from dsaudit.judge.inference import infer
-    from dsaudit.report.text_out import write_text
+    from dsaudit.reports.text_out import write_text
     from dsaudit.text.safe import for_terminal
 
     read = read_captures(list(captures))

@@ -18,7 +18,7 @@ from dsaudit.commands.options import (
     timeout_options,
 )
 from dsaudit.errors import DsauditError
-from dsaudit.report.formats import AUDIT_FORMATS
+from dsaudit.reports.formats import AUDIT_FORMATS
 from dsaudit.text.safe import for_terminal
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def live(
         from dsaudit.flows.table import Timeouts
         from dsaudit.inventory import load_inventory
         from dsaudit.live_audit import LiveAudit, LiveOptions
-        from dsaudit.report.audit_output import write_audit
+        from dsaudit.reports.audit_output import write_audit
         from dsaudit.sources.pcap_writer import PcapWriter
 
         catalog = load_catalog(extra_paths=rule_files)
@@ -222,7 +222,7 @@ def _no_packets(iface: str, bpf: str | None, why: str, error: str | None) -> str
 
 def _sink(mode: str) -> EventSink:
     from dsaudit.live_audit import NullSink
-    from dsaudit.report.live_view import JsonLinesSink, RichView
+    from dsaudit.reports.live_view import JsonLinesSink, RichView
 
     if mode == "auto":
         mode = "view" if sys.stdout.isatty() else "jsonl"

@@ -16,7 +16,7 @@ from dsaudit.commands.options import (
     output_path,
 )
 from dsaudit.errors import DsauditError
-from dsaudit.report.formats import REPORT_FORMATS
+from dsaudit.reports.formats import REPORT_FORMATS
 from dsaudit.text.safe import for_terminal
 
 
@@ -119,8 +119,8 @@ def report(
     from dsaudit.inventory import load_inventory
     from dsaudit.judge.inference import infer
     from dsaudit.periodic import parse_when, read_period
-    from dsaudit.report.report_output import format_for, write_report
-    from dsaudit.report.trends import build_trends
+    from dsaudit.reports.report_output import format_for, write_report
+    from dsaudit.reports.trends import build_trends
     from dsaudit.time_text import iso_now
 
     # Settle where everything goes before the work: a typo must not cost a whole audit.

@@ -18,7 +18,7 @@ from dsaudit.firewall.nftables import render_nftables
 from dsaudit.firewall.plan import Allow, Endpoint, Plan, _endpoint
 from dsaudit.frames import row_dicts
 from dsaudit.inventory import Inventory
-from dsaudit.report.formats import FIX_DIALECTS
+from dsaudit.reports.formats import FIX_DIALECTS
 
 FIX_KINDS = ("blocked_expected_flow", "missing_expected_flow")
 

@@ -23,9 +23,9 @@ from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
 from dsaudit.judge.classify import classify_flows
 from dsaudit.judge.expectations import deep_security_ports, detect_vantage
-from dsaudit.report.audit_html import render_html
-from dsaudit.report.audit_markdown import render_markdown
-from dsaudit.report.audit_terminal import render_terminal
+from dsaudit.reports.audit_html import render_html
+from dsaudit.reports.audit_markdown import render_markdown
+from dsaudit.reports.audit_terminal import render_terminal
 from tests.packets import NS, Frame, TcpConversation, flows_of, udp_frame, write_pcap
 from tests.processes import ROOT, dsaudit_process
 

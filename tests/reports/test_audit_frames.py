@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dsaudit.report import audit_format as fm
-from dsaudit.report import audit_frames as af
-from tests.report.audit_data import build_result, empty_result
+from dsaudit.reports import audit_format as fm
+from dsaudit.reports import audit_frames as af
+from tests.reports.audit_data import build_result, empty_result
 
 
 def test_verdict_falls_back_to_the_findings_without_summary_keys() -> None:

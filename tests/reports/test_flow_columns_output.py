@@ -18,12 +18,7 @@ from hypothesis import strategies as st
 from dsaudit.flow_records.columns import FlowColumns
 from dsaudit.flow_records.frame import FLOW_DTYPES, columns_of_frame, frame_of_columns
 from dsaudit.flow_records.reading import read_captures
-from dsaudit.report.flow_output import (
-    RENDERERS,
-    TABLE_COLUMNS,
-    _float_json,
-    json_lines_chunk,
-)
+from dsaudit.reports.flow_output import RENDERERS, TABLE_COLUMNS, _float_json, json_lines_chunk
 from dsaudit.text.fit import render_table
 from dsaudit.text.safe import for_csv, for_terminal
 from tests.corpus import capture_path, corpus_names

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.report import audit_format as fm
+from dsaudit.reports import audit_format as fm
 from dsaudit.text.safe import for_html, for_terminal
 
 WIDTH = 960

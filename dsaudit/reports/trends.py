@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.history import History, Run
-from dsaudit.report.audit_json import json_value
+from dsaudit.reports.audit_json import json_value
 
 DEFAULT_RUNS = 10
 FINDING_FIELDS = ["kind", "severity", "host", "role", "rule", "peer", "port", "message"]

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 
 from dsaudit.errors import DsauditError, cannot_write
 from dsaudit.judge.findings import AuditResult
-from dsaudit.report import audit_format as fm
-from dsaudit.report import audit_frames as af
-from dsaudit.report.audit_json import json_value
-from dsaudit.report.flow_output import parquet_frame
+from dsaudit.reports import audit_format as fm
+from dsaudit.reports import audit_frames as af
+from dsaudit.reports.audit_json import json_value
+from dsaudit.reports.flow_output import parquet_frame
 from dsaudit.text.safe import for_csv, for_terminal
 from dsaudit.time_text import iso_texts
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dsaudit.report.audit_output import write_audit
-from dsaudit.report.audit_terminal import render_terminal
-from tests.report.audit_data import build_result, empty_result
+from dsaudit.reports.audit_output import write_audit
+from dsaudit.reports.audit_terminal import render_terminal
+from tests.reports.audit_data import build_result, empty_result
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dsaudit.judge.findings import SEVERITIES, AuditResult
-from dsaudit.report import audit_format as fm
-from dsaudit.report import audit_frames as af
-from dsaudit.report import audit_tables as at
-from dsaudit.report.audit_html_sections import (
+from dsaudit.reports import audit_format as fm
+from dsaudit.reports import audit_frames as af
+from dsaudit.reports import audit_tables as at
+from dsaudit.reports.audit_html_sections import (
     compliance_section,
     esc,
     findings_section,
@@ -15,7 +15,7 @@ from dsaudit.report.audit_html_sections import (
     table,
     unexplained_section,
 )
-from dsaudit.report.audit_html_style import STYLE
+from dsaudit.reports.audit_html_style import STYLE
 
 # The page needs no script and no fetch of any kind; the policy makes the browser enforce that,
 # so even a name that slipped past escaping could neither run nor phone home.

@@ -11,9 +11,9 @@ import pandas as pd
 
 from dsaudit.judge.findings import AuditResult
 from dsaudit.parallel import fork_map, row_chunks
-from dsaudit.report import audit_format as fm
-from dsaudit.report import audit_frames as af
-from dsaudit.report.flow_output import json_lines_chunk
+from dsaudit.reports import audit_format as fm
+from dsaudit.reports import audit_frames as af
+from dsaudit.reports.flow_output import json_lines_chunk
 
 # Top-level keys in document order; every table is a list of records in a fixed row order.
 TABLES = ("findings", "compliance", "expectations", "heartbeats")

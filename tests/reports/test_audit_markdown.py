@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from dsaudit.report.audit_markdown import md, render_markdown
-from tests.report.audit_data import SCRIPT_NAME, build_result, empty_result
+from dsaudit.reports.audit_markdown import md, render_markdown
+from tests.reports.audit_data import SCRIPT_NAME, build_result, empty_result
 
 # A pipe that splits cells: not preceded by an odd number of backslashes.
 CELL_PIPE = re.compile(r"(?<!\\)(?:\\\\)*\|")

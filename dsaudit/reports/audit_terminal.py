@@ -6,8 +6,8 @@ import os
 from typing import IO
 
 from dsaudit.judge.findings import AuditResult
-from dsaudit.report import audit_frames as af
-from dsaudit.report import audit_tables as at
+from dsaudit.reports import audit_frames as af
+from dsaudit.reports import audit_tables as at
 from dsaudit.text.fit import Table, wrap, wrap_labelled
 from dsaudit.text.safe import for_terminal
 

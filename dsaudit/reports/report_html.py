@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.report.audit_html_sections import esc, h, table
-from dsaudit.report.trends import Trends, run_label
+from dsaudit.reports.audit_html_sections import esc, h, table
+from dsaudit.reports.trends import Trends, run_label
 
 WIDTH, HEIGHT = 960, 280
 LEFT, RIGHT, TOP, BOTTOM = 56, 24, 16, 36

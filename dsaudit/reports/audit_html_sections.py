@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from dsaudit.judge.findings import SEVERITIES, AuditResult
-from dsaudit.report import audit_format as fm
-from dsaudit.report import audit_frames as af
-from dsaudit.report.audit_charts import OUTCOME_FILL, bar_chart, heartbeat_timeline
-from dsaudit.report.audit_tables import ROLE_NOTE
+from dsaudit.reports import audit_format as fm
+from dsaudit.reports import audit_frames as af
+from dsaudit.reports.audit_charts import OUTCOME_FILL, bar_chart, heartbeat_timeline
+from dsaudit.reports.audit_tables import ROLE_NOTE
 from dsaudit.text.safe import for_html, for_terminal
 
 EVIDENCE_ROWS = 20

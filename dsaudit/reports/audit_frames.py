@@ -10,7 +10,7 @@ import pandas as pd
 
 from dsaudit.flow_records.frame import FLOW_COLUMNS
 from dsaudit.judge.findings import INCONCLUSIVE_EXIT, SEVERITIES, SEVERITY_RANK, AuditResult
-from dsaudit.report import audit_format as fm
+from dsaudit.reports import audit_format as fm
 
 # Columns the audit adds to the flow table, in the order reports show them.
 AUDIT_FLOW_COLUMNS = (

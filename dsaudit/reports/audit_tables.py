@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dsaudit.judge.findings import SEVERITIES, AuditResult
-from dsaudit.report import audit_format as fm
-from dsaudit.report import audit_frames as af
+from dsaudit.reports import audit_format as fm
+from dsaudit.reports import audit_frames as af
 
 
 @dataclass(frozen=True)

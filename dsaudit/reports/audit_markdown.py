@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from dsaudit.judge.findings import AuditResult
-from dsaudit.report import audit_frames as af
-from dsaudit.report import audit_tables as at
+from dsaudit.reports import audit_frames as af
+from dsaudit.reports import audit_tables as at
 from dsaudit.text.safe import for_markdown
 
 # for_markdown handles pipes, HTML (by backslash escapes), backticks and line breaks; a name

@@ -19,17 +19,17 @@ from dsaudit.judge.findings import (
     HEARTBEAT_DTYPES,
     AuditResult,
 )
-from dsaudit.report.audit_files import (
+from dsaudit.reports.audit_files import (
     PARQUET_TABLES,
     findings_csv_path,
     parquet_paths,
     read_parquet_summary,
     read_parquet_table,
 )
-from dsaudit.report.audit_format import as_list
-from dsaudit.report.audit_output import write_audit
+from dsaudit.reports.audit_format import as_list
+from dsaudit.reports.audit_output import write_audit
 from dsaudit.text.safe import CSV_FORMULA_PREFIXES
-from tests.report.audit_data import AUDIT_DTYPES, FORMULA_NAME, build_result, empty_result
+from tests.reports.audit_data import AUDIT_DTYPES, FORMULA_NAME, build_result, empty_result
 
 DTYPES = {
     "flows": AUDIT_DTYPES,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.report.audit_markdown import md
-from dsaudit.report.trends import Trends, run_label
+from dsaudit.reports.audit_markdown import md
+from dsaudit.reports.trends import Trends, run_label
 from dsaudit.text.fit import render_table, wrap_labelled
 from dsaudit.text.safe import for_terminal
 

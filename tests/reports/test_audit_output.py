@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dsaudit.errors import DsauditError
-from dsaudit.report.audit_output import AUDIT_FORMATS, WRITERS, write_audit
-from tests.report.audit_data import build_result
+from dsaudit.reports.audit_output import AUDIT_FORMATS, WRITERS, write_audit
+from tests.reports.audit_data import build_result
 
 
 def test_every_format_has_a_writer() -> None:

@@ -9,8 +9,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsaudit.report.audit_json import flow_lines
-from dsaudit.report.flow_output import json_lines_chunk
+from dsaudit.reports.audit_json import flow_lines
+from dsaudit.reports.flow_output import json_lines_chunk
 
 # Slashes and backslashes in every arrangement, plus anything else.
 SLASHY = st.text(alphabet=st.sampled_from(["/", "\\", "a", '"', "\n", "\u2028", "é"]))

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from dsaudit.judge.findings import SEVERITIES, AuditResult
-from dsaudit.report.audit_html import render_html
-from dsaudit.report.audit_html_sections import DETAILED_FINDINGS
-from dsaudit.report.audit_output import write_audit
-from tests.report.audit_data import ATTR_NAME, SCRIPT_NAME, build_result, empty_result
+from dsaudit.reports.audit_html import render_html
+from dsaudit.reports.audit_html_sections import DETAILED_FINDINGS
+from dsaudit.reports.audit_output import write_audit
+from tests.reports.audit_data import ATTR_NAME, SCRIPT_NAME, build_result, empty_result
 
 CHROMIUM = shutil.which("chromium")
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "wbr", "source", "area", "base"}

@@ -10,15 +10,15 @@ from typing import Any
 
 from dsaudit.errors import DsauditError
 from dsaudit.judge.findings import AuditResult
-from dsaudit.report.audit_html import render_html
-from dsaudit.report.audit_json import iter_audit_json, json_value
-from dsaudit.report.audit_markdown import render_markdown
-from dsaudit.report.audit_terminal import render_terminal, use_colour
-from dsaudit.report.formats import REPORT_FORMATS
-from dsaudit.report.report_html import add_sections
-from dsaudit.report.report_text import markdown_sections, terminal_sections
-from dsaudit.report.text_out import write_text
-from dsaudit.report.trends import Trends, trends_dict
+from dsaudit.reports.audit_html import render_html
+from dsaudit.reports.audit_json import iter_audit_json, json_value
+from dsaudit.reports.audit_markdown import render_markdown
+from dsaudit.reports.audit_terminal import render_terminal, use_colour
+from dsaudit.reports.formats import REPORT_FORMATS
+from dsaudit.reports.report_html import add_sections
+from dsaudit.reports.report_text import markdown_sections, terminal_sections
+from dsaudit.reports.text_out import write_text
+from dsaudit.reports.trends import Trends, trends_dict
 from dsaudit.text.fit import output_width
 
 EXTENSIONS = {

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from dsaudit.judge.findings import AuditResult
-from dsaudit.report.audit_json import DOCUMENT_KEYS, audit_to_dict
-from dsaudit.report.audit_output import write_audit
-from tests.report.audit_data import ANSI_NAME, SCRIPT_NAME, build_result, empty_result
+from dsaudit.reports.audit_json import DOCUMENT_KEYS, audit_to_dict
+from dsaudit.reports.audit_output import write_audit
+from tests.reports.audit_data import ANSI_NAME, SCRIPT_NAME, build_result, empty_result
 
 
 def _canonical(doc: Any) -> str:

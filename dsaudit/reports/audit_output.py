@@ -7,18 +7,18 @@ from collections.abc import Callable
 
 from dsaudit.errors import DsauditError
 from dsaudit.judge.findings import AuditResult
-from dsaudit.report.audit_files import (
+from dsaudit.reports.audit_files import (
     findings_csv_path,
     iter_findings_csv,
     iter_flows_csv,
     write_parquet,
 )
-from dsaudit.report.audit_html import render_html
-from dsaudit.report.audit_json import iter_audit_json
-from dsaudit.report.audit_markdown import render_markdown
-from dsaudit.report.audit_terminal import render_terminal, use_colour
-from dsaudit.report.formats import AUDIT_FORMATS
-from dsaudit.report.text_out import write_text
+from dsaudit.reports.audit_html import render_html
+from dsaudit.reports.audit_json import iter_audit_json
+from dsaudit.reports.audit_markdown import render_markdown
+from dsaudit.reports.audit_terminal import render_terminal, use_colour
+from dsaudit.reports.formats import AUDIT_FORMATS
+from dsaudit.reports.text_out import write_text
 from dsaudit.text.fit import output_width
 
 

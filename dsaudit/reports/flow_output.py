@@ -16,7 +16,7 @@ import numpy as np
 from dsaudit.errors import DsauditError, cannot_write
 from dsaudit.flow_records.columns import COLUMN_KINDS, FLOW_COLUMNS, Coded, FlowColumns
 from dsaudit.parallel import fork_map
-from dsaudit.report.text_out import write_text
+from dsaudit.reports.text_out import write_text
 from dsaudit.text.safe import for_csv, for_terminal
 from dsaudit.time_text import NS, iso_texts
 

@@ -98,7 +98,7 @@ def run(files: list[Path], jobs: int, out: Path, inv: Path) -> float:
 READ_ONLY = """
 import gc, os, sys
 gc.disable()
-from dsaudit.periodic import read_period
+from dsaudit.runs.periodic import read_period
 read_period(sys.argv[2:], jobs=int(sys.argv[1]))
 os._exit(0)
 """

@@ -14,11 +14,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import load_catalog
 from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
 from dsaudit.judge.findings import AuditResult
+from dsaudit.runs.audit import AuditOptions, run_audit
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

@@ -88,13 +88,13 @@ def audit(
     (an empty capture too); 3: inconclusive (no expected flow could be judged, or no Deep
     Security traffic).
     """
-    from dsaudit.audit import AuditOptions, run_audit
     from dsaudit.catalog import load_catalog
     from dsaudit.flow_records.builder import FlowOptions
     from dsaudit.flow_records.reading import read_captures
     from dsaudit.inventory import load_inventory
     from dsaudit.judge.inference import infer
     from dsaudit.reports.audit_output import write_audit
+    from dsaudit.runs.audit import AuditOptions, run_audit
 
     if fix is not None and fix_output is None and output is None:
         raise DsauditError("--fix needs --fix-output FILE, or --output for the report")

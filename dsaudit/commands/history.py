@@ -32,7 +32,7 @@ _format_option = click.option(
 
 def _open(path: str | None) -> Any:
     from dsaudit.errors import DsauditError
-    from dsaudit.history import History, default_path
+    from dsaudit.runs.history import History, default_path
 
     target = path or default_path()
     if not os.path.exists(target):

@@ -22,7 +22,7 @@ from dsaudit.reports.formats import AUDIT_FORMATS
 from dsaudit.text.safe import for_terminal
 
 if TYPE_CHECKING:
-    from dsaudit.live_audit import EventSink
+    from dsaudit.runs.live import EventSink
 
 
 @click.command()
@@ -143,8 +143,8 @@ def live(
         from dsaudit.flow_records.builder import FlowOptions
         from dsaudit.flows.table import Timeouts
         from dsaudit.inventory import load_inventory
-        from dsaudit.live_audit import LiveAudit, LiveOptions
         from dsaudit.reports.audit_output import write_audit
+        from dsaudit.runs.live import LiveAudit, LiveOptions
         from dsaudit.sources.pcap_writer import PcapWriter
 
         catalog = load_catalog(extra_paths=rule_files)
@@ -221,8 +221,8 @@ def _no_packets(iface: str, bpf: str | None, why: str, error: str | None) -> str
 
 
 def _sink(mode: str) -> EventSink:
-    from dsaudit.live_audit import NullSink
-    from dsaudit.reports.live_view import JsonLinesSink, RichView
+    from dsaudit.runs.live import NullSink
+    from dsaudit.runs.live_view import JsonLinesSink, RichView
 
     if mode == "auto":
         mode = "view" if sys.stdout.isatty() else "jsonl"

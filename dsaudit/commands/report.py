@@ -111,16 +111,15 @@ def report(
     Exit code 0: compliant; 1: findings at or above --fail-on; 2: usage or input error;
     3: inconclusive (no expected flow could be judged, or no Deep Security traffic).
     """
-    from dsaudit.audit import AuditOptions, run_audit
     from dsaudit.catalog import load_catalog
     from dsaudit.flow_records.builder import FlowOptions
     from dsaudit.flow_records.flowlogs.vpc import parse_format
-    from dsaudit.history import History, check_folder, default_path
     from dsaudit.inventory import load_inventory
     from dsaudit.judge.inference import infer
-    from dsaudit.periodic import parse_when, read_period
     from dsaudit.reports.report_output import format_for, write_report
-    from dsaudit.reports.trends import build_trends
+    from dsaudit.runs.audit import AuditOptions, run_audit
+    from dsaudit.runs.history import History, build_trends, check_folder, default_path
+    from dsaudit.runs.periodic import parse_when, read_period
     from dsaudit.time_text import iso_now
 
     # Settle where everything goes before the work: a typo must not cost a whole audit.

@@ -440,7 +440,7 @@ def _join_vlan_halves(frame: pd.DataFrame, timeouts: Timeouts) -> pd.DataFrame:
 def merge_parts(parts: Sequence[PartResult], timeouts: Timeouts | None = None) -> FlowResult:
     """The flows of ``parts``, in capture order, as if their files had been read as one.
 
-    The caller orders the parts (dsaudit.periodic sorts rotated files by first packet time).
+    The caller orders the parts (dsaudit.runs.periodic sorts rotated files by first packet time).
     """
     timeouts = timeouts or Timeouts()
     ordered = list(parts)

@@ -1,4 +1,8 @@
-"""Trends over stored runs: compliance per role and host, and what changed since the last run."""
+"""Trends over stored runs: compliance per role and host, and what changed since the last run.
+
+A stored run (:class:`Run`) is defined here, beside the views that show it: the history store
+(dsaudit.runs.history) keeps runs and builds the trends from them, so no report imports a run.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,32 @@ from typing import Any
 
 import pandas as pd
 
-from dsaudit.history import History, Run
 from dsaudit.reports.audit_json import json_value
 
 DEFAULT_RUNS = 10
 FINDING_FIELDS = ["kind", "severity", "host", "role", "rule", "peer", "port", "message"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One stored report run."""
+
+    id: int
+    started_at: str
+    finished_at: str
+    period_start: str | None
+    period_end: str | None
+    label: str
+    source: str
+    captures: list[str]
+    exit_code: int
+    compliant: bool
+    summary: dict[str, Any]
+
+    def severities(self) -> dict[str, int]:
+        """Findings per severity."""
+        counts: dict[str, int] = self.summary.get("finding_counts") or {}
+        return counts
 
 
 @dataclass
@@ -41,31 +66,6 @@ def run_label(run: Run) -> str:
     """How a run is named in tables and charts: its id and period end date."""
     when = (run.period_end or run.started_at or "")[:16].replace("T", " ")
     return f"#{run.id} {when}".strip()
-
-
-def build_trends(history: History, run: Run, limit: int = DEFAULT_RUNS) -> Trends:
-    """Trends up to ``run`` among the runs of its label (its inventory)."""
-    runs = [r for r in history.runs(label=run.label) if r.id <= run.id][:limit]
-    runs.reverse()
-    keys = ["scope", "role", "host"]
-    wide: pd.DataFrame | None = None
-    for r in runs:
-        comp = history.table("compliance", r.id)[[*keys, "score"]].rename(columns={"score": r.id})
-        wide = comp if wide is None else wide.merge(comp, on=keys, how="outer")
-    if wide is None:
-        wide = pd.DataFrame(columns=keys)
-    scope_rank = wide["scope"].map({"role": 0, "host": 1}).fillna(2)
-    wide = wide.assign(_s=scope_rank).sort_values(["_s", "role", "host"], kind="stable")
-    trends = Trends(runs=runs, scores=wide.drop(columns="_s").reset_index(drop=True), previous=None)
-    prev = history.previous(run)
-    if prev is not None:
-        diff = history.diff(prev, run)
-        trends.previous = prev
-        trends.new = diff.new
-        trends.resolved = diff.resolved
-        trends.heartbeats_stopped = diff.heartbeats_stopped
-        trends.heartbeats_resumed = diff.heartbeats_resumed
-    return trends
 
 
 def _findings(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scapy.layers.inet import ICMP, IP
 
-from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import Catalog, load_catalog
 from dsaudit.inventory import Inventory, load_inventory
+from dsaudit.runs.audit import AuditOptions, run_audit
 from tests.factories import (
     client_hello,
     dns_query,

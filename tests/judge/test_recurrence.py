@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import Catalog, load_catalog
 from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
 from dsaudit.judge.classify import classify_flows
 from dsaudit.judge.expectations import Vantage, build_expectations
+from dsaudit.runs.audit import AuditOptions, run_audit
 from tests.flow_rows import flow, frame
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

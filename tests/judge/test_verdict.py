@@ -17,7 +17,6 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from scapy.utils import rdpcap
 
-from dsaudit.audit import AuditOptions, run_audit
 from dsaudit.catalog import load_catalog
 from dsaudit.flow_records.reading import read_captures
 from dsaudit.inventory import load_inventory
@@ -26,6 +25,7 @@ from dsaudit.judge.expectations import deep_security_ports, detect_vantage
 from dsaudit.reports.audit_html import render_html
 from dsaudit.reports.audit_markdown import render_markdown
 from dsaudit.reports.audit_terminal import render_terminal
+from dsaudit.runs.audit import AuditOptions, run_audit
 from tests.packets import NS, Frame, TcpConversation, flows_of, udp_frame, write_pcap
 from tests.processes import ROOT, dsaudit_process
 

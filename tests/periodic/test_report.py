@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dsaudit.cli import cli
-from dsaudit.history import History, finding_key
+from dsaudit.runs.history import History, finding_key
 from tests.splitter import safe_cuts, split
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

@@ -43,7 +43,7 @@ def detect(path: str) -> str | None:
 
 
 def read_logs(kind: str, paths: list[str], vpc_fields: list[str] | None = None) -> SourceResult:
-    """Flows from flow logs of one kind (all captures go through dsaudit.periodic instead)."""
+    """Flows from flow logs of one kind (all captures go through dsaudit.runs.periodic instead)."""
     if kind == "zeek":
         return read_zeek(paths)
     if kind == "vpc":

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dsaudit.errors import DsauditError
-from dsaudit.periodic import expand, parse_when, read_period, select_files, source_of
+from dsaudit.runs.periodic import expand, parse_when, read_period, select_files, source_of
 from tests.splitter import safe_cuts, split
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

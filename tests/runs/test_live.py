@@ -13,8 +13,8 @@ from rich.console import Console
 from dsaudit.catalog import Catalog, load_catalog
 from dsaudit.flow_records.builder import FlowBuilder, FlowOptions
 from dsaudit.inventory import Inventory, load_inventory
-from dsaudit.live_audit import LiveAudit, LiveEvent, LiveOptions, LiveSnapshot, RoleRow
-from dsaudit.reports.live_view import JsonLinesSink, render
+from dsaudit.runs.live import LiveAudit, LiveEvent, LiveOptions, LiveSnapshot, RoleRow
+from dsaudit.runs.live_view import JsonLinesSink, render
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.live.source import SourceStats
 from tests.factories import client_hello

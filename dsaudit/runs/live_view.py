@@ -1,4 +1,8 @@
-"""What `dsaudit live` shows while it runs: a rich terminal view, or JSON Lines for other tools."""
+"""What `dsaudit live` shows while it runs: a rich terminal view, or JSON Lines for other tools.
+
+It sits beside the live run, not in dsaudit.reports: it shows that run's own events and
+snapshots (dsaudit.runs.live), and the reports are a lower stage.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from dsaudit.live_audit import LiveEvent, LiveSnapshot
+from dsaudit.runs.live import LiveEvent, LiveSnapshot
 from dsaudit.text.safe import for_terminal
 
 ROLE_ROWS = 12

@@ -1,4 +1,8 @@
-"""The audit: flows, then verdicts, expectations, findings and compliance, in that order."""
+"""The audit: flows, then verdicts, expectations, findings and compliance, in that order.
+
+`dsaudit audit` is this run over the flows of its captures; the live loop (dsaudit.runs.live)
+and a period (`dsaudit report`, dsaudit.runs.periodic) run it too.
+"""
 
 from __future__ import annotations
 

@@ -35,7 +35,6 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from dsaudit.audit import WEIGHT, AuditOptions, run_audit
 from dsaudit.catalog import Catalog
 from dsaudit.flow_records.builder import FlowBuilder, FlowOptions, FlowResult
 from dsaudit.flow_records.frame import (
@@ -65,6 +64,7 @@ from dsaudit.judge.expectations import is_heartbeat
 from dsaudit.judge.findings import FINDING_KINDS, AuditResult, typed_frame
 from dsaudit.judge.inference import infer
 from dsaudit.naming.namer import Namer
+from dsaudit.runs.audit import WEIGHT, AuditOptions, run_audit
 from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
 from dsaudit.sources.capture_file import CaptureInfo
 from dsaudit.sources.live.source import LiveSource, SourceStats

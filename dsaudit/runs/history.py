@@ -15,6 +15,7 @@ import pandas as pd
 from dsaudit.errors import DsauditError
 from dsaudit.judge.findings import AuditResult
 from dsaudit.reports.audit_json import json_value
+from dsaudit.reports.trends import DEFAULT_RUNS, Run, Trends
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -99,28 +100,6 @@ def finding_key(row: dict[str, Any]) -> str:
     if row.get("kind") in _MESSAGE_KEYED:
         key += "|" + _DIGITS.sub("#", part(row.get("message")))
     return key
-
-
-@dataclass(frozen=True)
-class Run:
-    """One stored report run."""
-
-    id: int
-    started_at: str
-    finished_at: str
-    period_start: str | None
-    period_end: str | None
-    label: str
-    source: str
-    captures: list[str]
-    exit_code: int
-    compliant: bool
-    summary: dict[str, Any]
-
-    def severities(self) -> dict[str, int]:
-        """Findings per severity."""
-        counts: dict[str, int] = self.summary.get("finding_counts") or {}
-        return counts
 
 
 @dataclass
@@ -303,3 +282,28 @@ def _run(description: Any, row: tuple[Any, ...]) -> Run:
         compliant=bool(values["compliant"]),
         summary=json.loads(values["summary"]),
     )
+
+
+def build_trends(history: History, run: Run, limit: int = DEFAULT_RUNS) -> Trends:
+    """Trends up to ``run`` among the runs of its label (its inventory)."""
+    runs = [r for r in history.runs(label=run.label) if r.id <= run.id][:limit]
+    runs.reverse()
+    keys = ["scope", "role", "host"]
+    wide: pd.DataFrame | None = None
+    for r in runs:
+        comp = history.table("compliance", r.id)[[*keys, "score"]].rename(columns={"score": r.id})
+        wide = comp if wide is None else wide.merge(comp, on=keys, how="outer")
+    if wide is None:
+        wide = pd.DataFrame(columns=keys)
+    scope_rank = wide["scope"].map({"role": 0, "host": 1}).fillna(2)
+    wide = wide.assign(_s=scope_rank).sort_values(["_s", "role", "host"], kind="stable")
+    trends = Trends(runs=runs, scores=wide.drop(columns="_s").reset_index(drop=True), previous=None)
+    prev = history.previous(run)
+    if prev is not None:
+        diff = history.diff(prev, run)
+        trends.previous = prev
+        trends.new = diff.new
+        trends.resolved = diff.resolved
+        trends.heartbeats_stopped = diff.heartbeats_stopped
+        trends.heartbeats_resumed = diff.heartbeats_resumed
+    return trends

@@ -1,0 +1,1 @@
+"""Tests of the runs: the live loop and reading a period."""

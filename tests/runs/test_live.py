@@ -17,8 +17,7 @@ from dsaudit.runs.live import LiveAudit, LiveEvent, LiveOptions, LiveSnapshot, R
 from dsaudit.runs.live_view import JsonLinesSink, render
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.live.source import SourceStats
-from tests.factories import client_hello
-from tests.live.loopback import (
+from tests.commands.loopback import (
     AGENT,
     BPF,
     DATABASE,
@@ -29,6 +28,7 @@ from tests.live.loopback import (
     SILENT_AGENT,
     inventory_text,
 )
+from tests.factories import client_hello
 from tests.packets import BASE_TS, LINK_ETHERNET, NS, TcpConversation, tcp_frame, udp_frame
 
 MS = 1_000_000

@@ -14,7 +14,7 @@ from dsaudit.errors import DsauditError
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import CaptureReader
 from dsaudit.sources.pcap_writer import PcapWriter
-from tests.live.loopback import ROOT
+from tests.commands.loopback import ROOT
 from tests.packets import BASE_TS, LINK_ETHERNET, LINK_RAW, tcp_frame, udp_frame
 
 

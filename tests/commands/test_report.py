@@ -174,7 +174,7 @@ with distributed.LocalCluster(
 
 def test_jobs_fork_safely_after_a_dask_read(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
-    from tests.test_cli_flows import _busy_capture
+    from tests.commands.test_flows import _busy_capture
 
     capture = tmp_path / "busy.pcap"
     _busy_capture(capture)  # thousands of flows: several chunks to judge and render

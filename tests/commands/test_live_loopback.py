@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from dsaudit.cli import cli
-from tests.live.loopback import (
+from tests.commands.loopback import (
     AGENT,
     BPF,
     CLOSED,

@@ -15,7 +15,7 @@ import pytest
 from dsaudit.cli import main
 from tests.processes import dsaudit_process
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "problems.pcap"
 INVENTORY = ROOT / "samples" / "problems.inventory.yaml"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

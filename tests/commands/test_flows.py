@@ -35,7 +35,7 @@ from tests.packets import (
     write_pcap,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 C, S, RESOLVER = "10.70.0.10", "10.70.0.20", "10.70.0.53"
 TLS_NAME, WEB_NAME, DNS_NAME = "tls.example.com", "web.example.com", "db.example.com"
 DB = "10.70.0.30"

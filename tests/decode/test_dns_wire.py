@@ -448,7 +448,7 @@ CHECKED_RUN = textwrap.dedent(
     from dsaudit.decode import dns_wire
     from dsaudit.decode.dns import parse_dns
     from dsaudit.errors import DecodeError
-    from dsaudit.naming import DnsDigest
+    from dsaudit.naming.dns_map import DnsDigest
 
     assert dns_wire.__file__.startswith(sys.argv[2]), dns_wire.__file__
     with open(sys.argv[1], "rb") as f:

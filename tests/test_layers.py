@@ -241,3 +241,37 @@ def test_the_check_finds_what_breaks_the_contract(
     tmp_path: Path, files: dict[str, str], expected: list[str]
 ) -> None:
     assert sorted(check(_tree(tmp_path, files))) == sorted(expected)
+
+
+# The compiled kernels' record layouts (packet record columns C_*, flow table columns F_*,
+# history bits) are private to the stages that build flows; above them, flows are read
+# through dsaudit.flows.rows.FlowRows and the flow records.
+KERNEL_LAYOUTS = ("dsaudit.decode.packet_kernel", "dsaudit.flows.table_kernel")
+SEE_RAW_LAYOUTS = ("dsaudit.decode", "dsaudit.flows", "dsaudit.naming", "dsaudit.flow_records")
+
+
+def raw_layout_users(root: Path) -> list[str]:
+    """Modules outside the flow-building stages that import a kernel's record layout."""
+    found = modules(root)
+    return [
+        f"{name} imports {target}"
+        for name, path in found.items()
+        if not any(name == s or name.startswith(s + ".") for s in SEE_RAW_LAYOUTS)
+        for target, _ in imports(name, path, set(found))
+        if target in KERNEL_LAYOUTS
+    ]
+
+
+def test_only_the_flow_building_stages_see_raw_record_columns() -> None:
+    assert raw_layout_users(ROOT) == []
+
+
+def test_the_raw_layout_check_finds_a_report_reading_flow_columns(tmp_path: Path) -> None:
+    tree = _tree(
+        tmp_path,
+        {
+            "dsaudit/runs/live.py": "from dsaudit.flows.table_kernel import F_SEEN\n",
+            "dsaudit/naming/namer.py": "from dsaudit.flows.table_kernel import F_PROTO\n",
+        },
+    )
+    assert raw_layout_users(tree) == ["dsaudit.runs.live imports dsaudit.flows.table_kernel"]

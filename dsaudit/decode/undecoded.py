@@ -36,6 +36,7 @@ from dsaudit.decode.packet_kernel import (
 
 # The reasons in the order reports list them.
 REASONS = list(WHY_NAMES.values())
+NOT_IP = WHY_NAMES[WHY_NOT_IP]  # frames with no IP in them: ARP, STP, LLDP...
 # Details named in the one-line warning of each reason; the rest are added up as "other".
 MAX_DETAILS = 4
 

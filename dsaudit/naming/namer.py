@@ -44,11 +44,13 @@ from dsaudit.flows.table_kernel import (
     F_B_PORT,
     F_LAST_TS,
     F_PROTO,
+    MAX_HELLO,
 )
 from dsaudit.naming.dns_map import DnsDigest, DnsMap
 
 MAX_SEGMENTS = 64  # per direction; the kernel already caps what it sends
-MAX_STREAM = 70000
+# The most of a stream reassembled: the kernel stops handing over a ClientHello at this size.
+MAX_STREAM = MAX_HELLO
 DNS_CACHE_SIZE = 8192
 
 

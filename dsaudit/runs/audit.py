@@ -15,8 +15,7 @@ import pandas as pd
 
 from dsaudit import __version__
 from dsaudit.catalog import Catalog
-from dsaudit.decode.packet_kernel import WHY_NAMES, WHY_NOT_IP
-from dsaudit.decode.undecoded import summary
+from dsaudit.decode.undecoded import NOT_IP, summary
 from dsaudit.firewall.fixes import attach_fixes
 from dsaudit.flow_records.builder import FlowResult
 from dsaudit.frames import row_dicts
@@ -109,7 +108,7 @@ def _quality(flows: pd.DataFrame, read: FlowResult) -> dict[str, Any]:
     joined = int(stats.get("vlan_joined_flows") or 0)  # type: ignore[call-overload]
     not_decoded: dict[str, dict[str, int]] = stats["not_decoded"]  # type: ignore[assignment]
     # ARP, STP and such are in every capture and hide no flow: counted, not a limit.
-    hiding = {r: d for r, d in not_decoded.items() if r != WHY_NAMES[WHY_NOT_IP]}
+    hiding = {r: d for r, d in not_decoded.items() if r != NOT_IP}
     if hiding:
         line = summary(hiding, int(stats["frames"]))  # type: ignore[call-overload]
         notes.append(f"{line}: traffic inside them is not judged")

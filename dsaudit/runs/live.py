@@ -44,19 +44,7 @@ from dsaudit.flow_records.frame import (
     build_flow_frame,
 )
 from dsaudit.flow_records.vlan_join import join_pairs, pair_halves
-from dsaudit.flows.table_kernel import (
-    F_FIRST_TS,
-    F_LAST_TS,
-    F_PKTS_C,
-    F_PKTS_S,
-    F_PROTO,
-    F_SEEN,
-    F_VLAN0,
-    F_VLAN1,
-    H_F,
-    H_R,
-    RESP_OFFSET,
-)
+from dsaudit.flows.rows import FlowRows
 from dsaudit.inventory import Inventory
 from dsaudit.judge.causes import DnsFailure, dns_failures, flow_cause, needed_names
 from dsaudit.judge.classify import classify_flows
@@ -211,7 +199,7 @@ def flow_frame(
     partner[first], partner[second] = second, first
     other = partner[rows]
     rows = np.union1d(rows, other[other >= 0])
-    rows = rows[np.lexsort((rows, fs[rows, F_FIRST_TS]))]
+    rows = rows[np.lexsort((rows, FlowRows(fs).first_ns[rows]))]
     pos = np.full(n, -1, dtype=np.int64)
     pos[rows] = np.arange(len(rows), dtype=np.int64)
     inside = pos[first] >= 0  # and so is its other half: rows holds both or neither
@@ -228,7 +216,7 @@ def flow_frame(
     keep[pos[second[inside]]] = False
     rows = rows[keep]
     starts = frame["start"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    if len(frame) != len(rows) or not np.array_equal(starts, j.fs[:, F_FIRST_TS]):
+    if len(frame) != len(rows) or not np.array_equal(starts, FlowRows(j.fs).first_ns):
         raise AssertionError("flow records are no longer in first-packet order")
     return frame, rows, partner[rows]
 
@@ -698,13 +686,13 @@ class LiveAudit:
         if n == 0:
             return 0
         fs = self.builder.table.fs[:n]
-        proto = fs[:, F_PROTO]
+        flows = FlowRows(fs)
+        proto = flows.proto
         timeout = self._tmo[np.where(proto == 6, 0, np.where(proto == 17, 1, 2))]
-        last = fs[:, F_LAST_TS].copy()
-        seen = fs[:, F_SEEN]
-        fin_c = ((seen >> H_F) & 1).astype(bool)
-        fin_s = ((seen >> (H_F + RESP_OFFSET)) & 1).astype(bool)
-        reset = ((seen >> H_R) & 1).astype(bool) | ((seen >> (H_R + RESP_OFFSET)) & 1).astype(bool)
+        last = flows.last_ns.copy()
+        fin_c = flows.fin_c2s
+        fin_s = flows.fin_s2c
+        reset = flows.reset
         both_fin = fin_c & fin_s
         # The halves of a connection split across VLANs leave together, as the connection:
         # idle since the later of their last packets, closed by a FIN of each half or a RST.
@@ -718,8 +706,8 @@ class LiveAudit:
         gone = (idle >= timeout) | (closed & (idle >= int(self.options.closed_linger_s * NS)))
         # A one-way flow on a VLAN without its other half stays for its whole idle timeout,
         # however it ended: an answer on another VLAN joins it until then.
-        alone = (fs[:, F_PKTS_C] > 0) != (fs[:, F_PKTS_S] > 0)
-        alone &= (fs[:, F_VLAN0] >= 0) | (fs[:, F_VLAN1] >= 0)
+        alone = (flows.packets_c2s > 0) != (flows.packets_s2c > 0)
+        alone &= flows.tagged
         alone[first] = alone[second] = False
         gone[alone] = idle[alone] >= timeout[alone]
         rows = np.flatnonzero(gone)

@@ -162,21 +162,25 @@ class Namer:
         pay_off = rec[rows, C_PAY_OFF].tolist()
         pay_end = (rec[rows, C_PAY_OFF] + rec[rows, C_PAY_LEN]).tolist()
         seqs = rec[rows, C_SEQ].tolist()
-        protos = fs[events[:, 0], F_PROTO].tolist()
+        flows = fs[events[:, 0]]
+        protos = flows[:, F_PROTO].tolist()
+        dns = ((flows[:, F_A_PORT] == 53) | (flows[:, F_B_PORT] == 53)).tolist()
         raw = buf.data
         for i, (f, d, r, kind) in enumerate(events.tolist()):
             if kind == EV_PAYLOAD:
                 data = bytes(raw[pay_off[i] : pay_end[i]])
                 if protos[i] == 6:
-                    self._tcp(f, d, seqs[i], data, rec, r, fs)
+                    self._tcp(f, d, seqs[i], data, rec, r, dns[i])
+                elif dns[i]:
+                    self._dns_message(self._payload(f), data, rec, r)
                 else:
-                    self._udp(f, d, data, rec, r, fs)
+                    self._quic(f, data)
             elif kind == EV_ICMP_ERROR:
                 self._icmp_error(rec, r, buf)
 
     # -- TCP ---------------------------------------------------------------------
     def _tcp(
-        self, f: int, d: int, seq: int, data: bytes, rec: np.ndarray, r: int, fs: np.ndarray
+        self, f: int, d: int, seq: int, data: bytes, rec: np.ndarray, r: int, dns: bool
     ) -> None:
         p = self._payload(f)
         if p.done:
@@ -191,8 +195,8 @@ class Namer:
         self._buffering[f] = None
         if self.buffered > self.max_buffered:
             self._shed_buffers(keep=f)
-        if fs[f, F_A_PORT] == 53 or fs[f, F_B_PORT] == 53:
-            self._dns_tcp(p, d, f, rec, r, fs)
+        if dns:
+            self._dns_tcp(p, d, rec, r)
             return
         if d == 1:
             if p.connect is not None and p.connect_status is None:
@@ -327,9 +331,7 @@ class Namer:
                 self.buffers_dropped += 1
 
     # -- DNS -----------------------------------------------------------------------
-    def _dns_tcp(
-        self, p: FlowPayload, d: int, f: int, rec: np.ndarray, r: int, fs: np.ndarray
-    ) -> None:
+    def _dns_tcp(self, p: FlowPayload, d: int, rec: np.ndarray, r: int) -> None:
         stream = _assemble(p.segs[d])
         done = p.dns_consumed[d]
         if len(stream) <= done:
@@ -341,13 +343,10 @@ class Namer:
             return
         p.dns_consumed[d] = done + used
         for msg in messages:
-            self._dns_message(p, msg, f, rec, r, fs)
+            self._dns_message(p, msg, rec, r)
 
-    def _udp(self, f: int, d: int, data: bytes, rec: np.ndarray, r: int, fs: np.ndarray) -> None:
+    def _quic(self, f: int, data: bytes) -> None:
         p = self._payload(f)
-        if fs[f, F_A_PORT] == 53 or fs[f, F_B_PORT] == 53:
-            self._dns_message(p, data, f, rec, r, fs)
-            return
         if p.done:
             return
         try:
@@ -384,9 +383,7 @@ class Namer:
         self._dns_cache[key] = digest
         return digest
 
-    def _dns_message(
-        self, p: FlowPayload, data: bytes, f: int, rec: np.ndarray, r: int, fs: np.ndarray
-    ) -> None:
+    def _dns_message(self, p: FlowPayload, data: bytes, rec: np.ndarray, r: int) -> None:
         msg = self._digest(data)
         if msg is None:
             return

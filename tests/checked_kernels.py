@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -36,3 +40,39 @@ def build_checked(dest: Path) -> Path:
 def asan_runtime() -> str:
     """The sanitizer runtime to preload into Python."""
     return str(_builder().asan_runtime())
+
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def checked_runner(
+    tmp_path: Path, script: str, *, python_malloc: bool = False, timeout: int = 300
+) -> Runner:
+    """Run ``script`` (a file's text) with the instrumented kernels first on the path.
+
+    ``python_malloc`` has Python allocate with plain malloc, so that a read past the end of
+    a bytes object is caught too. The returned function takes the script's arguments.
+    """
+    path = tmp_path / "checked_run.py"
+    path.write_text(script)
+    checked = build_checked(tmp_path / "checked")
+    env = {
+        **os.environ,
+        "LD_PRELOAD": asan_runtime(),
+        "ASAN_OPTIONS": "detect_leaks=0",
+        "PYTHONPATH": str(checked),
+    }
+    if python_malloc:
+        env["PYTHONMALLOC"] = "malloc"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(path), *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=timeout,
+        )
+
+    return run

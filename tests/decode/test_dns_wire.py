@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import socket
 import struct
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from dsaudit.decode.dns_wire import name_steps
 from dsaudit.errors import DecodeError
 from dsaudit.flows.addresses import key_from_text
 from dsaudit.naming.dns_map import DnsDigest
-from tests.checked_kernels import asan_runtime, build_checked
+from tests.checked_kernels import checked_runner
 from tests.factories import dns_header, dns_query, dns_response
 from tests.test_hostile import pointer_chain_message
 
@@ -435,6 +432,7 @@ def test_maximal_pointer_chains_cost_at_most_one_walk_per_record() -> None:
 CHECKED_RUN = textwrap.dedent(
     """
     import ctypes
+    import os
     import pickle
     import sys
 
@@ -450,7 +448,7 @@ CHECKED_RUN = textwrap.dedent(
     from dsaudit.errors import DecodeError
     from dsaudit.naming.dns_map import DnsDigest
 
-    assert dns_wire.__file__.startswith(sys.argv[2]), dns_wire.__file__
+    assert dns_wire.__file__.startswith(os.environ["PYTHONPATH"]), dns_wire.__file__
     with open(sys.argv[1], "rb") as f:
         messages = pickle.load(f)
     decoded = 0
@@ -506,30 +504,11 @@ def test_dns_walk_never_reads_out_of_bounds(tmp_path: Path) -> None:
     corpus = _hostile_corpus(random.Random(20240602))
     messages = tmp_path / "messages.pickle"
     messages.write_bytes(pickle.dumps(corpus))
-    script = tmp_path / "checked_run.py"
-    script.write_text(CHECKED_RUN)
-    checked = build_checked(tmp_path / "checked")
-    env = {
-        **os.environ,
-        "LD_PRELOAD": asan_runtime(),
-        "ASAN_OPTIONS": "detect_leaks=0",
-        "PYTHONMALLOC": "malloc",
-        "PYTHONPATH": str(checked),
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(script), *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-            timeout=600,
-        )
+    run = checked_runner(tmp_path, CHECKED_RUN, python_malloc=True, timeout=600)
 
     probe = run("probe")
     assert probe.returncode != 0 and "heap-buffer-overflow" in probe.stderr, probe.stderr[-2000:]
-    proc = run(str(messages), str(checked))
+    proc = run(str(messages))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith(f"ok {len(corpus)} ")
     assert "AddressSanitizer" not in proc.stderr

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import os
 import random
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -37,7 +34,7 @@ from dsaudit.errors import CaptureError
 from dsaudit.flow_records.builder import FlowBuilder
 from dsaudit.sources.batch import PacketBatch
 from dsaudit.sources.capture_file import CaptureReader
-from tests.checked_kernels import asan_runtime, build_checked
+from tests.checked_kernels import checked_runner
 from tests.encap_packets import WRAPS
 from tests.factories import client_hello, dns_response, http_request
 from tests.packets import (
@@ -275,25 +272,7 @@ def test_kernels_never_read_out_of_bounds(tmp_path: Path) -> None:
         path = tmp_path / f"capture{i}"
         path.write_bytes(bytes(data[: rng.randrange(len(data) + 1)]))
         files.append(str(path))
-    script = tmp_path / "checked_run.py"
-    script.write_text(CHECKED_RUN)
-    checked = build_checked(tmp_path / "checked")
-    env = {
-        **os.environ,
-        "LD_PRELOAD": asan_runtime(),
-        "ASAN_OPTIONS": "detect_leaks=0",
-        "PYTHONPATH": str(checked),
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(script), *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-            timeout=300,
-        )
+    run = checked_runner(tmp_path, CHECKED_RUN)
 
     probe = run("probe")
     assert probe.returncode != 0 and "heap-buffer-overflow" in probe.stderr, probe.stderr[-2000:]

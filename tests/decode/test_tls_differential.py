@@ -11,12 +11,9 @@ unbroken hellos also what the hello was built from.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import struct
-import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +31,7 @@ from dsaudit.decode.tls import (
     parse_server_flight,
 )
 from dsaudit.errors import DecodeError
-from tests.checked_kernels import asan_runtime, build_checked
+from tests.checked_kernels import checked_runner
 from tests.factories import (
     certificate_chain,
     certificate_handshake,
@@ -569,25 +566,7 @@ def test_walkers_never_read_out_of_bounds(tmp_path: Path) -> None:
     inputs += [rng.randbytes(rng.randrange(0, 80)) for _ in range(200)]
     inputs_file = tmp_path / "inputs.pickle"
     inputs_file.write_bytes(pickle.dumps(inputs))
-    script = tmp_path / "checked_tls.py"
-    script.write_text(CHECKED_RUN)
-    checked = build_checked(tmp_path / "checked")
-    env = {
-        **os.environ,
-        "LD_PRELOAD": asan_runtime(),
-        "ASAN_OPTIONS": "detect_leaks=0",
-        "PYTHONPATH": str(checked),
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(script), *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-            timeout=300,
-        )
+    run = checked_runner(tmp_path, CHECKED_RUN)
 
     probe = run("probe")
     assert probe.returncode != 0 and "AddressSanitizer" in probe.stderr, probe.stderr[-2000:]

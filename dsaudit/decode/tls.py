@@ -11,6 +11,7 @@ a hello split over records.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from dsaudit.decode import tls_wire
@@ -172,7 +173,12 @@ def _issuer(der: bytes) -> str | None:
     from cryptography import x509
 
     try:
-        text = x509.load_der_x509_certificate(der).issuer.rfc4514_string()
+        with warnings.catch_warnings():
+            # A captured certificate's flaws (a serial number that is not positive...) are
+            # the sender's business: cryptography's deprecation warnings would print a Python
+            # warning in the middle of the report.
+            warnings.simplefilter("ignore")
+            text = x509.load_der_x509_certificate(der).issuer.rfc4514_string()
     except (ValueError, TypeError, x509.InvalidVersion):
         # cryptography's ways of saying the DER is not a certificate it can read: a parse
         # error, an unknown version number, an attribute of the wrong ASN.1 type.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import struct
+import warnings
 
 import pytest
 
@@ -366,6 +367,24 @@ def test_server_flight_with_a_broken_certificate_has_no_issuer() -> None:
     for der in (leaf[:-40], b"\x30\x03\x02\x01\x01", leaf[:10] + bytes(len(leaf) - 10)):
         got = parse_server_flight(tls_records(certificate_handshake(der), version=0x0303))
         assert got.issuer is None
+
+
+def test_a_certificate_cryptography_only_warns_about_gives_its_issuer_quietly(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    # A serial number of zero: cryptography loads it but warns (a Python warning printed in the
+    # middle of a report); the issuer is still read, and nothing is printed.
+    from dsaudit.decode.tls import parse_server_flight
+    from tests.factories import certificate_chain, server_flight
+
+    leaf, ca = certificate_chain("DSM Internal CA")
+    at = leaf.index(b"\xa0\x03\x02\x01\x02") + 5  # after the version: the serial number
+    assert leaf[at : at + 3] == b"\x02\x01\x02"
+    serial_zero = leaf[:at] + b"\x02\x01\x00" + leaf[at + 3 :]
+    warnings.simplefilter("always")
+    got = parse_server_flight(server_flight(serial_zero, ca))
+    assert got.issuer == "CN=DSM Internal CA"
+    assert [str(w.message) for w in recwarn] == []
 
 
 def test_server_flight_with_a_certificate_cryptography_refuses_has_no_issuer() -> None:

@@ -39,3 +39,17 @@ def lines_run(fn: Callable[[], T]) -> tuple[T | BaseException, int]:
     finally:
         sys.settrace(old)
     return result, count
+
+
+def dns_steps_run(fn: Callable[[], T]) -> tuple[T | BaseException, int]:
+    """Call ``fn``; return its result (or the exception it raised) and the number of labels
+    and pointers the compiled DNS name walk read meanwhile: where a DNS message's work is
+    done since that walk moved out of Python, so counting lines would count nothing."""
+    from dsaudit.decode.dns_wire import name_steps
+
+    before = name_steps()
+    try:
+        result: T | BaseException = fn()
+    except BaseException as exc:  # noqa: BLE001 - handed back for the caller to check
+        result = exc
+    return result, name_steps() - before

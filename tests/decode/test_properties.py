@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsaudit.decode._text import escape_label, escape_text
-from dsaudit.decode.dns import parse_dns, split_dns_tcp
+from dsaudit.decode.dns import MAX_POINTER_JUMPS, parse_dns, split_dns_tcp
 from dsaudit.decode.http import (
     METHODS,
     connect_target,
@@ -39,7 +39,7 @@ from tests.factories import (
     socks4a_request,
     socks5_request,
 )
-from tests.work import lines_run
+from tests.work import dns_steps_run
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -328,9 +328,10 @@ def test_dns_compression_loops_fail_fast(cycle: list[bytes], hop: int) -> None:
     first += len(blob).to_bytes(2, "big") + blob
     second = (0xC000 | target).to_bytes(2, "big") + b"\x00\x10\x00\x01" + bytes(6)
     data = dns_header(1, 0x8180, 1, 2) + question + first + second
-    result, lines = lines_run(lambda: parse_dns(data))
+    result, steps = dns_steps_run(lambda: parse_dns(data))
     assert isinstance(result, DecodeError), result
-    assert lines < 5_000, lines
+    # Four names at most, each stopped within the jump limit.
+    assert steps < 4 * (MAX_POINTER_JUMPS + 2), steps
 
 
 @FAST

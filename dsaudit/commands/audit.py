@@ -142,11 +142,14 @@ def audit(
     )
     write_audit(result, fmt, output, jobs=jobs)
     if fix is not None:
-        from dsaudit.firewall.fixes import plan_fixes, render_fixes
+        from dsaudit.firewall.fixes import other_family, plan_fixes, render_fixes
         from dsaudit.reports.text_out import write_text
 
         plan, _ = plan_fixes(result.findings, result.flows, catalog, inventory)
         text = render_fixes(plan, inventory, fix)
+        note = other_family(plan, fix)
+        if note is not None:
+            click.echo(f"dsaudit: warning: {note}", err=True)
         if fix_output is None:
             click.echo(text, nl=False)
         else:

@@ -122,8 +122,10 @@ def render_fixes(plan: Plan, inventory: Inventory, dialect: str) -> str:
     """The allow rules as a file in ``dialect``, written by the firewall export's writers."""
     if dialect == "nftables":
         return render_nftables(plan, inventory)
-    if dialect == "iptables":
-        return render_iptables(plan, inventory, version=4)
+    if dialect in ("iptables", "ip6tables"):
+        return render_iptables(
+            plan, inventory, version=4 if dialect == "iptables" else 6, option="--fix"
+        )
     if dialect == "aws-sg":
         groups = [
             {"role": role, "direction": direction, "IpPermissions": perms}
@@ -135,6 +137,18 @@ def render_fixes(plan: Plan, inventory: Inventory, dialect: str) -> str:
     if dialect == "azure-nsg":
         return json.dumps(render_azure(plan), indent=2) + "\n"
     raise DsauditError(f"unknown --fix dialect {dialect!r}; use one of {', '.join(FIX_DIALECTS)}")
+
+
+def other_family(plan: Plan, dialect: str) -> str | None:
+    """For an iptables dialect, a one-line note on the rules only the other family's file has."""
+    if dialect not in ("iptables", "ip6tables"):
+        return None
+    version = 4 if dialect == "iptables" else 6
+    other = [a for a in plan.allows if version not in a.families() and a.families()]
+    if not other:
+        return None
+    flag = "ip6tables" if version == 4 else "iptables"
+    return f"{len(other)} fix rule(s) are for IPv{10 - version} only: see --fix {flag}"
 
 
 _NFT_SET = re.compile(r"^\s*set (\S+) \{\n(?:.*\n)*?\s*elements = \{ (.*) \}\n", re.MULTILINE)
@@ -151,7 +165,7 @@ def finding_lines(allows: list[Allow], inventory: Inventory, dialect: str) -> li
         lines = [ln.strip() for ln in text.splitlines() if " accept comment " in ln]
         # Address sets written out in place, so one line says everything.
         return [re.sub(r"@(\w+)", lambda m: "{ " + sets.get(m[1], m[0]) + " }", ln) for ln in lines]
-    if dialect == "iptables":
+    if dialect in ("iptables", "ip6tables"):
         return [ln for ln in text.splitlines() if ln.startswith("-A DSAUDIT ")]
     if dialect == "aws-sg":
         return [

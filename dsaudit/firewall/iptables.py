@@ -52,18 +52,24 @@ def _lines(allow: Allow, version: int) -> list[str]:
 
 
 def render_iptables(
-    plan: Plan, inventory: Inventory, *, version: int = 4, policy: str = "accept"
+    plan: Plan,
+    inventory: Inventory,
+    *,
+    version: int = 4,
+    policy: str = "accept",
+    option: str = "--format",
 ) -> str:
     """A complete filter table for iptables-restore (version 4) or ip6tables-restore (6).
 
     Loading it replaces the filter table; use `iptables-restore --noflush` to add to one.
+    ``option`` is the command-line option that asks for the other family's file.
     """
     tool = "iptables-restore" if version == 4 else "ip6tables-restore"
     other = [a for a in plan.allows if (10 - version) in a.families()]
     lines = [*header_lines(plan, inventory, "#"), f"# Load with: {tool} FILE"]
     if other:
         flag = "ip6tables" if version == 4 else "iptables"
-        lines.append(f"# {len(other)} rule(s) for IPv{10 - version} are in --format {flag}.")
+        lines.append(f"# {len(other)} rule(s) for IPv{10 - version} are in {option} {flag}.")
     target = policy.upper()
     lines += ["*filter", f":INPUT {target} [0:0]", f":FORWARD {target} [0:0]"]
     lines += [f":OUTPUT {target} [0:0]", f":{CHAIN} - [0:0]"]

@@ -127,3 +127,66 @@ def test_fix_without_a_place_to_write_is_a_usage_error() -> None:
     done = dsaudit_process("audit", str(SAMPLE), "--inventory", str(INVENTORY), "--fix", "nftables")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "--fix-output" in done.stderr
+
+
+V6_INVENTORY = """\
+deployment:
+  version: "11.0"
+  mode: on-premises
+  communication: agent-initiated
+  database: postgresql
+hosts:
+  manager: ["2001:db8::10"]
+  database: ["2001:db8::20"]
+  agent: ["2001:db8:1::11", "10.20.1.12"]
+"""
+
+
+def _refused_heartbeats(tmp_path: Path) -> tuple[Path, Path]:
+    """An IPv6 agent and an IPv4 one whose heartbeats the manager's port answers with RST."""
+    from tests.packets import BASE_TS, NS, tcp_frame, write_pcap
+
+    frames = []
+    for i, (agent, manager) in enumerate(
+        [("2001:db8:1::11", "2001:db8::10"), ("10.20.1.12", "10.20.0.99")]
+    ):
+        for k in range(3):
+            at = BASE_TS + (i * 10 + k) * NS
+            frames.append((at, tcp_frame(agent, manager, 40000 + k, 4120, "S", seq=1000)))
+            frames.append((at + 1000, tcp_frame(manager, agent, 4120, 40000 + k, "RA", ack=1001)))
+    inventory = tmp_path / "v6.yaml"
+    inventory.write_text(V6_INVENTORY.replace('"2001:db8::10"]', '"2001:db8::10", "10.20.0.99"]'))
+    return write_pcap(tmp_path / "v6.pcap", frames), inventory
+
+
+def test_ip6tables_fix_has_the_ipv6_rules_and_iptables_says_where_they_are(
+    tmp_path: Path,
+) -> None:
+    restore = _tool("ip6tables-restore")
+    capture, inventory = _refused_heartbeats(tmp_path)
+    texts, warnings = {}, {}
+    for dialect in ("iptables", "ip6tables"):
+        rules = tmp_path / f"fix.{dialect}"
+        done = dsaudit_process(
+            "audit", str(capture), "--inventory", str(inventory), "--format", "json",
+            "-o", str(tmp_path / "report.json"), "--fix", dialect, "--fix-output", str(rules),
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        texts[dialect] = rules.read_text()
+        warnings[dialect] = [ln for ln in done.stderr.splitlines() if "fix rule(s)" in ln]
+    v6 = [ln for ln in texts["ip6tables"].splitlines() if ln.startswith("-A DSAUDIT ")]
+    assert any("-s 2001:db8:1::11/128 -d 2001:db8::10/128 -p tcp --dport 4120" in ln for ln in v6)
+    assert not any("10.20." in ln for ln in v6)
+    v4 = [ln for ln in texts["iptables"].splitlines() if ln.startswith("-A DSAUDIT ")]
+    assert any("-s 10.20.1.12/32 -d 10.20.0.99/32 -p tcp --dport 4120" in ln for ln in v4)
+    assert not any("2001:db8" in ln for ln in v4)
+    # Each file and the command name the rules only the other family's file has.
+    assert "rule(s) for IPv6 are in --fix ip6tables" in texts["iptables"]
+    assert "rule(s) for IPv4 are in --fix iptables" in texts["ip6tables"]
+    assert warnings["iptables"] == [
+        "dsaudit: warning: 1 fix rule(s) are for IPv6 only: see --fix ip6tables"
+    ]
+    path = tmp_path / "fix.v6"
+    path.write_text(texts["ip6tables"])
+    checked = subprocess.run([restore, "--test", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_HANDSHAKE_LENGTH",
     "ServerFlight",
     "alert_text",
+    "clear_alert",
     "looks_like_client_hello",
     "parse_client_hello",
     "parse_client_hello_handshake",
@@ -148,6 +149,19 @@ def alert_text(level: int, description: int) -> str:
     """``"fatal handshake_failure"``-style text for an alert's two bytes."""
     lvl = ALERT_LEVELS.get(level, f"level {level}")
     return f"{lvl} {ALERT_NAMES.get(description, f'alert {description}')}"
+
+
+def clear_alert(segment: bytes) -> str | None:
+    """The alert of a segment that starts with a clear TLS alert record, else None.
+
+    An alert whose body is not two bytes is encrypted (sent after ChangeCipherSpec, or TLS
+    1.3) and says nothing readable.
+    """
+    if len(segment) < 7 or segment[0] != CONTENT_ALERT or segment[1] != 3:
+        return None
+    if int.from_bytes(segment[3:5], "big") != 2:
+        return None
+    return alert_text(segment[5], segment[6])
 
 
 def parse_server_flight(data: bytes) -> ServerFlight:

@@ -653,6 +653,16 @@ def process_records(
                             emit = fl[F_NPAY_C] < TLS_PACKETS
                             if not retrans:
                                 fl[F_NEED] -= paylen
+                        elif (
+                            fl[F_HELLO] != 0
+                            and caplen >= 7
+                            and b[p] == 0x15
+                            and b[p + 1] == 3
+                            and fl[F_NPAY_C] < TLS_PACKETS
+                        ):
+                            # After its ClientHello, the client's clear alert: it refused the
+                            # server's certificate or parameters (TLS 1.2 and earlier).
+                            emit = True
                         if fl[F_MODE] == M_TLS and fl[F_NEED] <= 0:
                             fl[F_MODE] = M_DONE
                     elif fl[F_HELLO] == 1:

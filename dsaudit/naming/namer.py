@@ -70,8 +70,9 @@ class FlowPayload:
     dns_rcodes: list[int] = field(default_factory=list)
     icmp_errors: list[dict[str, object]] = field(default_factory=list)
     starttls: bool = False
-    # The server's answer to the ClientHello: an alert ("fatal handshake_failure"), and the
-    # issuer of the certificate it presented (in clear only before TLS 1.3).
+    # The server's answer to the ClientHello: an alert ("fatal handshake_failure", or the
+    # client's "fatal unknown_ca from the client" refusing that answer), and the issuer of the
+    # certificate the server presented (in clear only before TLS 1.3).
     tls_alert: str | None = None
     tls_server_issuer: str | None = None
     # Largest client segment read, for telling a path-MTU stall from a lost ClientHello.
@@ -183,6 +184,12 @@ class Namer:
         self, f: int, d: int, seq: int, data: bytes, rec: np.ndarray, r: int, dns: bool
     ) -> None:
         p = self._payload(f)
+        if d == 0 and p.hello_done and p.tls_alert is None:
+            # The client refusing the server's answer (a certificate it does not trust) ends
+            # the handshake as surely as a server's alert; the flow says which side sent it.
+            alert = tls_dec.clear_alert(data)
+            if alert is not None:
+                p.tls_alert = f"{alert} from the client"
         if p.done:
             return
         segs = p.segs[d]

@@ -475,3 +475,63 @@ def test_garbage_from_the_server_names_nothing_and_does_not_crash(
     row = heartbeat(audit(tls_heartbeat(BASE_TS, 40000, answer), catalog, inventory))
     assert pd.isna(row["tls_alert"])
     assert pd.isna(row["tls_server_issuer"])
+
+
+def client_refuses(at: int, sport: int, answer: bytes, description: int) -> list[Frame]:
+    """tls_heartbeat with ``answer``, then the agent's clear fatal alert and its FIN."""
+    from tests.factories import client_hello, tls_alert
+
+    client = AGENT if sport < 41000 else AGENT_B
+    seq = ISN_C + 1 + len(client_hello("dsm.corp.example"))
+    ack = ISN_S + 1 + len(answer)
+    alert = tls_alert(2, description)
+    return [
+        *tls_heartbeat(at, sport, answer),
+        (at + 50 * MS, tcp_frame(client, MANAGER, sport, 4120, "PA", seq, ack, payload=alert)),
+        (at + 51 * MS, tcp_frame(client, MANAGER, sport, 4120, "FA", seq + len(alert), ack)),
+    ]
+
+
+def test_the_agent_refusing_the_certificate_is_a_tls_failure(
+    catalog: Catalog, inventory: Inventory
+) -> None:
+    from tests.factories import certificate_chain, server_flight
+
+    answer = server_flight(*certificate_chain("DSM Internal CA"))
+    row = heartbeat(audit(client_refuses(BASE_TS, 40000, answer, 48), catalog, inventory))
+    assert row["tls_alert"] == "fatal unknown_ca from the client"
+    assert (row["outcome"], row["blocked"], row["cause"]) == ("failed", True, "TLS failure")
+    assert "the TLS alert fatal unknown_ca from the client" in row["cause_evidence"]
+
+
+def test_an_agent_refusing_an_intercepting_proxys_certificate_is_blocked_by_it(
+    catalog: Catalog, inventory: Inventory
+) -> None:
+    from tests.factories import certificate_chain, server_flight
+
+    genuine = server_flight(*certificate_chain("DSM Internal CA"))
+    proxy = server_flight(*certificate_chain("Corp TLS Inspection CA"))
+    t = BASE_TS
+    frames = [*tls_heartbeat(t, 40000, genuine), *tls_heartbeat(t + 100 * MS, 40001, genuine)]
+    frames += client_refuses(t + 200 * MS, 41000, proxy, 48)
+    result = audit(frames, catalog, inventory)
+    row = result.flows.set_index("client_port").loc[41000]
+    assert row["tls_server_issuer"] == "CN=Corp TLS Inspection CA"
+    assert (row["outcome"], row["blocked"], row["cause"]) == ("failed", True, "TLS failure")
+    assert "CN=DSM Internal CA (2 flow(s))" in row["cause_evidence"]
+    # Shown as the blocked flow's cause, not a second time as a finding.
+    assert "tls_interception" not in set(result.findings["kind"])
+
+
+def test_an_encrypted_client_alert_says_nothing(catalog: Catalog, inventory: Inventory) -> None:
+    from tests.factories import certificate_chain, server_flight
+
+    answer = server_flight(*certificate_chain("DSM Internal CA"))
+    frames = client_refuses(BASE_TS, 40000, answer, 48)
+    at, frame = frames[-2]
+    # The same record with a 26-byte (encrypted) body in place of the two clear bytes.
+    encrypted = frame.replace(b"\x15\x03\x03\x00\x02\x02\x30", b"\x15\x03\x03\x00\x1a" + bytes(2))
+    frames[-2] = (at, encrypted)
+    row = heartbeat(audit(frames, catalog, inventory))
+    assert pd.isna(row["tls_alert"])
+    assert row["outcome"] == "established"

@@ -421,24 +421,45 @@ def test_an_intercepting_proxys_certificate_is_flagged(
     assert "CN=DSM Internal CA (2 flow(s))" in message
 
 
+def client_refuses(at: int, sport: int, answer: bytes, description: int) -> list[Frame]:
+    """tls_heartbeat with ``answer``, then the agent's clear fatal alert and its FIN."""
+    from tests.factories import client_hello, tls_alert
+
+    client = AGENT if sport < 41000 else AGENT_B
+    seq = ISN_C + 1 + len(client_hello("dsm.corp.example"))
+    ack = ISN_S + 1 + len(answer)
+    alert = tls_alert(2, description)
+    return [
+        *tls_heartbeat(at, sport, answer),
+        (at + 50 * MS, tcp_frame(client, MANAGER, sport, 4120, "PA", seq, ack, payload=alert)),
+        (at + 51 * MS, tcp_frame(client, MANAGER, sport, 4120, "FA", seq + len(alert), ack)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("who", "alert"),
+    [("server", "fatal handshake_failure"), ("client", "fatal unknown_ca from the client")],
+)
 def test_a_blocked_flow_behind_an_intercepting_proxy_names_both_issuers(
-    catalog: Catalog, inventory: Inventory
+    catalog: Catalog, inventory: Inventory, who: str, alert: str
 ) -> None:
-    from tests.factories import certificate_chain, server_flight
+    from tests.factories import certificate_chain, server_flight, tls_alert
 
     genuine = server_flight(*certificate_chain("DSM Internal CA"))
     proxy = server_flight(*certificate_chain("Corp TLS Inspection CA"))
-    from tests.factories import tls_alert
-
     t = BASE_TS
-    # The proxy presents its own certificate, then gives up on the handshake with an alert.
+    # The proxy presents its own certificate; then it gives up on the handshake with an
+    # alert, or the agent, which trusts only the manager's CA, refuses it with one.
     frames = [*tls_heartbeat(t, 40000, genuine), *tls_heartbeat(t + 100 * MS, 40001, genuine)]
-    frames += tls_heartbeat(t + 200 * MS, 41000, proxy + tls_alert(2, 40))
+    if who == "server":
+        frames += tls_heartbeat(t + 200 * MS, 41000, proxy + tls_alert(2, 40))
+    else:
+        frames += client_refuses(t + 200 * MS, 41000, proxy, 48)
     result = audit(frames, catalog, inventory)
     row = result.flows.set_index("client_port").loc[41000]
     assert row["tls_server_issuer"] == "CN=Corp TLS Inspection CA"
     assert (row["outcome"], row["blocked"], row["cause"]) == ("failed", True, "TLS failure")
-    assert "the TLS alert fatal handshake_failure" in row["cause_evidence"]
+    assert f"the TLS alert {alert}" in row["cause_evidence"]
     assert "CN=DSM Internal CA (2 flow(s))" in row["cause_evidence"]
     # A blocked flow shows the mismatch as its cause, not a second time as a finding.
     assert "tls_interception" not in set(result.findings["kind"])
@@ -477,21 +498,6 @@ def test_garbage_from_the_server_names_nothing_and_does_not_crash(
     assert pd.isna(row["tls_server_issuer"])
 
 
-def client_refuses(at: int, sport: int, answer: bytes, description: int) -> list[Frame]:
-    """tls_heartbeat with ``answer``, then the agent's clear fatal alert and its FIN."""
-    from tests.factories import client_hello, tls_alert
-
-    client = AGENT if sport < 41000 else AGENT_B
-    seq = ISN_C + 1 + len(client_hello("dsm.corp.example"))
-    ack = ISN_S + 1 + len(answer)
-    alert = tls_alert(2, description)
-    return [
-        *tls_heartbeat(at, sport, answer),
-        (at + 50 * MS, tcp_frame(client, MANAGER, sport, 4120, "PA", seq, ack, payload=alert)),
-        (at + 51 * MS, tcp_frame(client, MANAGER, sport, 4120, "FA", seq + len(alert), ack)),
-    ]
-
-
 def test_the_agent_refusing_the_certificate_is_a_tls_failure(
     catalog: Catalog, inventory: Inventory
 ) -> None:
@@ -502,25 +508,6 @@ def test_the_agent_refusing_the_certificate_is_a_tls_failure(
     assert row["tls_alert"] == "fatal unknown_ca from the client"
     assert (row["outcome"], row["blocked"], row["cause"]) == ("failed", True, "TLS failure")
     assert "the TLS alert fatal unknown_ca from the client" in row["cause_evidence"]
-
-
-def test_an_agent_refusing_an_intercepting_proxys_certificate_is_blocked_by_it(
-    catalog: Catalog, inventory: Inventory
-) -> None:
-    from tests.factories import certificate_chain, server_flight
-
-    genuine = server_flight(*certificate_chain("DSM Internal CA"))
-    proxy = server_flight(*certificate_chain("Corp TLS Inspection CA"))
-    t = BASE_TS
-    frames = [*tls_heartbeat(t, 40000, genuine), *tls_heartbeat(t + 100 * MS, 40001, genuine)]
-    frames += client_refuses(t + 200 * MS, 41000, proxy, 48)
-    result = audit(frames, catalog, inventory)
-    row = result.flows.set_index("client_port").loc[41000]
-    assert row["tls_server_issuer"] == "CN=Corp TLS Inspection CA"
-    assert (row["outcome"], row["blocked"], row["cause"]) == ("failed", True, "TLS failure")
-    assert "CN=DSM Internal CA (2 flow(s))" in row["cause_evidence"]
-    # Shown as the blocked flow's cause, not a second time as a finding.
-    assert "tls_interception" not in set(result.findings["kind"])
 
 
 def test_an_encrypted_client_alert_says_nothing(catalog: Catalog, inventory: Inventory) -> None:

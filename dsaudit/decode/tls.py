@@ -157,11 +157,11 @@ def clear_alert(segment: bytes) -> str | None:
     An alert whose body is not two bytes is encrypted (sent after ChangeCipherSpec, or TLS
     1.3) and says nothing readable.
     """
-    if len(segment) < 7 or segment[0] != CONTENT_ALERT or segment[1] != 3:
+    if segment[:1] != bytes((CONTENT_ALERT,)):
         return None
-    if int.from_bytes(segment[3:5], "big") != 2:
-        return None
-    return alert_text(segment[5], segment[6])
+    # The record walk of a server's flight owns the rule for a clear alert.
+    level, description, _, _ = tls_wire.server_flight(segment)
+    return alert_text(level, description) if level >= 0 else None
 
 
 def parse_server_flight(data: bytes) -> ServerFlight:

@@ -163,9 +163,9 @@ class Namer:
         pay_off = rec[rows, C_PAY_OFF].tolist()
         pay_end = (rec[rows, C_PAY_OFF] + rec[rows, C_PAY_LEN]).tolist()
         seqs = rec[rows, C_SEQ].tolist()
-        flows = fs[events[:, 0]]
-        protos = flows[:, F_PROTO].tolist()
-        dns = ((flows[:, F_A_PORT] == 53) | (flows[:, F_B_PORT] == 53)).tolist()
+        fl = events[:, 0]
+        protos = fs[fl, F_PROTO].tolist()
+        dns = ((fs[fl, F_A_PORT] == 53) | (fs[fl, F_B_PORT] == 53)).tolist()
         raw = buf.data
         for i, (f, d, r, kind) in enumerate(events.tolist()):
             if kind == EV_PAYLOAD:

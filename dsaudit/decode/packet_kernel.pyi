@@ -110,3 +110,17 @@ def decode_frames(
     linktype: np.ndarray,
     rec: np.ndarray,
 ) -> int: ...
+
+T_IPV4: int
+T_IPV6: int
+T_ARP: int
+T_OTHER_L2: int
+T_TUNNELLED: int
+T_TRUNCATED: int
+T_ERRORS: int
+T_STOPPED: int
+T_TS_MIN: int
+T_TS_MAX: int
+N_TALLY: int
+
+def tally_records(rec: np.ndarray, k: int, out: np.ndarray) -> None: ...

@@ -14,20 +14,25 @@ from dsaudit.decode.ip_fragments import FragmentReassembler, Reassembled
 from dsaudit.decode.packet_kernel import (
     C_ERR,
     C_FRAG,
-    C_L3,
     C_L3_OFF,
     C_PAY_OFF,
-    C_TRUNC,
     C_TS,
-    C_TUNNEL,
     C_VLAN0,
     C_VLAN1,
     C_WIRE,
     ERR_NAMES,
-    L3_ARP,
-    L3_IPV4,
-    L3_IPV6,
-    L3_OTHER,
+    N_TALLY,
+    T_ARP,
+    T_ERRORS,
+    T_IPV4,
+    T_IPV6,
+    T_OTHER_L2,
+    T_STOPPED,
+    T_TRUNCATED,
+    T_TS_MAX,
+    T_TS_MIN,
+    T_TUNNELLED,
+    tally_records,
 )
 from dsaudit.decode.undecoded import count_reasons
 from dsaudit.flow_records.columns import PROTO_NAMES, FlowColumns, flow_columns
@@ -324,25 +329,25 @@ class FlowBuilder:
     def _account(self, batch: PacketBatch, rec: np.ndarray) -> None:
         s = self.stats
         s.frames += len(batch)
-        l3 = rec[:, C_L3]
-        err = rec[:, C_ERR]
-        ok = err == 0
-        s.ipv4 += int(np.count_nonzero(ok & (l3 == L3_IPV4)))
-        s.ipv6 += int(np.count_nonzero(ok & (l3 == L3_IPV6)))
-        s.arp += int(np.count_nonzero(l3 == L3_ARP))
-        s.other_l2 += int(np.count_nonzero(l3 == L3_OTHER))
-        s.tunnelled += int(np.count_nonzero(rec[:, C_TUNNEL]))
-        s.ip_truncated += int(np.count_nonzero(rec[:, C_TRUNC]))
+        t = np.zeros(N_TALLY, dtype=np.int64)
+        tally_records(rec, len(rec), t)
+        s.ipv4 += int(t[T_IPV4])
+        s.ipv6 += int(t[T_IPV6])
+        s.arp += int(t[T_ARP])
+        s.other_l2 += int(t[T_OTHER_L2])
+        s.tunnelled += int(t[T_TUNNELLED])
+        s.ip_truncated += int(t[T_TRUNCATED])
         s.snaplen_cut_frames += int(np.count_nonzero(batch.caplen < batch.wirelen))
-        if not ok.all():
-            codes, counts = np.unique(err[~ok], return_counts=True)
+        if t[T_ERRORS]:
+            err = rec[:, C_ERR]
+            codes, counts = np.unique(err[err != 0], return_counts=True)
             for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
                 name = ERR_NAMES.get(code, f"error {code}")
                 s.undecodable[name] = s.undecodable.get(name, 0) + count
-        count_reasons(rec, s.not_decoded)
-        ts = rec[:, C_TS]
-        if len(ts):
-            lo, hi = int(ts.min()), int(ts.max())
+        if t[T_STOPPED]:
+            count_reasons(rec, s.not_decoded)
+        if len(rec):
+            lo, hi = int(t[T_TS_MIN]), int(t[T_TS_MAX])
             s.first_ts_ns = lo if s.first_ts_ns is None else min(s.first_ts_ns, lo)
             s.last_ts_ns = hi if s.last_ts_ns is None else max(s.last_ts_ns, hi)
 

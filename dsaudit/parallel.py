@@ -5,11 +5,12 @@ from __future__ import annotations
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import pandas as pd
 
 T = TypeVar("T")
@@ -43,6 +44,9 @@ def fork_map(func: Callable[[T], R], items: Sequence[T], jobs: int) -> Iterator[
     if jobs <= 1 or alone or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(func, items)
         return
+    # Imported only when processes are really started: one-job runs skip its cost.
+    from concurrent.futures import ProcessPoolExecutor
+
     _WORK = (func, items)
     context = multiprocessing.get_context("fork")
     try:

@@ -21,13 +21,14 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from dsaudit.decode.tls import MAX_HANDSHAKE_LENGTH, ClientHello, parse_client_hello_handshake
 from dsaudit.errors import DecodeError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "QUIC_V1",
@@ -141,6 +142,9 @@ def quic_initial_crypto(datagram: bytes) -> list[tuple[int, bytes]] | None:
     header = bytes((first,)) + datagram[1:pn_offset] + pn_bytes
     # Initial packet numbers of a client are small, so the truncated value is the full one.
     nonce = (int.from_bytes(iv, "big") ^ pn).to_bytes(12, "big")
+    # Imported here: most captures hold no QUIC Initial, and the import costs every run.
+    from cryptography.exceptions import InvalidTag
+
     try:
         plain = aead.decrypt(nonce, datagram[pn_offset + pn_len : end], header)
     except InvalidTag:
@@ -181,6 +185,9 @@ def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
 
 @lru_cache(maxsize=1024)
 def _ciphers(version: int, dcid: bytes) -> tuple[AESGCM, Cipher[modes.ECB], bytes]:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     keys = client_initial_keys(dcid, version)
     return AESGCM(keys.key), Cipher(algorithms.AES(keys.hp), modes.ECB()), keys.iv
 

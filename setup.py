@@ -9,6 +9,7 @@ KERNELS = [
     "dsaudit.decode.tls_wire",
     "dsaudit.decode.dns_wire",
     "dsaudit.flows.table_kernel",
+    "dsaudit.naming.name_state",
 ]
 
 setup(

@@ -68,6 +68,7 @@ def test_installed_package_is_compiled_ahead_of_time(installed: Path) -> None:
         "decode/dns_wire",
         "decode/tls_wire",
         "flows/table_kernel",
+        "naming/name_state",
     )
     for kernel in kernels:
         assert list(site.glob(f"{kernel}.*.so")), kernel

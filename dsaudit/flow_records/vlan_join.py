@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -311,14 +311,13 @@ def merge_payloads(
     if earlier is None or later is None:
         only = earlier if earlier is not None else later
         assert only is not None
-        return replace(only, segs=([], []), quic=[])
+        return only.replace(segs=([], []), quic=[])
     client, other = (earlier, later) if earlier_is_c2s else (later, earlier)
     queries: list[str] = []
     for name in earlier.dns_queries + later.dns_queries:
         if name not in queries and len(queries) < MAX_DNS_QUERIES:
             queries.append(name)
-    return replace(
-        client,
+    return client.replace(
         sni=client.sni or other.sni,
         alpn=client.alpn or other.alpn,
         http_host=client.http_host or other.http_host,

@@ -9,6 +9,8 @@ KERNELS = [
     "dsaudit.decode.tls_wire",
     "dsaudit.decode.dns_wire",
     "dsaudit.flows.table_kernel",
+    "dsaudit.flow_records.name_columns",
+    "dsaudit.reports.json_text",
 ]
 
 setup(

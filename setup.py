@@ -10,6 +10,8 @@ KERNELS = [
     "dsaudit.decode.dns_wire",
     "dsaudit.flows.table_kernel",
     "dsaudit.naming.name_state",
+    "dsaudit.flow_records.name_columns",
+    "dsaudit.reports.json_text",
 ]
 
 setup(

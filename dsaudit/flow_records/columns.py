@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dsaudit.decode.dns import rcode_name, rtype_name
 from dsaudit.decode.packet_kernel import TUN_IP4, TUN_IP6, TUNNEL_NAMES
+from dsaudit.flow_records.name_columns import answer_dicts, payload_columns
 from dsaudit.flows.addresses import V4_MAPPED, addr_key, key_to_text, split_host_port
 from dsaudit.flows.table_kernel import (
     EVIDENCE_FIRST,
@@ -153,7 +153,7 @@ _LUT[0] = 0
 _SHIFTS = np.arange(14, dtype=np.int64) * 4
 
 
-def _objects(values: list[str]) -> np.ndarray:
+def _objects(values: list[str] | list[str | None]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
@@ -171,6 +171,10 @@ _ESTABLISHED, _REJECTED, _ONE_WAY, _FAILED = map(
 ALERT_RECORD_BYTES = 7
 _SOURCE_TEXT = _objects(NAME_SOURCES)
 _NONE = NAME_SOURCES.index("none")
+# The codes payload_columns gives a payload name's source, in payload_name's order.
+_PAYLOAD_SOURCES = np.array(
+    [NAME_SOURCES.index(k) for k in ("connect", "socks", "sni", "http_host")], dtype=np.int64
+)
 
 
 @dataclass
@@ -186,6 +190,29 @@ class Coded:
 
 
 @dataclass
+class DnsAnswers:
+    """The dns_answers column as naming keeps it: per flow None or a list of
+    (name, rtype, data, ttl) tuples. Read as a column, each answer is a dict (name, type,
+    data, ttl) with its type spelled by rtype_name; the writers spell the tuples directly."""
+
+    records: np.ndarray  # object array of list or None
+
+    def values(self) -> np.ndarray:
+        """Every row's answers as a list of dicts (None for no list), as an object array."""
+        out = np.full(len(self.records), None, dtype=object)
+        rows = _present(self.records)
+        for r, answers in zip(
+            rows.tolist(), answer_dicts(self.records[rows].tolist()), strict=True
+        ):
+            out[r] = answers
+        return out
+
+
+# How a column is held: "text" columns as Coded, dns_answers from a capture as DnsAnswers.
+Column = np.ndarray | Coded | DnsAnswers
+
+
+@dataclass
 class FlowColumns:
     """The flows of one analysis, one column per name of :data:`FLOW_COLUMNS`, in flow_id
     order; see :data:`COLUMN_KINDS` for how each is held ("text" columns are :class:`Coded`).
@@ -194,7 +221,7 @@ class FlowColumns:
     visit only those one by one (None: any row may).
     """
 
-    columns: dict[str, np.ndarray | Coded]
+    columns: dict[str, Column]
     detail: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -202,13 +229,13 @@ class FlowColumns:
 
     def __getitem__(self, name: str) -> np.ndarray:
         col = self.columns[name]
-        return col.values() if isinstance(col, Coded) else col
+        return col.values() if isinstance(col, Coded | DnsAnswers) else col
 
     def array(self, name: str) -> np.ndarray:
-        """A column that is not "text", as stored."""
+        """A column that is not "text", as stored (DNS answers as lists of dicts)."""
         col = self.columns[name]
         assert not isinstance(col, Coded)
-        return col
+        return col.values() if isinstance(col, DnsAnswers) else col
 
     def coded(self, name: str) -> Coded:
         """A "text" column as codes and labels."""
@@ -295,7 +322,15 @@ def _address_text(his: np.ndarray, los: np.ndarray) -> tuple[np.ndarray, np.ndar
         ulo, inverse = np.unique(los, return_inverse=True)
         uniq = np.stack([np.zeros_like(ulo), ulo], axis=1)
     else:
-        uniq, inverse = np.unique(np.stack([his, los], axis=1), axis=0, return_inverse=True)
+        # np.unique(axis=0) sorts rows as opaque records, ten times slower than this sort
+        # by both halves (same order: upper half first, both signed).
+        order = np.lexsort((los, his))
+        sorted_hi, sorted_lo = his[order], los[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (sorted_hi[1:] != sorted_hi[:-1]) | (sorted_lo[1:] != sorted_lo[:-1])
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[order] = np.cumsum(new) - 1
+        uniq = np.stack([sorted_hi[new], sorted_lo[new]], axis=1)
     text = np.empty(len(uniq), dtype=object)
     v4 = (uniq[:, 0] == 0) & ((uniq[:, 1] >> 32) == 0xFFFF)
     quads = uniq[v4, 1] & 0xFFFFFFFF
@@ -372,11 +407,10 @@ def failed_handshakes(
     retransmitted = _bit(seen, H_T)
     failed = established & hello & (pay_s <= ALERT_RECORD_BYTES) & (ended | retransmitted)
     if alerts is not None and len(alerts):
-        fatal = np.fromiter(
-            (isinstance(a, str) and a.startswith("fatal ") for a in alerts.tolist()),
-            dtype=bool,
-            count=len(alerts),
-        )
+        rows = _present(alerts)  # few flows saw an alert: only those are looked at
+        texts = alerts[rows].tolist()
+        fatal = np.zeros(len(alerts), dtype=bool)
+        fatal[rows] = [isinstance(a, str) and a.startswith("fatal ") for a in texts]
         failed |= established & hello & fatal
     return failed
 
@@ -419,9 +453,9 @@ def flow_columns(
     outcome = np.where(tcp, _OUTCOME_TCP[codes], other)
     outcome[rejected_by_icmp & (pkts_s == 0)] = _REJECTED
     hello = names["tls_client_hello"]
-    assert not isinstance(hello, Coded)
+    assert isinstance(hello, np.ndarray)
     alerts = names["tls_alert"]
-    assert not isinstance(alerts, Coded)
+    assert isinstance(alerts, np.ndarray)
     failed = failed_handshakes(outcome == _ESTABLISHED, hello, col[F_PAY_S], col[F_SEEN], alerts)
     outcome[failed] = _FAILED
     joined = np.zeros(n, dtype=bool) if vlan_joined is None else vlan_joined
@@ -435,7 +469,7 @@ def flow_columns(
     )
     tunnels = tunnel_endpoints(fs)
     ptext, pcodes = np.unique(proto, return_inverse=True)
-    cols: dict[str, np.ndarray | Coded] = {
+    cols: dict[str, Column] = {
         "proto": Coded(pcodes, _objects([PROTO_NAMES.get(p, str(p)) for p in ptext.tolist()])),
         "ip_version": np.where(col[F_L3] == 6, 6, 4),
         "client_ip": Coded(idx[:n], text),
@@ -471,7 +505,10 @@ def flow_columns(
         order = np.argsort(first, kind="stable")
         for name in FLOW_COLUMNS[1:]:
             c = cols[name]
-            cols[name] = Coded(c.codes[order], c.labels) if isinstance(c, Coded) else c[order]
+            if isinstance(c, Coded):
+                cols[name] = Coded(c.codes[order], c.labels)
+            else:
+                cols[name] = DnsAnswers(c.records[order]) if isinstance(c, DnsAnswers) else c[order]
         detail = detail[order]
     return FlowColumns({name: cols[name] for name in FLOW_COLUMNS}, detail=detail)
 
@@ -483,7 +520,7 @@ def _names(
     s_idx: np.ndarray,
     addresses: np.ndarray,
     first: np.ndarray,
-) -> tuple[dict[str, np.ndarray | Coded], np.ndarray, np.ndarray]:
+) -> tuple[dict[str, Column], np.ndarray, np.ndarray]:
     """Per-flow name columns: the best name and where it came from, plus the raw evidence;
     which flows have any (the others keep the empty defaults); which an ICMP error rejected.
 
@@ -493,71 +530,67 @@ def _names(
     n = fs.shape[0]
     cols = {
         k: np.full(n, None, dtype=object)
-        for k in ("server_name", "sni", "http_host", "connect_target", "socks_target")
+        for k in (
+            *("server_name", "sni", "http_host", "connect_target", "socks_target"),
+            *("dns_queries", "dns_answers", "dns_rcode", "tls_alert", "tls_server_issuer"),
+        )
     }
     source = np.full(n, _NONE, dtype=np.int64)
-    lists = {k: np.full(n, None, dtype=object) for k in ("dns_queries", "dns_answers")}
     icmp_errors = np.full(n, None, dtype=object)
     rejected = np.zeros(n, dtype=bool)
-    named = np.zeros(n, dtype=bool)
     hello = np.zeros(n, dtype=bool)
     max_seg = np.zeros(n, dtype=np.int64)
-    rcode = np.full(n, None, dtype=object)
-    alert = np.full(n, None, dtype=object)
-    issuer = np.full(n, None, dtype=object)
-    for f, p in namer.flows.items():
-        alert[f] = p.tls_alert
-        issuer[f] = p.tls_server_issuer
-        hello[f] = p.hello_seq is not None
-        max_seg[f] = p.max_segment_c2s
-        if p.dns_rcodes:
-            rcode[f] = rcode_name(p.dns_rcodes[-1])
-        cols["sni"][f] = p.sni
-        cols["http_host"][f] = p.http_host
-        cols["connect_target"][f] = p.connect
-        cols["socks_target"][f] = p.socks
-        lists["dns_queries"][f] = p.dns_queries
-        lists["dns_answers"][f] = [
-            {"name": nm, "type": rtype_name(t), "data": d, "ttl": ttl}
-            for nm, t, d, ttl in p.dns_answers
-        ]
-        best = payload_name(p.connect, p.socks, p.sni, p.http_host)
-        if best is not None:
-            cols["server_name"][f] = best[0]
-            source[f] = NAME_SOURCES.index(best[1])
-            named[f] = True
+    detail = np.zeros(n, dtype=bool)
+    payload_columns(
+        namer.flows,
+        **cols,
+        source=source,
+        hello=hello.view(np.uint8),
+        max_segment=max_seg,
+        detail=detail.view(np.uint8),
+        source_codes=_PAYLOAD_SOURCES,
+    )
+    named = source != _NONE
     known = namer.dns.addresses()
     if known and n:
-        keys = [addr_key(h, lo) for h, lo in addresses.tolist()]
+        # A key is its lower half where the upper one is zero (IPv4): no call per address.
+        plain = (addresses[:, 0] == 0) & (addresses[:, 1] >= 0)
+        keys = addresses[:, 1].tolist()
+        for i in np.flatnonzero(~plain).tolist():
+            keys[i] = addr_key(int(addresses[i, 0]), int(addresses[i, 1]))
         asked = np.fromiter(map(known.__contains__, keys), dtype=bool, count=len(keys))
         lookup = namer.dns.lookup
-        for f in np.flatnonzero(asked[s_idx] & ~named).tolist():
-            name = lookup(keys[c_idx[f]], keys[s_idx[f]], int(first[f]))
-            if name is not None:
-                cols["server_name"][f] = name
-                source[f] = NAME_SOURCES.index("dns")
-    detail = np.zeros(n, dtype=bool)
-    detail[list(namer.flows)] = True
+        rows = np.flatnonzero(asked[s_idx] & ~named)
+        found = [
+            lookup(keys[c], keys[s], ts)
+            for c, s, ts in zip(
+                c_idx[rows].tolist(), s_idx[rows].tolist(), first[rows].tolist(), strict=True
+            )
+        ]
+        resolved = _objects(found)
+        hits = _present(resolved)
+        cols["server_name"][rows[hits]] = resolved[hits]
+        source[rows[hits]] = NAME_SOURCES.index("dns")
     detail |= source != _NONE
     if namer.icmp_errors:
         _attach_icmp(fs, namer, icmp_errors, rejected)
         detail |= rejected
         detail[_present(icmp_errors)] = True
-    names: dict[str, np.ndarray | Coded] = {
+    names: dict[str, Column] = {
         "server_name": cols["server_name"],
         "name_source": Coded(source, _SOURCE_TEXT),
         "sni": cols["sni"],
         "http_host": cols["http_host"],
         "connect_target": cols["connect_target"],
         "socks_target": cols["socks_target"],
-        "dns_queries": lists["dns_queries"],
-        "dns_answers": lists["dns_answers"],
+        "dns_queries": cols["dns_queries"],
+        "dns_answers": DnsAnswers(cols["dns_answers"]),
         "icmp_errors": icmp_errors,
         "tls_client_hello": hello,
         "max_segment_c2s": max_seg,
-        "dns_rcode": rcode,
-        "tls_alert": alert,
-        "tls_server_issuer": issuer,
+        "dns_rcode": cols["dns_rcode"],
+        "tls_alert": cols["tls_alert"],
+        "tls_server_issuer": cols["tls_server_issuer"],
     }
     return names, detail, rejected
 

@@ -17,6 +17,7 @@ from dsaudit.flow_records.columns import (
     PROTO_NAMES,
     STATES,
     Coded,
+    Column,
     FlowColumns,
     flow_columns,
     payload_name,
@@ -142,7 +143,7 @@ def frame_of_columns(flows: FlowColumns) -> pd.DataFrame:
 
 def columns_of_frame(df: pd.DataFrame) -> FlowColumns:
     """Flow columns of a flows DataFrame (from another engine or source), for the writers."""
-    cols: dict[str, np.ndarray | Coded] = {}
+    cols: dict[str, Column] = {}
     for name, kind in COLUMN_KINDS.items():
         series = df[name]
         if kind == "vlan":

@@ -8,14 +8,24 @@ import io
 import itertools
 import json
 import operator
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dsaudit.decode.dns import rtype_name
 from dsaudit.errors import DsauditError, cannot_write
-from dsaudit.flow_records.columns import COLUMN_KINDS, FLOW_COLUMNS, Coded, FlowColumns
+from dsaudit.flow_records.columns import (
+    COLUMN_KINDS,
+    FLOW_COLUMNS,
+    Coded,
+    DnsAnswers,
+    FlowColumns,
+)
+from dsaudit.flow_records.name_columns import answer_dicts
 from dsaudit.parallel import fork_map
+from dsaudit.reports.json_text import answer_cells, join_rows, list_cells, name_cells
 from dsaudit.reports.text_out import write_text
 from dsaudit.text.safe import for_csv, for_terminal
 from dsaudit.time_text import NS, iso_texts
@@ -151,62 +161,47 @@ def _json_value(value: Any) -> str:
 def _sparse_json(flows: FlowColumns, name: str, lo: int, hi: int, empty: str) -> Piece:
     """JSON text of a column that is mostly empty (None): ``empty`` for those, the others
     encoded only for the flows with names, DNS or ICMP errors."""
-    values = flows.array(name)[lo:hi]
     rows = flows.detail_rows(lo, hi)
-    if rows is None:
-        rows = _present(values)
-    if not len(rows):
+    if rows is not None and not len(rows):
         return empty
-    picked = values[rows].tolist()
-    if empty == "null":  # names: str or None, and the same names recur
-        text = _Encoded(_json_value).column(picked)
-    else:
-        text = [
-            empty if v is None or (type(v) is list and not v) else _list_json(v) for v in picked
-        ]
-    out = np.full(hi - lo, empty, dtype=object)
-    out[rows] = text
-    return out
+    col = flows.columns[name]
+    if isinstance(col, DnsAnswers):
+        return answer_cells(col.records[lo:hi].tolist(), _answers_json)
+    values = flows.array(name)[lo:hi]
+    # names: str or None, and the same names recur; lists: plain ones by the C escaper
+    cells = name_cells if empty == "null" else list_cells
+    return cells(values.tolist(), _json_value)
 
 
-_PLAIN = frozenset((str, int, type(None)))
-_TEXT = frozenset((str,))
+def _answers_json(records: Any) -> str:
+    """JSON of a dns_answers cell of naming's tuples that the compiled writer declined."""
+    return str(list_cells(answer_dicts([records]), _json_value)[0])
+
+
 # The standard library's C encoder, made once (json.dumps with options builds one a call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def _plain(item: Any) -> bool:
-    """True for a value the standard encoder writes exactly as pandas' encoder does: text,
-    integers, None, and objects of those (floats and booleans are spelled differently)."""
-    kind = type(item)
-    if kind in _PLAIN:
-        return True
-    if kind is dict:
-        return set(map(type, item)) <= _TEXT and set(map(type, item.values())) <= _PLAIN
-    return False
-
-
-def _list_json(value: Any) -> str:
-    """JSON of a list cell: the C encoder when every item is plain, else :func:`_json_value`."""
-    if type(value) is list and all(map(_plain, value)):
-        text: str = _ENCODER.encode(value)
-        return text
-    return _json_value(value)
-
-
 def _label_json(coded: Coded) -> np.ndarray:
     """JSON strings of a coded column's labels, made once per column."""
-    key = id(coded.labels)
+    return _label_text(coded, _json_value)
+
+
+def _label_text(coded: Coded, spell: Callable[[Any], str]) -> np.ndarray:
+    """A coded column's labels spelled by ``spell``, once per column and spelling."""
+    key = (id(coded.labels), spell)
     hit = _LABELS.get(key)
     if hit is None or hit[0] is not coded.labels:
-        hit = _LABELS[key] = (coded.labels, _objects(list(map(_json_value, coded.labels.tolist()))))
+        hit = _LABELS[key] = (coded.labels, _objects(list(map(spell, coded.labels.tolist()))))
     return hit[1]
 
 
-# Labels' JSON by the labels' identity: address columns share theirs, and chunks reuse them.
-_LABELS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-# One column's text for some rows: the same for all (a str) or one per row (an object array).
-Piece = str | np.ndarray
+# Labels' text by the labels' identity and the spelling: address columns share theirs, and
+# chunks reuse them.
+_LABELS: dict[tuple[int, Callable[[Any], str]], tuple[np.ndarray, np.ndarray]] = {}
+# One column's text for some rows: the same for all (a str) or one per row (an object array
+# or list of str, or an int64 array written in decimal).
+Piece = str | np.ndarray | list[str]
 
 
 def _same(values: np.ndarray) -> bool:
@@ -225,6 +220,8 @@ def _time_json(ns: np.ndarray) -> list[Piece]:
 
 
 _DIGITS3 = _objects([f"{i:03d}" for i in range(1000)])
+_JSON_BOOLS = _objects(["false", "true"])
+_CSV_BOOLS = _objects(["False", "True"])
 
 
 def _json_pieces(flows: FlowColumns, name: str, kind: str, lo: int, hi: int) -> list[Piece]:
@@ -252,17 +249,22 @@ def _json_pieces(flows: FlowColumns, name: str, kind: str, lo: int, hi: int) -> 
     if kind == "bool":
         if _same(values):
             return ["true" if values[0] else "false"]
-        return [np.where(values, "true", "false").astype(object)]
-    return [str(values[0])] if _same(values) else [_int_text(values)]
+        return [_JSON_BOOLS[values.astype(np.intp)]]
+    return [str(values[0])] if _same(values) else [np.ascontiguousarray(values, dtype=np.int64)]
 
 
 def json_lines_of(flows: FlowColumns, lo: int, hi: int) -> str:
     """JSON Lines text of rows ``lo:hi``: the same bytes pandas' ``to_json(orient="records",
-    lines=True)`` gave for the flows DataFrame.
+    lines=True)`` gave for the flows DataFrame."""
+    return _rows_json(flows, lo, hi, "}\n", "")
 
-    Each line is the concatenation of constant text (keys, punctuation, columns with one
-    value in these rows) and per-row cells; the cells sit in one grid that a single join
-    turns into text.
+
+def _rows_json(flows: FlowColumns, lo: int, hi: int, end: str, between: str) -> str:
+    """JSON objects of rows ``lo:hi``, each closed by ``end``, ``between`` between them.
+
+    Each row is the concatenation of constant text (keys, punctuation, columns with one
+    value in these rows) and per-row cells, which the compiled join writes straight into
+    one string.
     """
     if hi <= lo:
         return ""
@@ -270,17 +272,22 @@ def json_lines_of(flows: FlowColumns, lo: int, hi: int) -> str:
     for j, (name, kind) in enumerate(COLUMN_KINDS.items()):
         pieces.append(("{" if j == 0 else ",") + json.dumps(name) + ":")
         pieces.extend(_json_pieces(flows, name, kind, lo, hi))
-    pieces.append("}\n")
+    pieces.append(end)
+    return _joined(pieces, hi - lo, between)
+
+
+def _joined(pieces: list[Piece], n: int, between: str) -> str:
+    """``n`` rows of ``pieces`` (see :data:`Piece`) written into one string by the compiled
+    join, ``between`` between rows."""
     merged: list[Piece] = []
     for piece in pieces:
         if isinstance(piece, str) and merged and isinstance(merged[-1], str):
             merged[-1] += piece
+        elif isinstance(piece, np.ndarray) and piece.dtype == object:
+            merged.append(piece.tolist())
         else:
             merged.append(piece)
-    grid = np.empty((hi - lo, len(merged)), dtype=object)
-    for j, piece in enumerate(merged):
-        grid[:, j] = piece
-    return "".join(grid.ravel().tolist())
+    return join_rows(merged, n, between)
 
 
 def _chunks(n: int, jobs: int) -> list[tuple[int, int]]:
@@ -288,25 +295,30 @@ def _chunks(n: int, jobs: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
 
-def iter_flow_lines(flows: FlowColumns, jobs: int = 1) -> Iterator[str]:
-    """JSON Lines text of the flows, a chunk of rows at a time (bounded memory), rendered by
-    ``jobs`` processes side by side."""
+def _iter_rows(flows: FlowColumns, jobs: int, end: str, between: str) -> Iterator[str]:
+    """:func:`_rows_json` of the flows, a chunk of rows at a time (bounded memory),
+    rendered by ``jobs`` processes side by side."""
     for name, kind in COLUMN_KINDS.items():
         if kind == "text":
             _label_json(flows.coded(name))  # once here, not in every process
 
     def render(bounds: tuple[int, int]) -> str:
-        return json_lines_of(flows, *bounds)
+        return _rows_json(flows, *bounds, end, between)
 
     yield from fork_map(render, _chunks(len(flows), jobs), jobs)
+
+
+def iter_flow_lines(flows: FlowColumns, jobs: int = 1) -> Iterator[str]:
+    """JSON Lines text of the flows, a chunk of rows at a time (bounded memory), rendered by
+    ``jobs`` processes side by side."""
+    return _iter_rows(flows, jobs, "}\n", "")
 
 
 def _json(flows: FlowColumns, jobs: int) -> Iterator[str]:
     yield "["
     first = True
-    for text in iter_flow_lines(flows, jobs):
-        lines = text.rstrip("\n").split("\n")
-        yield ("\n" if first else ",\n") + ",\n".join(lines)
+    for text in _iter_rows(flows, jobs, "}", ",\n"):
+        yield ("\n" if first else ",\n") + text
         first = False
     yield "\n]\n"
 
@@ -373,38 +385,69 @@ def _table(flows: FlowColumns, width: int | None = None) -> str:
     return render_table(headers, rows, width, right=numeric) + "\n"
 
 
-def _csv_cells(flows: FlowColumns, lo: int, hi: int) -> list[list[Any]]:
-    """CSV cells of rows ``lo:hi``, column by column, as pandas' to_csv wrote them."""
-    cells: list[list[Any]] = []
-    for name, kind in COLUMN_KINDS.items():
+def _csv_pieces(flows: FlowColumns, lo: int, hi: int) -> list[Piece]:
+    """CSV text of rows ``lo:hi``, column by column, as the csv module (and before it pandas'
+    to_csv) wrote them: fields quoted as :func:`_csv_field` says."""
+    pieces: list[Piece] = []
+    for j, (name, kind) in enumerate(COLUMN_KINDS.items()):
+        if j:
+            pieces.append(",")
+        col = flows.columns[name]
+        if isinstance(col, DnsAnswers):
+            pieces.append(_csv_answers(col.records[lo:hi]))
+            continue
         values = flows[name][lo:hi] if kind != "text" else np.empty(0)
+        # Digits, ISO times and float text never hold a character the csv module quotes.
         if kind == "vlan":
-            cells.append(np.where(values >= 0, values.astype(str), "").tolist())
+            text = _int_text(np.maximum(values, 0))
+            text[values < 0] = ""
+            pieces.append(text)
         elif kind == "time":
-            cells.append(iso_texts(values.astype("datetime64[ns]")).tolist())
+            pieces.append(iso_texts(values.astype("datetime64[ns]")).astype(object))
         elif kind == "float":
-            cells.append(values.astype(str).tolist())
+            pieces.append(values.astype(str).astype(object))
         elif kind == "text":
             coded = flows.coded(name)
-            labels = _objects(list(map(_csv_cell, coded.labels.tolist())))
-            cells.append(labels[coded.codes[lo:hi]].tolist())
+            pieces.append(_label_text(coded, _csv_name)[coded.codes[lo:hi]])
         elif kind == "name":
-            cells.append(_csv_text(values))
+            pieces.append(_Encoded(_csv_name).column(values))
         elif kind == "list":
-            cells.append(_csv_list(name, values))
+            pieces.append(_csv_list(name, values))
         elif kind == "bool":
-            cells.append(np.where(values, "True", "False").tolist())
+            pieces.append(_CSV_BOOLS[values.astype(np.intp)])
         else:
-            cells.append(values.tolist())
-    return cells
+            pieces.append(np.ascontiguousarray(values, dtype=np.int64))
+    pieces.append("\n")
+    return pieces
+
+
+def _csv_quoted() -> str:
+    """The characters that make the csv module quote a field (the delimiter, the quote and
+    line ends: which line ends differs between Python versions, so it is asked)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    for code in range(128):
+        writer.writerow([chr(code), "x"])
+    lines = buf.getvalue().split("x\n")
+    return "".join(chr(code) for code in range(128) if lines[code].startswith('"'))
+
+
+_CSV_QUOTED = re.compile("[" + re.escape(_csv_quoted()) + "]")
+
+
+def _csv_field(text: str) -> str:
+    """A field as the csv module writes it (QUOTE_MINIMAL, quotes doubled inside quotes)."""
+    if _CSV_QUOTED.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _csv_cell(value: str | None) -> str:
     return "" if value is None else for_csv(value)
 
 
-def _csv_text(values: np.ndarray) -> list[str]:
-    return _Encoded(_csv_cell).column(values)
+def _csv_name(value: str | None) -> str:
+    return _csv_field(_csv_cell(value))
 
 
 def _csv_list(name: str, values: np.ndarray) -> list[str]:
@@ -417,7 +460,19 @@ def _csv_list(name: str, values: np.ndarray) -> list[str]:
             text = ";".join(f"{a['name']} {a['type']} {a['data']}" for a in v)
         else:
             text = json.dumps(v) if v else ""
-        out[i] = for_csv(text)
+        out[i] = _csv_field(for_csv(text))
+    return out
+
+
+def _csv_answers(records: np.ndarray) -> list[str]:
+    """CSV fields of dns_answers held as naming's (name, rtype, data, ttl) tuples: the same
+    text as the dicts' ``name type data`` joined by ``;``."""
+    out = [""] * len(records)
+    rows = _present(records)
+    types = _Encoded(rtype_name)
+    for i, answers in zip(rows.tolist(), records[rows].tolist(), strict=True):
+        text = ";".join([f"{nm} {types[t]} {d}" for nm, t, d, _ in answers])
+        out[i] = _csv_field(for_csv(text))
     return out
 
 
@@ -427,10 +482,7 @@ def _csv(flows: FlowColumns, jobs: int) -> Iterator[str]:
     writer.writerow(FLOW_COLUMNS)
     yield buf.getvalue()
     for lo, hi in _chunks(len(flows), 1):
-        buf.seek(0)
-        buf.truncate()
-        writer.writerows(zip(*_csv_cells(flows, lo, hi), strict=True))
-        yield buf.getvalue()
+        yield _joined(_csv_pieces(flows, lo, hi), hi - lo, "")
 
 
 def _one(render: Callable[[FlowColumns], str]) -> Callable[[FlowColumns, int], Iterator[str]]:

@@ -170,3 +170,29 @@ def test_icmpv6_packet_too_big_attaches_its_mtu() -> None:
     udp = df[df["proto"] == "udp"].iloc[0]
     assert udp["outcome"] == "one-way"
     assert [(e["type"], e["from"], e["mtu"]) for e in udp["icmp_errors"]] == [(2, router, 1280)]
+
+
+def test_dns_answers_read_as_dicts_in_their_own_flows_row(tmp_path: Path) -> None:
+    # The flows are sorted by start after the store: answers must move with their rows.
+    answers = [("www.test", 5, "edge.test", 60), ("edge.test", 1, "10.0.0.80", 30)]
+    frames = [
+        *mixed_frames(),
+        (BASE_TS + 6 * NS, udp_frame("10.0.0.1", "10.0.0.54", 33001, 53, dns_query("www.test"))),
+        (
+            BASE_TS + 6 * NS + 5,
+            udp_frame("10.0.0.54", "10.0.0.1", 53, 33001, dns_response("www.test", answers)),
+        ),
+    ]
+    table = read_captures([str(write_pcap(tmp_path / "dns.pcap", frames))]).table
+    cells = table.array("dns_answers").tolist()
+    assert table["dns_answers"].tolist() == cells
+    servers = table["server_ip"].tolist()
+    got = {servers[i]: v for i, v in enumerate(cells) if v}
+    assert got == {
+        "10.0.0.53": [{"name": "x.test", "type": "A", "data": "10.0.0.2", "ttl": 9}],
+        "10.0.0.54": [
+            {"name": "www.test", "type": "CNAME", "data": "edge.test", "ttl": 60},
+            {"name": "edge.test", "type": "A", "data": "10.0.0.80", "ttl": 30},
+        ],
+    }
+    assert table.to_frame()["dns_answers"].tolist() == [v or [] for v in cells]

@@ -3,6 +3,7 @@ DataFrame path (pandas' to_json and to_csv, the fitted table of the DataFrame)."
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import subprocess
@@ -18,7 +19,13 @@ from hypothesis import strategies as st
 from dsaudit.flow_records.columns import FlowColumns
 from dsaudit.flow_records.frame import FLOW_DTYPES, columns_of_frame, frame_of_columns
 from dsaudit.flow_records.reading import read_captures
-from dsaudit.reports.flow_output import RENDERERS, TABLE_COLUMNS, _float_json, json_lines_chunk
+from dsaudit.reports.flow_output import (
+    RENDERERS,
+    TABLE_COLUMNS,
+    _csv_field,
+    _float_json,
+    json_lines_chunk,
+)
 from dsaudit.text.fit import render_table
 from dsaudit.text.safe import for_csv, for_terminal
 from tests.corpus import capture_path, corpus_names
@@ -153,6 +160,20 @@ def test_any_name_text_is_written_as_pandas_writes_it(names: list[str | None]) -
     table.columns["server_name"] = np.array(cells, dtype=object)
     table.detail = None
     assert render(table, "jsonl") == json_lines_chunk(frame_of_columns(table))
+    assert render(table, "csv") == frame_csv(frame_of_columns(table))
+
+
+CSV_TEXT = st.text(alphabet=st.sampled_from([",", '"', "\n", "\r", "\t", " ", "'", "a", "\u2028"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(CSV_TEXT, st.text(st.characters(exclude_categories=()))), min_size=2))
+def test_csv_fields_are_quoted_as_the_csv_module_quotes_them(fields: list[str]) -> None:
+    # More than one field: the csv module quotes a row that is one empty field, which the
+    # flows (42 columns) never are.
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow(fields)
+    assert ",".join(map(_csv_field, fields)) + "\n" == buf.getvalue()
 
 
 def read_frames_table(frames: list[tuple[int, bytes]], copies: int) -> FlowColumns:

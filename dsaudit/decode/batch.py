@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsaudit.array_pool import ArrayPool
 from dsaudit.decode.packet_kernel import (
     C_FRAME,
     N_COLS,
@@ -17,16 +18,20 @@ from dsaudit.sources.batch import PacketBatch
 DECODE_CHUNK = 4096
 
 
-def decode_batch(batch: PacketBatch) -> tuple[np.ndarray, int]:
-    """Decode every frame of ``batch``; the compiled kernel releases the GIL."""
+def decode_batch(batch: PacketBatch, pool: ArrayPool | None = None) -> tuple[np.ndarray, int]:
+    """Decode every frame of ``batch``; the compiled kernel releases the GIL.
+
+    With ``pool`` (an int64 ArrayPool of the calling thread), the record and scratch arrays
+    are taken from it: a reader decoding batch after batch then reuses the same few.
+    """
     n = len(batch)
-    scratch = np.empty((ROWS_PER_FRAME * min(max(n, 1), DECODE_CHUNK), N_COLS), dtype=np.int64)
+    scratch = _records(pool, ROWS_PER_FRAME * min(max(n, 1), DECODE_CHUNK))
     if n <= DECODE_CHUNK:
         k = decode_frames(
             batch.buf, batch.off, batch.caplen, batch.wirelen, batch.ts_ns, batch.linktype, scratch
         )
         return scratch, int(k)
-    rec = np.empty((n + n // 16, N_COLS), dtype=np.int64)
+    rec = _records(pool, n + n // 16)
     k = 0
     for start in range(0, n, DECODE_CHUNK):
         part = slice(start, start + DECODE_CHUNK)
@@ -50,3 +55,9 @@ def decode_batch(batch: PacketBatch) -> tuple[np.ndarray, int]:
         rec[k : k + got, C_FRAME] += start
         k += got
     return rec, k
+
+
+def _records(pool: ArrayPool | None, rows: int) -> np.ndarray:
+    if pool is None:
+        return np.empty((rows, N_COLS), dtype=np.int64)
+    return pool.take((rows, N_COLS))

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dsaudit.array_pool import ArrayPool
 from dsaudit.decode.batch import decode_batch
 from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.errors import CaptureError
@@ -91,9 +92,10 @@ def read_part(path: str, options: FlowOptions | None = None) -> PartResult:
     dns = RecordingDnsMap()
     builder.namer.dns = dns
     reader = CaptureReader(path)
+    pool = ArrayPool(np.int64)
     with no_cyclic_gc():
         for batch in reader:
-            builder.consume(batch, *decode_batch(batch))
+            builder.consume(batch, *decode_batch(batch, pool))
     errors = list(builder.namer.icmp_errors)
     builder.namer.icmp_errors = []
     result = builder.result([reader.info], join_vlans=False)

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from dsaudit.array_pool import ArrayPool
 from dsaudit.errors import CaptureError
 from dsaudit.sources.batch import LINKTYPE_NAMES, PacketBatch
 from dsaudit.sources.record_walk import (
@@ -249,8 +250,9 @@ class GzipStream(io.RawIOBase):
 class CaptureReader:
     """Reads one capture file in bounded memory and yields PacketBatches.
 
-    Every refill gets a fresh buffer (the unread tail is copied over), so a batch
-    stays valid while later batches are read: the pipeline may hold a few at once.
+    Every refill gets a buffer no batch refers to any more (the unread tail is copied
+    over), so a batch stays valid while later batches are read: the pipeline may hold a
+    few at once.
     """
 
     def __init__(
@@ -262,6 +264,8 @@ class CaptureReader:
         self._batch = batch_packets
         self._fh: io.RawIOBase | io.BufferedReader | None = None
         self._buf = np.empty(0, dtype=np.uint8)
+        # Buffers of batches already consumed are filled again instead of fresh ones.
+        self._pool = ArrayPool(np.uint8)
         self._filled = 0
         self._base = 0  # file offset of self._buf[0]
         self._eof = False
@@ -273,7 +277,7 @@ class CaptureReader:
         assert self._fh is not None
         tail = self._filled - pos
         size = max(self._buffer_bytes, tail + need, 2 * tail)
-        new = np.empty(size, dtype=np.uint8)
+        new = self._pool.take(size)
         new[:tail] = self._buf[pos : self._filled]
         self._base += pos
         view = new.data

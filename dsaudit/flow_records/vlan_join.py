@@ -311,7 +311,7 @@ def merge_payloads(
     if earlier is None or later is None:
         only = earlier if earlier is not None else later
         assert only is not None
-        return only.replace(segs=([], []), quic=[])
+        return only.replace(segs=None, quic=None)
     client, other = (earlier, later) if earlier_is_c2s else (later, earlier)
     queries: list[str] = []
     for name in earlier.dns_queries + later.dns_queries:
@@ -333,9 +333,8 @@ def merge_payloads(
         dns_queries=queries,
         dns_answers=(earlier.dns_answers + later.dns_answers)[:MAX_DNS_ANSWERS],
         dns_rcodes=earlier.dns_rcodes + later.dns_rcodes,
-        icmp_errors=earlier.icmp_errors + later.icmp_errors,
-        segs=([], []),
-        quic=[],
+        segs=None,
+        quic=None,
         done=True,
     )
 

@@ -28,17 +28,16 @@ class FlowPayload:
     dns_queries: list[str]
     dns_answers: list[tuple[str, int, str | None, int]]
     dns_rcodes: list[int]
-    icmp_errors: list[dict[str, object]]
     starttls: bool
     tls_alert: str | None
     tls_server_issuer: str | None
     max_segment_c2s: int
-    segs: tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]
+    segs: tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]] | None
     hello_seq: int | None
     hello_done: bool
     text_done: bool
-    dns_consumed: list[int]
-    quic: list[tuple[int, bytes]]
+    dns_consumed: list[int] | None
+    quic: list[tuple[int, bytes]] | None
     done: bool
     def __init__(
         self,
@@ -52,7 +51,6 @@ class FlowPayload:
         dns_queries: list[str] | None = None,
         dns_answers: list[tuple[str, int, str | None, int]] | None = None,
         dns_rcodes: list[int] | None = None,
-        icmp_errors: list[dict[str, object]] | None = None,
         starttls: bool = False,
         tls_alert: str | None = None,
         tls_server_issuer: str | None = None,

@@ -147,40 +147,61 @@ cdef Py_ssize_t _held(list segs):
     return total
 
 
-cdef bint _remember(list entries, object ts, object name) except -1:
-    """Add (ts, name) to one address's answers, oldest first; True if the oldest were dropped."""
+cdef object _remember(object held, object ts, object name, Py_ssize_t *dropped):
+    """``held`` (one (ts, name) pair, or a list of them oldest first) with (ts, name) added.
+
+    Most addresses are answered once, so one answer stays a bare pair: no list per address.
+    Counts in ``dropped`` the oldest answers let go past MAX_NAMES_PER_ADDRESS.
+    """
+    cdef tuple entry = (ts, name)
+    cdef tuple only
+    if held is None:
+        return entry
+    if type(held) is tuple:
+        only = <tuple>held
+        if only[0] <= ts:
+            if only[1] == name:
+                return held
+            return [only, entry]
+        return [entry, only]
+    cdef list entries = <list>held
     cdef Py_ssize_t n = len(entries)
-    cdef tuple last
-    if n:
-        last = entries[n - 1]
-        if last[0] <= ts:
-            if last[1] != name:
-                entries.append((ts, name))
-        else:
-            _insort(entries, (ts, name))
+    cdef tuple last = entries[n - 1]
+    if last[0] <= ts:
+        if last[1] != name:
+            entries.append(entry)
     else:
-        entries.append((ts, name))
+        _insort(entries, entry)
     n = len(entries)
     if n > MAX_NAMES_PER_ADDRESS:
         # An address answered with ever new names (or a crafted flood): the oldest
         # answers matter least for flows still to come.
         del entries[: n - MAX_NAMES_PER_ADDRESS]
-        return True
-    return False
+        dropped[0] += 1
+    return entries
 
 
-cdef object _latest(list entries, object ts):
+cdef object _latest(object held, object ts):
+    """The name of the latest answer at or before ``ts`` (ties: as a bisect of the pairs)."""
+    if held is None:
+        return None
+    cdef tuple key = (ts, "\U0010ffff")
+    if type(held) is tuple:
+        return None if key < held else (<tuple>held)[1]
+    cdef list entries = <list>held
     if not entries:
         return None
-    cdef Py_ssize_t i = _bisect_right(entries, (ts, "\U0010ffff"))
+    cdef Py_ssize_t i = _bisect_right(entries, key)
     return entries[i - 1][1] if i else None
 
 
 cdef class DnsMap:
     """Answered address -> name, per client and over time, following CNAME chains."""
 
-    cdef dict _by_client  # (client, address) -> [(ts, name)], oldest first
-    cdef dict _by_addr  # address -> [(ts, name)] whichever client asked
+    # (client, address) -> its answers, and address -> answers whichever client asked: one
+    # (ts, name) pair, or a list of them oldest first.
+    cdef dict _by_client
+    cdef dict _by_addr
     cdef public Py_ssize_t max_entries
     cdef public Py_ssize_t evicted
 
@@ -200,16 +221,16 @@ cdef class DnsMap:
         if len(self._by_client) >= self.max_entries:
             self._shed()
         cdef tuple pair = (client, addr)
-        cdef list by_client = self._by_client.get(pair)
-        if by_client is None:
-            by_client = self._by_client[pair] = []
-        cdef list by_addr = self._by_addr.get(addr)
-        if by_addr is None:
-            by_addr = self._by_addr[addr] = []
-        if _remember(by_client, ts, name):
-            self.evicted += 1
-        if _remember(by_addr, ts, name):
-            self.evicted += 1
+        cdef Py_ssize_t dropped = 0
+        held = self._by_client.get(pair)
+        now = _remember(held, ts, name, &dropped)
+        if now is not held:
+            self._by_client[pair] = now
+        held = self._by_addr.get(addr)
+        now = _remember(held, ts, name, &dropped)
+        if now is not held:
+            self._by_addr[addr] = now
+        self.evicted += dropped
 
     cdef _shed(self):
         # Dicts keep insertion order: the first half are the longest-known pairs.
@@ -250,7 +271,6 @@ cdef class FlowPayload:
     cdef public list dns_queries
     cdef public list dns_answers
     cdef public list dns_rcodes
-    cdef public list icmp_errors
     cdef public bint starttls
     # The server's answer to the ClientHello: an alert ("fatal handshake_failure", or the
     # client's "fatal unknown_ca from the client" refusing that answer), and the issuer of the
@@ -259,7 +279,8 @@ cdef class FlowPayload:
     cdef public object tls_server_issuer
     # Largest client segment read, for telling a path-MTU stall from a lost ClientHello.
     cdef public Py_ssize_t max_segment_c2s
-    # Reassembly state, dropped once the flow is named.
+    # Reassembly state, dropped once the flow is named; None until the flow needs it (most
+    # flows are named by their first payload packet, or are DNS).
     cdef public tuple segs
     cdef public object hello_seq
     cdef public bint hello_done  # the ClientHello is read; only the server's answer is left
@@ -274,10 +295,6 @@ cdef class FlowPayload:
         self.dns_queries = []
         self.dns_answers = []
         self.dns_rcodes = []
-        self.icmp_errors = []
-        self.segs = ([], [])
-        self.dns_consumed = [0, 0]
-        self.quic = []
 
     def __init__(
         self,
@@ -291,7 +308,6 @@ cdef class FlowPayload:
         dns_queries=None,
         dns_answers=None,
         dns_rcodes=None,
-        icmp_errors=None,
         starttls=False,
         tls_alert=None,
         tls_server_issuer=None,
@@ -317,21 +333,16 @@ cdef class FlowPayload:
             self.dns_answers = dns_answers
         if dns_rcodes is not None:
             self.dns_rcodes = dns_rcodes
-        if icmp_errors is not None:
-            self.icmp_errors = icmp_errors
         self.starttls = starttls
         self.tls_alert = tls_alert
         self.tls_server_issuer = tls_server_issuer
         self.max_segment_c2s = max_segment_c2s
-        if segs is not None:
-            self.segs = segs
+        self.segs = segs
         self.hello_seq = hello_seq
         self.hello_done = hello_done
         self.text_done = text_done
-        if dns_consumed is not None:
-            self.dns_consumed = dns_consumed
-        if quic is not None:
-            self.quic = quic
+        self.dns_consumed = dns_consumed
+        self.quic = quic
         self.done = done
 
     def replace(self, **changes):
@@ -347,7 +358,6 @@ cdef class FlowPayload:
             "dns_queries": self.dns_queries,
             "dns_answers": self.dns_answers,
             "dns_rcodes": self.dns_rcodes,
-            "icmp_errors": self.icmp_errors,
             "starttls": self.starttls,
             "tls_alert": self.tls_alert,
             "tls_server_issuer": self.tls_server_issuer,
@@ -362,6 +372,20 @@ cdef class FlowPayload:
         }
         fields.update(changes)
         return FlowPayload(**fields)
+
+
+cdef inline tuple _streams(FlowPayload p):
+    """The flow's two segment lists (client's, server's), made on first use."""
+    if p.segs is None:
+        p.segs = ([], [])
+    return p.segs
+
+
+cdef Py_ssize_t _held_by(FlowPayload p):
+    """Bytes the flow holds for reassembly."""
+    if p.segs is None:
+        return 0
+    return _held(p.segs[0]) + _held(p.segs[1])
 
 
 cdef class Namer:
@@ -396,7 +420,7 @@ cdef class Namer:
         cdef FlowPayload p
         for f, p in self.flows.items():
             if moved[f] < 0:
-                self.buffered -= _held(p.segs[0]) + _held(p.segs[1])
+                self.buffered -= _held_by(p)
         self.flows = {moved[f]: p for f, p in self.flows.items() if moved[f] >= 0}
         self._buffering = {moved[f]: None for f in self._buffering if moved[f] >= 0}
 
@@ -460,7 +484,7 @@ cdef class Namer:
                 p.tls_alert = f"{alert} from the client"
         if p.done:
             return
-        cdef list segs = p.segs[d]
+        cdef list segs = _streams(p)[d]
         if len(segs) >= MAX_SEGMENTS:
             return
         segs.append((seq, data))
@@ -519,7 +543,7 @@ cdef class Namer:
 
     cdef _server_flight(self, Py_ssize_t f, FlowPayload p):
         """Read the clear start of the server's TLS stream; done at an alert or encryption."""
-        cdef bytes stream = _assemble(p.segs[1])
+        cdef bytes stream = _assemble(_streams(p)[1])
         cdef Py_ssize_t end
         if p.connect is not None:
             # The proxy's answer to CONNECT comes first; the TLS records follow its header.
@@ -573,8 +597,8 @@ cdef class Namer:
         p.text_done = True
         # Keep collecting only what can still name the flow: a ClientHello after a
         # CONNECT or STARTTLS, and the proxy's answer to a CONNECT.
-        cdef list client = p.segs[0]
-        cdef list server = p.segs[1]
+        cdef list client = _streams(p)[0]
+        cdef list server = _streams(p)[1]
         self.buffered -= _held(client)
         client.clear()
         if p.connect is None:
@@ -582,8 +606,8 @@ cdef class Namer:
             server.clear()
 
     cdef _release(self, object f, FlowPayload p):
-        self.buffered -= _held(p.segs[0]) + _held(p.segs[1])
-        p.segs = ([], [])
+        self.buffered -= _held_by(p)
+        p.segs = None
         self._buffering.pop(f, None)
 
     def release_idle(self, fs, before_ns):
@@ -615,7 +639,9 @@ cdef class Namer:
 
     # -- DNS -----------------------------------------------------------------------
     cdef _dns_tcp(self, FlowPayload p, Py_ssize_t d, const int64_t[:, :] rv, Py_ssize_t r):
-        cdef bytes stream = _assemble(p.segs[d])
+        cdef bytes stream = _assemble(_streams(p)[d])
+        if p.dns_consumed is None:
+            p.dns_consumed = [0, 0]
         cdef Py_ssize_t done = p.dns_consumed[d]
         if len(stream) <= done:
             return
@@ -638,6 +664,8 @@ cdef class Namer:
             pieces = None
         if not pieces:
             return
+        if p.quic is None:
+            p.quic = []
         p.quic.extend(pieces)
         try:
             hello = _quic.client_hello_from_crypto(p.quic)
@@ -648,7 +676,7 @@ cdef class Namer:
             p.sni = hello.sni
             p.alpn = hello.alpn
             p.done = True
-            p.quic = []
+            p.quic = None
 
     cdef object _digest(self, bytes data):
         """What one DNS message says, cached: the same query recurs with only its id changed."""

@@ -79,7 +79,7 @@ def in_process(path: Path) -> None:
     t0 = time.perf_counter()
     result = read_captures([str(path)], jobs=1)
     t1 = time.perf_counter()
-    write_flows(result.table, "jsonl", os.devnull, [], jobs=1)
+    write_flows(result.table, "jsonl", os.devnull, [])
     t2 = time.perf_counter()
     n = len(result.table)
     print(f"in process: read+flows {t1 - t0:.2f} s, jsonl {t2 - t1:.2f} s, {n:,} flows")

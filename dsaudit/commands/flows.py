@@ -43,8 +43,8 @@ from dsaudit.text.safe import for_terminal
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Read ahead in a thread; write JSON in this many processes (results are "
-    "identical for any value).",
+    help="2 or more: read and decode in a second thread, beside the flow table and "
+    "naming (results are identical for any value).",
 )
 @timeout_options
 @click.option(
@@ -95,4 +95,4 @@ def flows(
         click.echo(f"dsaudit: warning: {for_terminal(warning)}", err=True)
     if not len(result.table) and result.stats.frames == 0 and result.warnings:
         raise DsauditError("no packets could be read")
-    write_flows(result.table, fmt, output, warnings, jobs=jobs)
+    write_flows(result.table, fmt, output, warnings)

@@ -235,6 +235,31 @@ def test_batches_stay_valid_after_later_reads(tmp_path: Path) -> None:
     assert info.packets == 300
 
 
+@pytest.mark.parametrize("step", [1, 7, 100, 5000])
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "pcap.gz"])
+def test_reading_in_small_steps_gives_every_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: int, kind: str
+) -> None:
+    """The reader reads a step at a time into each buffer and walks as it goes: records and
+    pcapng blocks straddling steps, buffers and batches all come out whole and in order."""
+    frames = [(BASE_TS + i * NS, bytes([i % 256]) * (60 + i * 37 % 900)) for i in range(120)]
+    if kind == "pcapng":
+        blocks = [ng_epb(0, ts // 1000, data) for ts, data in frames]
+        data = ng_shb() + ng_idb(LINK_ETHERNET) + b"".join(blocks)
+    else:
+        data = pcap_bytes(frames, nsec=True)
+    if kind.endswith(".gz"):
+        data = gzip.compress(data)
+    path = tmp_path / f"steps.{kind}"
+    path.write_bytes(data)
+    expected, _ = read(path)
+    assert len(packets(expected)) == len(frames)
+    monkeypatch.setattr(capture_file, "READ_STEP", step)
+    batches, info = read(path, buffer_bytes=8192, batch_packets=16)
+    assert packets(batches) == packets(expected)
+    assert info.damaged is None
+
+
 # ----------------------------------------------------------------------------- pcapng
 
 

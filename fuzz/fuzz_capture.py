@@ -80,7 +80,7 @@ def check_bytes(data: bytes) -> int:
     assert len(flows) <= 2 * (stats.frames + stats.reassembled), (len(flows), stats.frames)
     assert len(result.table) == len(flows)
     for fmt, render in api.RENDERERS.items():
-        text = "".join(render(result.table, 1))
+        text = "".join(render(result.table))
         if fmt == "table":
             bad = UNSAFE_TERMINAL.search(text)
             assert bad is None, f"raw control character {bad.group()!r} in the table"

@@ -480,7 +480,12 @@ def _csv(flows: FlowColumns) -> Iterator[str]:
         yield _joined(_csv_pieces(flows, lo, hi), hi - lo, "")
 
 
+def _whole_table(flows: FlowColumns) -> Iterator[str]:
+    yield _table(flows)
+
+
 RENDERERS: dict[str, Callable[[FlowColumns], Iterator[str]]] = {
+    "table": _whole_table,
     "csv": _csv,
     "json": _json,
     "jsonl": iter_flow_lines,

@@ -24,7 +24,6 @@ from dsaudit.reports.flow_output import (
     TABLE_COLUMNS,
     _csv_field,
     _float_json,
-    _table,
     json_lines_chunk,
 )
 from dsaudit.text.fit import render_table
@@ -92,8 +91,6 @@ def frame_table(df: pd.DataFrame) -> str:
 
 
 def render(flows: FlowColumns, fmt: str) -> str:
-    if fmt == "table":
-        return _table(flows)
     return "".join(RENDERERS[fmt](flows))
 
 

@@ -109,7 +109,8 @@ def decode_frames(
     ts_ns: np.ndarray,
     linktype: np.ndarray,
     rec: np.ndarray,
-) -> int: ...
+    start: int = 0,
+) -> tuple[int, int]: ...
 
 T_IPV4: int
 T_IPV6: int

@@ -767,40 +767,48 @@ def decode_frames(
     const int64_t[::1] ts_ns,
     const int32_t[::1] linktype,
     int64_t[:, ::1] rec,
+    Py_ssize_t start=0,
 ):
-    """Decode every frame into ``rec`` (ROWS_PER_FRAME rows per frame); return the row count."""
+    """Decode frames ``start``, ``start + 1``... into ``rec`` while it has room for all the
+    rows one frame can take (ROWS_PER_FRAME); return (rows written, next frame to decode).
+
+    Most frames take one row, so a record array a little longer than the frame count holds
+    a whole batch; the caller grows it and calls again from the returned frame when not.
+    C_FRAME holds each frame's index in the arrays.
+    """
     cdef Py_ssize_t n = off.shape[0]
     if (caplen.shape[0] != n or wirelen.shape[0] != n or ts_ns.shape[0] != n
             or linktype.shape[0] != n):
         raise ValueError("decode_frames: the per-frame arrays differ in length")
     if rec.shape[1] != N_COLS:
         raise ValueError(f"decode_frames: records need {N_COLS} columns, not {rec.shape[1]}")
-    if rec.shape[0] < ROWS_PER_FRAME * n:
+    if start < 0 or start > n:
+        raise ValueError(f"decode_frames: start frame {start} outside the {n} frames")
+    if start < n and rec.shape[0] < ROWS_PER_FRAME:
         raise ValueError(
-            f"decode_frames: {rec.shape[0]} record rows for {n} frames "
-            f"(needs {ROWS_PER_FRAME} each)"
+            f"decode_frames: {rec.shape[0]} record rows (one frame may need {ROWS_PER_FRAME})"
         )
+    cdef Py_ssize_t room = rec.shape[0] - ROWS_PER_FRAME
     cdef Py_ssize_t blen = buf.shape[0]
     cdef const uint8_t *b = &buf[0] if blen > 0 else NULL
-    cdef Py_ssize_t i, p, end
+    cdef Py_ssize_t i = start, p, end
     cdef Py_ssize_t k = 0
     cdef int64_t *row
     cdef int64_t *outer
     cdef int depth
     cdef Next nx
-    if n == 0:
-        return 0
     if blen == 0:
         # Nothing to read: every frame is empty.
-        for i in range(n):
+        while i < n and k <= room:
             row = &rec[k, 0]
             _clear(row, i, ts_ns[i], wirelen[i])
             row[C_ERR] = ERR_LINK_SHORT
             _reason(row, caplen[i] < wirelen[i], linktype[i])
             k += 1
-        return k
+            i += 1
+        return k, i
     with nogil:
-        for i in range(n):
+        while i < n and k <= room:
             p = off[i]
             row = &rec[k, 0]
             _clear(row, i, ts_ns[i], wirelen[i])
@@ -808,6 +816,7 @@ def decode_frames(
             if p < 0 or p > blen or caplen[i] < 0:
                 row[C_ERR] = ERR_LINK_SHORT  # a frame outside the buffer: nothing to read
                 _why(row, WHY_MALFORMED, D_ERR, ERR_LINK_SHORT)
+                i += 1
                 continue
             end = p + caplen[i]
             if end > blen:
@@ -834,7 +843,8 @@ def decode_frames(
                 _inner(b, row, &nx)
                 depth += 1
             _reason(row, caplen[i] < wirelen[i], linktype[i])
-    return k
+            i += 1
+    return k, i
 
 
 cpdef enum:

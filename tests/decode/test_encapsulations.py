@@ -17,8 +17,8 @@ from scapy.layers.l2 import ARP, GRE
 from scapy.layers.ppp import PPP, PPPoE
 from scapy.packet import Packet
 
-from dsaudit.decode.batch import DECODE_CHUNK, decode_batch
-from dsaudit.decode.packet_kernel import C_FRAME, C_TUNNEL
+from dsaudit.decode.batch import decode_batch
+from dsaudit.decode.packet_kernel import C_FRAME, C_TUNNEL, ROWS_PER_FRAME
 from dsaudit.flow_records.builder import FlowResult
 from dsaudit.flow_records.reading import read_captures
 from tests.encap_packets import WRAPS, eth, tunnel_text
@@ -152,6 +152,18 @@ def test_tunnels_nest_three_deep_and_no_deeper(tmp_path: Path) -> None:
     assert set(flows["proto"]) == {"tcp", "47"}
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 17])
+def test_frames_of_the_deepest_nesting_each_get_all_their_rows(n: int) -> None:
+    # Each frame takes ROWS_PER_FRAME rows, four times what the first record array allows a
+    # frame: decoding stops while a whole frame still fits and resumes in a grown array.
+    syn = IP(src=CLIENT4, dst=SERVER4) / TCP(sport=40000, dport=443, flags="S")
+    frame = bytes(_gre_nest(3, syn))
+    rec, k = decode_batch(batch_of([(BASE_TS + i, frame) for i in range(n)]))
+    assert k == ROWS_PER_FRAME * n
+    assert rec[:k, C_FRAME].tolist() == [i for i in range(n) for _ in range(ROWS_PER_FRAME)]
+    assert rec[:k, C_TUNNEL].tolist() == [0, 1, 1, 1] * n
+
+
 def _pptp_gre() -> bytes:
     # Enhanced GRE (version 1) with key, carrying PPP LCP: PPTP's data channel.
     gre = struct.pack(">BBHHH", 0x20, 0x01, 0x880B, 4, 7) + b"\xff\x03\xc0\x21"
@@ -276,12 +288,13 @@ def test_audit_capture_quality_counts_frames_not_decoded(tmp_path: Path) -> None
     assert "Frames not decoded into flows" in text
 
 
-def test_large_batches_are_decoded_in_chunks_with_every_row() -> None:
-    # More frames than one decoding chunk, every other one a tunnel (two rows): the rows come
-    # back packed, in order, each naming its frame in the whole batch.
+def test_tunnel_rows_past_the_first_record_array_grow_it_with_every_row() -> None:
+    # Every other frame a tunnel (two rows): far more rows than the first record array holds,
+    # so decoding resumes in a grown one; the rows come back packed, in order, each naming its
+    # frame in the whole batch.
     plain = bytes(eth() / IP(src=CLIENT4, dst=SERVER4) / TCP(sport=1, dport=2))
     tunnelled = bytes(_handshake("gre-ip", False, 40000)[0])
-    n = 2 * DECODE_CHUNK + 11
+    n = 8203
     batch = batch_of([(BASE_TS + i, tunnelled if i % 2 else plain) for i in range(n)])
     rec, k = decode_batch(batch)
     expected = [f for i in range(n) for f in ([i, i] if i % 2 else [i])]

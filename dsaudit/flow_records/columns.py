@@ -68,7 +68,10 @@ if TYPE_CHECKING:
 # "failed": TCP connected, but the TLS handshake never completed (see failed_handshakes).
 OUTCOMES = ["established", "rejected", "unanswered", "partial", "one-way", "failed"]
 EVIDENCES = ["syn", "synack", "port", "first-packet"]
-NAME_SOURCES = ["connect", "socks", "sni", "http_host", "dns", "none"]
+# Where a flow's name came from: payload names, best first (as payload_name ranks them),
+# outrank DNS names.
+PAYLOAD_SOURCES = ("connect", "socks", "sni", "http_host")
+NAME_SOURCES = [*PAYLOAD_SOURCES, "dns", "none"]
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 FLOW_COLUMNS = [
     "flow_id",
@@ -172,9 +175,7 @@ ALERT_RECORD_BYTES = 7
 _SOURCE_TEXT = _objects(NAME_SOURCES)
 _NONE = NAME_SOURCES.index("none")
 # The codes payload_columns gives a payload name's source, in payload_name's order.
-_PAYLOAD_SOURCES = np.array(
-    [NAME_SOURCES.index(k) for k in ("connect", "socks", "sni", "http_host")], dtype=np.int64
-)
+_PAYLOAD_SOURCES = np.array([NAME_SOURCES.index(k) for k in PAYLOAD_SOURCES], dtype=np.int64)
 
 
 @dataclass

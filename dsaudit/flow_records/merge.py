@@ -12,11 +12,10 @@ import pandas as pd
 from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.decode.undecoded import merge_reasons
 from dsaudit.flow_records.builder import FlowResult
-from dsaudit.flow_records.columns import failed_handshakes
+from dsaudit.flow_records.columns import PAYLOAD_SOURCES, failed_handshakes
 from dsaudit.flow_records.flowlogs.common import outcomes, seen_bits, states_from_history
 from dsaudit.flow_records.frame import DIRECTION_COUNTERS, FLOW_DTYPES, empty_flows
 from dsaudit.flow_records.parts import (
-    PAYLOAD_SOURCES,
     FlowIndex,
     FlowKey,
     PartResult,

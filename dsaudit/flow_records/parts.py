@@ -14,6 +14,7 @@ from dsaudit.decode.batch import decode_batch
 from dsaudit.decode.capture_stats import CaptureStats
 from dsaudit.errors import CaptureError
 from dsaudit.flow_records.builder import FlowBuilder, FlowOptions
+from dsaudit.flow_records.columns import PAYLOAD_SOURCES
 from dsaudit.flow_records.reading import no_cyclic_gc
 from dsaudit.flows.addresses import key_from_text, key_to_text
 from dsaudit.naming.dns_map import DnsMap
@@ -21,8 +22,6 @@ from dsaudit.sources.capture_file import CaptureInfo, CaptureReader
 from dsaudit.time_text import iso_ns
 
 PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
-# Payload names outrank DNS names in this order, as dsaudit.flow_records.frame decides them.
-PAYLOAD_SOURCES = ("connect", "socks", "sni", "http_host")
 DnsEntry = tuple[int, int, int, str]  # (client key, answered address key, ts ns, name)
 # as dsaudit.naming.namer.Namer keeps them
 IcmpError = tuple[int, tuple[int, ...], dict[str, object]]

@@ -505,13 +505,18 @@ def flow_columns(
     if n > 1 and bool((first[1:] < first[:-1]).any()):
         order = np.argsort(first, kind="stable")
         for name in FLOW_COLUMNS[1:]:
-            c = cols[name]
-            if isinstance(c, Coded):
-                cols[name] = Coded(c.codes[order], c.labels)
-            else:
-                cols[name] = DnsAnswers(c.records[order]) if isinstance(c, DnsAnswers) else c[order]
+            cols[name] = _reordered(cols[name], order)
         detail = detail[order]
     return FlowColumns({name: cols[name] for name in FLOW_COLUMNS}, detail=detail)
+
+
+def _reordered(col: Column, order: np.ndarray) -> Column:
+    """``col``'s rows in ``order``, held as it was."""
+    if isinstance(col, Coded):
+        return Coded(col.codes[order], col.labels)
+    if isinstance(col, DnsAnswers):
+        return DnsAnswers(col.records[order])
+    return col[order]
 
 
 def _names(

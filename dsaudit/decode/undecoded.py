@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from dsaudit.decode.packet_kernel import (
@@ -88,14 +90,14 @@ def count_reasons(rec: np.ndarray, into: dict[str, dict[str, int]]) -> None:
 
     Only the row where a frame's decoding stopped carries a reason, so rows count frames.
     """
-    why = rec[:, C_WHY]
-    stopped = why != 0
-    if not stopped.any():
+    rows = np.flatnonzero(rec[:, C_WHY])
+    if not len(rows):
         return
-    pairs = np.stack([why[stopped], rec[stopped, C_WHY_DETAIL]], axis=1)
-    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
-    for (w, d), n in zip(uniq.tolist(), counts.tolist(), strict=True):
-        add_reason(into, int(w), detail_text(int(w), int(d)), int(n))
+    # Counted in C by Counter: most batches stop a handful of frames (ARP), where numpy's
+    # row-wise unique cost a quarter of a millisecond per call.
+    pairs = Counter(zip(rec[rows, C_WHY].tolist(), rec[rows, C_WHY_DETAIL].tolist()))
+    for (w, d), n in sorted(pairs.items()):
+        add_reason(into, w, detail_text(w, d), n)
 
 
 def add_reason(into: dict[str, dict[str, int]], why: int, detail: str, n: int = 1) -> None:

@@ -50,7 +50,7 @@ TABLE_COLUMNS = [
 LIST_COLUMNS = ("dns_queries", "dns_answers", "icmp_errors")
 # Rows rendered together: text and temporary objects stay bounded (tens of MB) however
 # many flows there are.
-CHUNK_ROWS = 32768
+CHUNK_ROWS = 4096
 # JSON text of the small numbers most counters hold, made once.
 _SMALL = 1 << 16
 _small_text: np.ndarray | None = None

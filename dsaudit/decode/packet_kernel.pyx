@@ -759,6 +759,15 @@ cdef void _reason(int64_t *row, bint cut, int64_t link) noexcept nogil:
         row[C_WHY] = WHY_MALFORMED  # cut short although the frame was captured whole
 
 
+cdef extern from *:
+    # GCC's and clang's hint to start loading a cache line; it never faults.
+    void _prefetch "__builtin_prefetch"(const void *addr) nogil
+
+cdef enum:
+    # Frames ahead whose first bytes are asked for while one is decoded.
+    PREFETCH_AHEAD = 8
+
+
 def decode_frames(
     const uint8_t[::1] buf,
     const int64_t[::1] off,
@@ -807,8 +816,17 @@ def decode_frames(
             k += 1
             i += 1
         return k, i
+    cdef Py_ssize_t ahead
     with nogil:
         while i < n and k <= room:
+            # The walk that found these frames has long left them: a batch is tens of MB,
+            # and reading a frame's first bytes stalled on memory for most of the decoding
+            # time. Asking for the frame PREFETCH_AHEAD frames on hides that wait.
+            if i + PREFETCH_AHEAD < n:
+                ahead = off[i + PREFETCH_AHEAD]
+                if 0 <= ahead < blen - 64:
+                    _prefetch(b + ahead)
+                    _prefetch(b + ahead + 64)
             p = off[i]
             row = &rec[k, 0]
             _clear(row, i, ts_ns[i], wirelen[i])

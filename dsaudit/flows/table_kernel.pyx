@@ -189,6 +189,103 @@ cdef inline uint64_t _hash(
     return h
 
 
+cdef extern from *:
+    # GCC's and clang's hint to start loading a cache line; it never faults.
+    void _prefetch "__builtin_prefetch"(const void *addr) nogil
+
+cdef enum:
+    # The flow a record belongs to is looked up this many records ahead: its hash slot is
+    # asked for first, and its flow row once the slot has arrived. Both are random reads into
+    # tables of megabytes, and waiting for them took a third of the table's time.
+    PREFETCH_AHEAD = 8
+    PREFETCH_RING = 16  # a power of two above PREFETCH_AHEAD
+
+cdef uint64_t NO_SLOT = <uint64_t>-1
+
+
+cdef inline bint _key_of(const int64_t *row, int64_t *key, bint *icmp_err) noexcept nogil:
+    """Fill ``key``'s flow-key columns from an IP record; True if its source is side A.
+
+    ICMP echo pairs request and reply by identifier; an ICMP error keys on its type and
+    code (and says so in ``icmp_err``); protocols without ports key on addresses alone.
+    """
+    cdef int64_t proto = row[C_PROTO]
+    cdef int64_t shi = row[C_SRC_HI], slo = row[C_SRC_LO]
+    cdef int64_t dhi = row[C_DST_HI], dlo = row[C_DST_LO]
+    cdef int64_t sp = row[C_SPORT], dp = row[C_DPORT], itype
+    icmp_err[0] = False
+    if proto == 1 or proto == 58:
+        itype = row[C_ICMP_TYPE]
+        if (proto == 1 and (itype == 8 or itype == 0)) or (
+            proto == 58 and (itype == 128 or itype == 129)
+        ):
+            sp = 0x10000 + ((row[C_ICMP_REST] >> 16) & 0xFFFF)
+            dp = sp
+        else:
+            if proto == 1:
+                icmp_err[0] = itype == 3 or itype == 4 or itype == 5 or itype == 11 or itype == 12
+            else:
+                icmp_err[0] = itype == 1 or itype == 2 or itype == 3 or itype == 4
+            sp = itype
+            dp = row[C_ICMP_CODE]
+    elif proto != 6 and proto != 17:
+        sp = 0
+        dp = 0
+    cdef bint src_is_a = shi < dhi or (shi == dhi and (slo < dlo or (slo == dlo and sp <= dp)))
+    if src_is_a:
+        key[F_A_HI] = shi; key[F_A_LO] = slo; key[F_A_PORT] = sp
+        key[F_B_HI] = dhi; key[F_B_LO] = dlo; key[F_B_PORT] = dp
+    else:
+        key[F_A_HI] = dhi; key[F_A_LO] = dlo; key[F_A_PORT] = dp
+        key[F_B_HI] = shi; key[F_B_LO] = slo; key[F_B_PORT] = sp
+    key[F_PROTO] = proto
+    key[F_VLAN0] = row[C_VLAN0]
+    key[F_VLAN1] = row[C_VLAN1]
+    return src_is_a
+
+
+cdef inline uint64_t _row_slot(
+    const int64_t[:, ::1] rec, Py_ssize_t r, uint64_t mask
+) noexcept nogil:
+    """Record ``r``'s first hash slot, or NO_SLOT when the table will not look it up."""
+    cdef const int64_t *row = &rec[r, 0]
+    cdef int64_t key[N_FCOLS]
+    cdef bint icmp_err
+    if row[C_ERR] != 0 or row[C_FRAG] == 1 or (row[C_L3] != L3_IPV4 and row[C_L3] != L3_IPV6):
+        return NO_SLOT
+    _key_of(row, key, &icmp_err)
+    return _hash(
+        key[F_A_HI], key[F_A_LO], key[F_B_HI], key[F_B_LO], key[F_A_PORT], key[F_B_PORT],
+        key[F_PROTO], key[F_VLAN0], key[F_VLAN1],
+    ) & mask
+
+
+cdef inline void _prefetch_flow(
+    const int64_t[:, ::1] rec,
+    Py_ssize_t r,
+    const int64_t[::1] htab,
+    uint64_t mask,
+    const int64_t[:, ::1] fs,
+    int64_t nflows,
+    uint64_t *ahead,
+) noexcept nogil:
+    """Ask for record ``r``'s hash slot, and for the flow row of the record half as far
+    ahead, whose slot was asked for PREFETCH_AHEAD records ago. Only hints: a slot the
+    table changes meanwhile costs a wasted load, never a wrong answer."""
+    cdef uint64_t slot = _row_slot(rec, r, mask)
+    ahead[r % PREFETCH_RING] = slot
+    if slot != NO_SLOT:
+        _prefetch(&htab[slot])
+    cdef Py_ssize_t half = r - PREFETCH_AHEAD // 2
+    cdef int64_t g
+    slot = ahead[half % PREFETCH_RING]
+    if slot != NO_SLOT:
+        g = htab[slot] - 1
+        if 0 <= g < nflows:
+            _prefetch(&fs[g, 0])
+            _prefetch(&fs[g, 0] + 8)
+
+
 cdef inline bint _same_key(const int64_t *g, const int64_t *k) noexcept nogil:
     return (
         g[F_A_LO] == k[F_A_LO]
@@ -371,7 +468,7 @@ def process_records(
     cdef const uint8_t *b = &buf[0] if blen > 0 else NULL
     cdef int64_t *evp = &ev[0, 0] if ev.shape[0] > 0 else NULL
     cdef Py_ssize_t r, p
-    cdef int64_t l3, proto, shi, slo, dhi, dlo, sp, dp, itype, v0, v1
+    cdef int64_t l3, proto, v0, v1
     cdef int64_t ahi, alo, ap, bhi, blo, bp, f, g, ts, flags, tmo, seen, progressed
     cdef int64_t rsp, rdp, evidence, t, d, paylen, caplen, off, seq, seg_end, prev, mode
     cdef uint64_t slot
@@ -383,9 +480,18 @@ def process_records(
     cdef int64_t key[N_FCOLS]
     cdef int c
     cdef int outcome = OK
+    # The hash slots of the records PREFETCH_AHEAD on, by record number modulo the ring.
+    cdef uint64_t ahead[PREFETCH_RING]
+    for c in range(PREFETCH_RING):
+        ahead[c] = NO_SLOT
     with nogil:
+        if start + PREFETCH_AHEAD < nrec:
+            for c in range(start, start + PREFETCH_AHEAD):
+                ahead[c % PREFETCH_RING] = _row_slot(rec, c, mask)
         r = start
         while r < nrec:
+            if r + PREFETCH_AHEAD < nrec:
+                _prefetch_flow(rec, r + PREFETCH_AHEAD, htab, mask, fs, nflows, ahead)
             row = &rec[r, 0]
             if row[C_ERR] != 0:
                 r += 1
@@ -411,47 +517,15 @@ def process_records(
                 outcome = BAD_ROW
                 break
             proto = row[C_PROTO]
-            shi = row[C_SRC_HI]
-            slo = row[C_SRC_LO]
-            dhi = row[C_DST_HI]
-            dlo = row[C_DST_LO]
-            sp = row[C_SPORT]
-            dp = row[C_DPORT]
-            icmp_err = False
-            if proto == 1 or proto == 58:
-                itype = row[C_ICMP_TYPE]
-                if (proto == 1 and (itype == 8 or itype == 0)) or (
-                    proto == 58 and (itype == 128 or itype == 129)
-                ):
-                    # Pair echo request and reply by identifier.
-                    sp = 0x10000 + ((row[C_ICMP_REST] >> 16) & 0xFFFF)
-                    dp = sp
-                else:
-                    if proto == 1:
-                        icmp_err = itype == 3 or itype == 4 or itype == 5 or itype == 11 or itype == 12
-                    else:
-                        icmp_err = itype == 1 or itype == 2 or itype == 3 or itype == 4
-                    sp = itype
-                    dp = row[C_ICMP_CODE]
-            elif proto != 6 and proto != 17:
-                sp = 0
-                dp = 0
-            v0 = row[C_VLAN0]
-            v1 = row[C_VLAN1]
-            src_is_a = shi < dhi or (shi == dhi and (slo < dlo or (slo == dlo and sp <= dp)))
-            if src_is_a:
-                ahi = shi; alo = slo; ap = sp; bhi = dhi; blo = dlo; bp = dp
-            else:
-                ahi = dhi; alo = dlo; ap = dp; bhi = shi; blo = slo; bp = sp
-            key[F_A_HI] = ahi
-            key[F_A_LO] = alo
-            key[F_B_HI] = bhi
-            key[F_B_LO] = blo
-            key[F_A_PORT] = ap
-            key[F_B_PORT] = bp
-            key[F_PROTO] = proto
-            key[F_VLAN0] = v0
-            key[F_VLAN1] = v1
+            src_is_a = _key_of(row, key, &icmp_err)
+            ahi = key[F_A_HI]
+            alo = key[F_A_LO]
+            bhi = key[F_B_HI]
+            blo = key[F_B_LO]
+            ap = key[F_A_PORT]
+            bp = key[F_B_PORT]
+            v0 = key[F_VLAN0]
+            v1 = key[F_VLAN1]
             slot = _hash(ahi, alo, bhi, blo, ap, bp, proto, v0, v1) & mask
             f = -1
             while htab[slot] != 0:

@@ -15,7 +15,6 @@ or the authenticated payload holds malformed frames.
 
 from __future__ import annotations
 
-import hmac
 import re
 import struct
 from collections.abc import Iterable
@@ -82,6 +81,10 @@ def client_initial_keys(dcid: bytes, version: int = QUIC_V1) -> InitialKeys:
     salt = _SALTS.get(version)
     if salt is None:
         raise DecodeError(f"no Initial salt known for QUIC version {version:#010x}")
+    # Imported here: hashlib's start-up costs every run a few milliseconds, and only
+    # QUIC traffic needs it.
+    import hmac
+
     initial_secret = hmac.digest(salt, dcid, "sha256")  # HKDF-Extract
     secret = _expand_label(initial_secret, b"client in", 32)
     prefix = _LABEL_PREFIX[version]
@@ -180,6 +183,8 @@ def _expand_label(secret: bytes, label: bytes, length: int) -> bytes:
     """TLS 1.3 HKDF-Expand-Label with an empty context (RFC 8446 7.1), SHA-256, <= 32 bytes."""
     full = b"tls13 " + label
     info = struct.pack(">HB", length, len(full)) + full + b"\x00"
+    import hmac
+
     return hmac.digest(secret, info + b"\x01", "sha256")[:length]
 
 

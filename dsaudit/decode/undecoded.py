@@ -95,7 +95,8 @@ def count_reasons(rec: np.ndarray, into: dict[str, dict[str, int]]) -> None:
         return
     # Counted in C by Counter: most batches stop a handful of frames (ARP), where numpy's
     # row-wise unique cost a quarter of a millisecond per call.
-    pairs = Counter(zip(rec[rows, C_WHY].tolist(), rec[rows, C_WHY_DETAIL].tolist()))
+    whys, details = rec[rows, C_WHY].tolist(), rec[rows, C_WHY_DETAIL].tolist()
+    pairs = Counter(zip(whys, details, strict=True))
     for (w, d), n in sorted(pairs.items()):
         add_reason(into, w, detail_text(w, d), n)
 

@@ -24,7 +24,13 @@ from dsaudit.flow_records.columns import (
     FlowColumns,
 )
 from dsaudit.flow_records.name_columns import answer_dicts
-from dsaudit.reports.json_text import answer_cells, join_rows, list_cells, name_cells
+from dsaudit.reports.json_text import (
+    answer_cells,
+    float_cells,
+    join_rows,
+    list_cells,
+    name_cells,
+)
 from dsaudit.reports.text_out import write_text
 from dsaudit.text.safe import for_csv, for_terminal
 from dsaudit.time_text import NS, iso_texts
@@ -101,32 +107,12 @@ def _present(values: np.ndarray) -> np.ndarray:
 def _float_json(values: np.ndarray) -> np.ndarray:
     """JSON text of floats as pandas' encoder writes them (ten decimals, trailing zeros
     dropped, at least one), so output stays byte for byte what it was."""
-    v = np.asarray(values, dtype=np.float64)
-    bad = ~np.isfinite(v) | (np.abs(v) > 1e16 - 1) | ((v != 0) & (np.abs(v) < 1e-15))
-    a = np.where(bad, 0.0, np.abs(v))
-    whole = a.astype(np.uint64)
-    scaled = (a - whole.astype(np.float64)) * 1e10
-    frac = scaled.astype(np.uint64)
-    diff = scaled - frac.astype(np.float64)
-    # Round half to odd, as that encoder does: up past a half, and at a half if odd or zero.
-    up = (diff > 0.5) | ((diff == 0.5) & ((frac == 0) | ((frac & np.uint64(1)) == 1)))
-    frac = frac + up.astype(np.uint64)
-    over = frac >= np.uint64(10**10)
-    frac = np.where(over, np.uint64(0), frac)
-    whole = whole + over.astype(np.uint64)
-    zeros = np.zeros(len(frac), dtype=np.int64)
-    digits = frac.copy()
-    for _ in range(10):
-        more = (digits % np.uint64(10) == 0) & (digits > 0)
-        zeros += more
-        digits = np.where(more, digits // np.uint64(10), digits)
-    width = np.where(frac == 0, 1, 10 - zeros)
-    sign = np.where(v < 0, "-", "")
-    parts = zip(sign.tolist(), whole.tolist(), width.tolist(), digits.tolist(), strict=True)
-    text = list(map("%s%d.%0*d".__mod__, parts))
-    for i in np.flatnonzero(bad).tolist():
-        text[i] = _json_value(float(v[i]))
-    return _objects(text)
+    return _objects(float_cells(np.ascontiguousarray(values, dtype=np.float64), _float_value))
+
+
+def _float_value(value: float) -> str:
+    """JSON of a float the compiled cells leave to Python: not finite, huge or tiny."""
+    return _json_value(float(value))
 
 
 def _json_value(value: Any) -> str:
@@ -244,7 +230,9 @@ def _json_pieces(flows: FlowColumns, name: str, kind: str, lo: int, hi: int) -> 
         text[values < 0] = "null"
         return [text]
     if kind == "float":
-        return [str(_float_json(values[:1])[0])] if _same(values) else [_float_json(values)]
+        if _same(values):
+            return [str(_float_json(values[:1])[0])]
+        return [float_cells(np.ascontiguousarray(values, dtype=np.float64), _float_value)]
     if kind == "bool":
         if _same(values):
             return ["true" if values[0] else "false"]

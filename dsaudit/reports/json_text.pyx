@@ -12,7 +12,9 @@ the exact length and widest character before it writes.
 
 from cpython.list cimport PyList_GET_SIZE
 from cpython.object cimport PyObject
+from libc.math cimport fabs, isfinite
 from libc.stdint cimport int64_t, uint64_t
+from libc.stdio cimport snprintf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -35,6 +37,7 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object o)
     void PyUnicode_WRITE(int kind, void* data, Py_ssize_t index, Py_UCS4 value) nogil
     Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index) nogil
+    object PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
 
 cdef enum:
     PIECE_TEXT = 0  # one str for every row
@@ -51,6 +54,48 @@ cdef inline object _escaped(dict seen, str text):
     if escaped is None:
         escaped = seen[text] = encode_basestring(text)
     return escaped
+
+
+def float_cells(const double[::1] values, object fallback):
+    """JSON text of floats as pandas' encoder writes them: ten decimals rounded half to odd
+    (up past a half, and at a half when the last digit is odd or zero), trailing zeros
+    dropped but one kept; ``fallback(value)`` for values it writes otherwise (not finite, at
+    least 1e16 in size, or nearer zero than 1e-15)."""
+    cdef Py_ssize_t i, n = values.shape[0]
+    cdef double v, a, scaled, diff
+    cdef uint64_t whole, frac, digits
+    cdef int width, size
+    cdef char text[64]
+    cdef list out = []
+    for i in range(n):
+        v = values[i]
+        a = fabs(v)
+        if not isfinite(v) or a > 1e16 - 1 or (v != 0 and a < 1e-15):
+            out.append(fallback(v))
+            continue
+        whole = <uint64_t>a
+        scaled = (a - <double>whole) * 1e10
+        frac = <uint64_t>scaled
+        diff = scaled - <double>frac
+        if diff > 0.5 or (diff == 0.5 and (frac == 0 or (frac & 1) == 1)):
+            frac += 1
+        if frac >= 10000000000ULL:
+            frac = 0
+            whole += 1
+        digits = frac
+        width = 10
+        if frac == 0:
+            width = 1
+        else:
+            while digits % 10 == 0:
+                digits //= 10
+                width -= 1
+        size = snprintf(
+            text, sizeof(text), "%s%llu.%0*llu", "-" if v < 0 else "",
+            <unsigned long long>whole, width, <unsigned long long>digits,
+        )
+        out.append(PyUnicode_DecodeASCII(text, size, NULL))
+    return out
 
 
 cdef dict _KEYS = {}

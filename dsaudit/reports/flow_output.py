@@ -185,8 +185,9 @@ def _label_text(coded: Coded, spell: Callable[[Any], str]) -> np.ndarray:
 # chunks reuse them.
 _LABELS: dict[tuple[int, Callable[[Any], str]], tuple[np.ndarray, np.ndarray]] = {}
 # One column's text for some rows: the same for all (a str) or one per row (an object array
-# or list of str, or an int64 array written in decimal).
-Piece = str | np.ndarray | list[str]
+# or list of str, or an int64 array written in decimal, alone in a tuple when its negative
+# values stand for null).
+Piece = str | np.ndarray | list[str] | tuple[np.ndarray]
 
 
 def _same(values: np.ndarray) -> bool:
@@ -226,9 +227,7 @@ def _json_pieces(flows: FlowColumns, name: str, kind: str, lo: int, hi: int) -> 
     if kind == "vlan":
         if _same(values):
             return ["null" if values[0] < 0 else str(values[0])]
-        text = _int_text(np.maximum(values, 0))
-        text[values < 0] = "null"
-        return [text]
+        return [(np.ascontiguousarray(values, dtype=np.int64),)]  # negative: null
     if kind == "float":
         if _same(values):
             return [str(_float_json(values[:1])[0])]

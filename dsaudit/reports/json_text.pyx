@@ -14,7 +14,6 @@ from cpython.list cimport PyList_GET_SIZE
 from cpython.object cimport PyObject
 from libc.math cimport fabs, isfinite
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdio cimport snprintf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -43,6 +42,7 @@ cdef enum:
     PIECE_TEXT = 0  # one str for every row
     PIECE_CELLS = 1  # a list of str, one per row
     PIECE_INTS = 2  # int64 per row, written in decimal
+    PIECE_INTS_OR_NULL = 3  # the same, but a negative value is written null
     # Longest decimal text of an int64: 19 digits and a sign.
     INT_CHARS = 20
 
@@ -90,12 +90,34 @@ def float_cells(const double[::1] values, object fallback):
             while digits % 10 == 0:
                 digits //= 10
                 width -= 1
-        size = snprintf(
-            text, sizeof(text), "%s%llu.%0*llu", "-" if v < 0 else "",
-            <unsigned long long>whole, width, <unsigned long long>digits,
-        )
+        size = 0
+        if v < 0:
+            text[0] = 45  # "-"
+            size = 1
+        size += _digits(text + size, whole, 1)
+        text[size] = 46  # "."
+        size += 1 + _digits(text + size + 1, digits, width)
         out.append(PyUnicode_DecodeASCII(text, size, NULL))
     return out
+
+
+cdef inline int _digits(char* out, uint64_t u, int width) noexcept nogil:
+    """Write ``u`` in decimal, zero-padded to ``width`` digits; return how many were written
+    (at most 20)."""
+    cdef char tmp[20]
+    cdef int n = 0, i
+    while True:
+        tmp[n] = <char>(48 + u % 10)
+        u //= 10
+        n += 1
+        if u == 0:
+            break
+    while n < width and n < 20:
+        tmp[n] = 48
+        n += 1
+    for i in range(n):
+        out[i] = tmp[n - 1 - i]
+    return n
 
 
 cdef dict _KEYS = {}
@@ -191,19 +213,30 @@ def list_cells(list values, object fallback):
 
 # One answer as the standard encoder writes the dict (name, type, data, ttl): each value
 # is already JSON text.
-cdef str _ANSWER = '{"name":%s,"type":%s,"data":%s,"ttl":%s}'
+# The characters of one answer besides its values: {"name":,"type":,"data":,"ttl":}
+cdef Py_ssize_t _ANSWER_FIXED = len('{"name":,"type":,"data":,"ttl":}')
 
 
 def answer_cells(list values, object fallback):
     """JSON of dns_answers cells held as naming keeps them, lists of (name, rtype, data,
     ttl) tuples: ``[]`` for None or no answers; else the text the standard encoder gives
     the same answers as dicts (name, type, data, ttl; the type spelled by rtype_name).
-    A cell with any other shape or types goes to ``fallback(value)``."""
+    A cell with any other shape or types goes to ``fallback(value)``.
+
+    A cell's text is counted first and then written into one string: formatting each
+    answer and joining them cost a microsecond an answer.
+    """
     cdef dict seen = {}
     cdef dict types = {}
     cdef list out = []
-    cdef list parts
+    cdef list texts  # per answer: escaped name, spelled type, escaped data or "null"
+    cdef list ttls
     cdef bint plain
+    cdef Py_ssize_t total, i, m, pos
+    cdef Py_UCS4 maxchar
+    cdef int kind
+    cdef void* data_p
+    cdef int64_t ttl_v
     for value in values:
         if value is None or (type(value) is list and not value):
             out.append("[]")
@@ -211,7 +244,8 @@ def answer_cells(list values, object fallback):
         if type(value) is not list:
             out.append(fallback(value))
             continue
-        parts = []
+        texts = []
+        ttls = []
         plain = True
         for item in <list>value:
             if type(item) is not tuple or len(<tuple>item) != 4:
@@ -233,21 +267,48 @@ def answer_cells(list values, object fallback):
                     plain = False
                     break
                 spelled = types[rtype] = encode_basestring(spelled)
-            parts.append(
-                _ANSWER
-                % (
-                    _escaped(seen, name),
-                    spelled,
-                    "null" if data is None else _escaped(seen, data),
-                    repr(ttl),
-                )
-            )
+            texts.append(_escaped(seen, name))
+            texts.append(spelled)
+            texts.append("null" if data is None else _escaped(seen, data))
+            # (A TTL past 64 bits, from no real DNS message, is spelled by Python.)
+            ttls.append(ttl if -(1 << 63) <= ttl < (1 << 63) else repr(ttl))
         if not plain:
             out.append(fallback(value))
-        elif len(parts) == 1:
-            out.append("[" + <str>parts[0] + "]")
-        else:
-            out.append("[" + ",".join(parts) + "]")
+            continue
+        m = len(ttls)
+        # "[" and "]", a comma between answers, and each answer's fixed text.
+        total = 2 + (m - 1) + m * _ANSWER_FIXED
+        maxchar = 127
+        for text in texts:
+            total += _str_len(<PyObject*>text)
+            maxchar = max(maxchar, _str_maxchar(<PyObject*>text))
+        for ttl in ttls:
+            total += _int_len(<int64_t>ttl) if type(ttl) is int else _str_len(<PyObject*>ttl)
+        cell = PyUnicode_New(total, maxchar)
+        kind = PyUnicode_KIND(cell)
+        data_p = PyUnicode_DATA(cell)
+        pos = _put_str(kind, data_p, 0, total, <PyObject*>"[")
+        for i in range(m):
+            if i:
+                pos = _put_str(kind, data_p, pos, total, <PyObject*>",")
+            pos = _put_str(kind, data_p, pos, total, <PyObject*>'{"name":')
+            pos = _put_str(kind, data_p, pos, total, <PyObject*>texts[3 * i])
+            pos = _put_str(kind, data_p, pos, total, <PyObject*>',"type":')
+            pos = _put_str(kind, data_p, pos, total, <PyObject*>texts[3 * i + 1])
+            pos = _put_str(kind, data_p, pos, total, <PyObject*>',"data":')
+            pos = _put_str(kind, data_p, pos, total, <PyObject*>texts[3 * i + 2])
+            pos = _put_str(kind, data_p, pos, total, <PyObject*>',"ttl":')
+            ttl = ttls[i]
+            if type(ttl) is int:
+                ttl_v = ttl
+                pos = _put_int(kind, data_p, pos, total, ttl_v)
+            else:
+                pos = _put_str(kind, data_p, pos, total, <PyObject*>ttl)
+            pos = _put_str(kind, data_p, pos, total, <PyObject*>"}")
+        pos = _put_str(kind, data_p, pos, total, <PyObject*>"]")
+        if pos != total:
+            raise RuntimeError("a DNS answer cell's text did not come to its counted length")
+        out.append(cell)
     return out
 
 
@@ -314,7 +375,8 @@ cdef inline PyObject* _cell(PyObject* cells, Py_ssize_t i) noexcept:
 def join_rows(list pieces, Py_ssize_t n, str between):
     """The text of ``n`` rows, each the concatenation of ``pieces`` in order, with
     ``between`` between rows. A piece is a str (the same in every row), a list of ``n``
-    str (one per row) or an int64 array of ``n`` values (written in decimal)."""
+    str (one per row), an int64 array of ``n`` values (written in decimal), or such an
+    array alone in a tuple (its negative values written null)."""
     cdef Py_ssize_t m = len(pieces)
     cdef Py_ssize_t i, j, total = 0, pos = 0
     # The output's width is the widest character it holds (CPython's strings are always
@@ -352,13 +414,20 @@ def join_rows(list pieces, Py_ssize_t n, str between):
                     maxchar = max(maxchar, _str_maxchar(s))
             else:
                 kinds[j] = PIECE_INTS
+                if type(piece) is tuple and len(<tuple>piece) == 1:
+                    kinds[j] = PIECE_INTS_OR_NULL
+                    piece = (<tuple>piece)[0]
                 ints = piece
                 if ints.shape[0] != n:
                     raise ValueError(f"piece {j} has {ints.shape[0]} values for {n} rows")
                 keep.append(ints)
                 values[j] = &ints[0]
-                for i in range(n):
-                    total += _int_len(ints[i])
+                if kinds[j] == PIECE_INTS:
+                    for i in range(n):
+                        total += _int_len(ints[i])
+                else:
+                    for i in range(n):
+                        total += 4 if ints[i] < 0 else _int_len(ints[i])
         total += (n - 1) * len(between)
         out = PyUnicode_New(total, maxchar)
         kind = PyUnicode_KIND(out)
@@ -379,6 +448,8 @@ def join_rows(list pieces, Py_ssize_t n, str between):
                     pos = _put_str(kind, data, pos, total, piece_p)
                 elif kinds[j] == PIECE_CELLS:
                     pos = _put_str(kind, data, pos, total, _cell(piece_p, i))
+                elif kinds[j] == PIECE_INTS_OR_NULL and values[j][i] < 0:
+                    pos = _put_str(kind, data, pos, total, <PyObject*>"null")
                 else:
                     pos = _put_int(kind, data, pos, total, values[j][i])
         if pos != total:

@@ -140,7 +140,7 @@ INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 @st.composite
 def rows(draw: st.DrawFn) -> tuple[list[Any], int, str]:
     n = draw(st.integers(0, 6))
-    kinds = st.sampled_from(["text", "cells", "ints"])
+    kinds = st.sampled_from(["text", "cells", "ints", "ints or null"])
     pieces: list[Any] = []
     for kind in draw(st.lists(kinds, max_size=6)):
         if kind == "text":
@@ -148,12 +148,15 @@ def rows(draw: st.DrawFn) -> tuple[list[Any], int, str]:
         elif kind == "cells":
             pieces.append(draw(st.lists(TEXT, min_size=n, max_size=n)))
         else:
-            pieces.append(np.array(draw(st.lists(INT64, min_size=n, max_size=n)), dtype=np.int64))
+            ints = np.array(draw(st.lists(INT64, min_size=n, max_size=n)), dtype=np.int64)
+            pieces.append(ints if kind == "ints" else (ints,))
     return pieces, n, draw(st.sampled_from(["", "\n", ",\n", "\u20ac"]))
 
 
 def reference_join(pieces: list[Any], n: int, between: str) -> str:
     def cell(piece: Any, i: int) -> str:
+        if isinstance(piece, tuple):  # an int array whose negative values are null
+            return "null" if piece[0][i] < 0 else str(piece[0][i])
         return piece if isinstance(piece, str) else str(piece[i])
 
     return between.join("".join(cell(p, i) for p in pieces) for i in range(n))
@@ -163,6 +166,7 @@ def reference_join(pieces: list[Any], n: int, between: str) -> str:
 @given(rows())
 @example(([np.array([-(2**63), 2**63 - 1, 0, -1], dtype=np.int64)], 4, ","))
 @example((["a", ["\xe9", "\u20ac", "\U0001f600", "\ud800"], "b"], 4, ""))
+@example(([(np.array([-(2**63), -1, 0, 2**63 - 1], dtype=np.int64),), "x"], 4, "\u20ac"))
 def test_join_rows_is_the_plain_join(case: tuple[list[Any], int, str]) -> None:
     pieces, n, between = case
     assert join_rows(pieces, n, between) == reference_join(pieces, n, between)

@@ -66,6 +66,21 @@ def test_eviction_keeps_names_of_surviving_flows() -> None:
     assert builder.table.evicted > 0
 
 
+def test_dns_map_addresses_still_holds_an_address_only_a_later_client_was_told() -> None:
+    dns = DnsMap(max_entries=4)
+    dns.add(client=1, addr=100, ts=0, name="a.example")
+    dns.add(client=1, addr=101, ts=1, name="b.example")
+    dns.add(client=2, addr=100, ts=2, name="a.example")
+    dns.add(client=1, addr=102, ts=3, name="c.example")
+    assert dns.addresses() == {100, 101, 102}
+    # The map is full: shedding drops the oldest half of each of its two indexes, the
+    # address 100 among the addresses but not client 2's later answer for it.
+    dns.add(client=1, addr=103, ts=4, name="d.example")
+    assert dns.evicted > 0
+    assert dns.addresses() == {100, 101, 102, 103}
+    assert dns.lookup(2, 100, 10) == "a.example"
+
+
 def test_dns_map_sheds_old_answers_at_its_limit() -> None:
     dns = DnsMap(max_entries=100)
     for i in range(1_000):

@@ -204,10 +204,13 @@ cdef class DnsMap:
     cdef dict _by_addr
     cdef public Py_ssize_t max_entries
     cdef public Py_ssize_t evicted
+    # Until the map first sheds, every address a client was told is also in _by_addr.
+    cdef bint _shed_once
 
     def __cinit__(self, *args, **kwargs):
         self._by_client = {}
         self._by_addr = {}
+        self._shed_once = False
 
     def __init__(self, max_entries=1_000_000):
         self.max_entries = max_entries
@@ -233,6 +236,7 @@ cdef class DnsMap:
         self.evicted += dropped
 
     cdef _shed(self):
+        self._shed_once = True
         # Dicts keep insertion order: the first half are the longest-known pairs.
         cdef list pairs = list(self._by_client)[: len(self._by_client) // 2]
         for pair in pairs:
@@ -244,6 +248,8 @@ cdef class DnsMap:
 
     def addresses(self):
         """Every address some answer named: a flow to any other address has no DNS name."""
+        if not self._shed_once:
+            return set(self._by_addr)
         return set(self._by_addr) | {addr for _, addr in self._by_client}
 
     def lookup(self, client, addr, ts):

@@ -113,6 +113,80 @@ def run_read_only(files: list[Path], jobs: int) -> float:
     return time.perf_counter() - start
 
 
+# Run in a child: `dsaudit report`'s own steps, each timed, so the benchmark can say which of
+# them a second job shortens and which stay serial. Prints one JSON object.
+STAGES = """
+import gc, json, os, sys, time
+gc.disable()
+t = [time.perf_counter()]
+from dsaudit.catalog import load_catalog
+from dsaudit.flow_records.builder import FlowOptions
+from dsaudit.flow_records.merge import merge_parts
+from dsaudit.inventory import load_inventory
+from dsaudit.reports.report_output import write_report
+from dsaudit.runs import audit
+from dsaudit.runs.audit import AuditOptions, run_audit
+from dsaudit.runs.periodic import read_parts
+jobs, inv, files = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+classify = audit.classify_flows
+judging = []
+def timed_classify(*args, **kwargs):
+    began = time.perf_counter()
+    try:
+        return classify(*args, **kwargs)
+    finally:
+        judging.append(time.perf_counter() - began)
+audit.classify_flows = timed_classify
+catalog, inventory = load_catalog(), load_inventory(inv)
+t.append(time.perf_counter())
+parts = read_parts(files, FlowOptions(), jobs=jobs)
+t.append(time.perf_counter())
+order = sorted(range(len(parts)), key=lambda i: (parts[i].first_ts, i))
+merged = merge_parts([parts[i] for i in order])
+t.append(time.perf_counter())
+result = run_audit(merged, catalog, inventory, AuditOptions(jobs=jobs))
+t.append(time.perf_counter())
+write_report(result, {}, None, "json", os.devnull, jobs=jobs)
+t.append(time.perf_counter())
+names = ["start-up", "read the files", "join the parts", "audit", "write JSON"]
+took = {n: b - a for n, a, b in zip(names, t, t[1:])}
+# The audit's classification of each flow runs in worker processes; its findings, the
+# expectations and the per-role tables over all flows run in one.
+took["classify flows"] = sum(judging)
+took["findings, tables"] = took.pop("audit") - took["classify flows"]
+took["write JSON"] = took.pop("write JSON")
+print(json.dumps(took), flush=True)
+os._exit(0)
+"""
+
+
+def stage_times(files: list[Path], jobs: int, inv: Path, repeat: int) -> dict[str, float]:
+    """Median seconds of each of `dsaudit report`'s steps with ``jobs`` jobs, in-process."""
+    runs = []
+    for _ in range(repeat):
+        cmd = [sys.executable, "-c", STAGES, str(jobs), str(inv), *map(str, files)]
+        out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def print_stages(one: dict[str, float], two: dict[str, float]) -> None:
+    """Each step with one job and with two, which of them stay serial, and the best a
+    second job could do given those."""
+    print("where one report spends its time, by step (median, in-process):")
+    for name in one:
+        gain = one[name] / two[name] if two[name] > 0 else 0.0
+        print(f"    {name:<18} {one[name]:6.2f} s   --jobs 2: {two[name]:6.2f} s  ({gain:.2f}x)")
+    # A step that two jobs shorten by less than a tenth runs in one process.
+    serial = sum(v for k, v in one.items() if two[k] > one[k] * 0.9)
+    total = sum(one.values())
+    best = total / (serial + (total - serial) / 2)
+    print(
+        f"    {serial:.2f} s of {total:.2f} s does not shorten with a second job, so even a "
+        f"perfect split of the rest gives at most {best:.2f}x"
+    )
+
+
 def digest(path: Path) -> tuple[int, list[str]]:
     doc = json.loads(path.read_text())
     return len(doc["flows"]), [f["message"] for f in doc["findings"]]
@@ -130,6 +204,11 @@ def main() -> None:
         "--read-only",
         action="store_true",
         help="also time reading and joining alone (the bound on the report's speed-up)",
+    )
+    ap.add_argument(
+        "--stages",
+        action="store_true",
+        help="also time each step of a report in-process, with one job and with two",
     )
     args = ap.parse_args()
     source = workload(args.cache_dir, args.packets, args.pcap)
@@ -172,6 +251,10 @@ def main() -> None:
         print(
             f"the audit and the writing take {rest1:.1f} s with one job; for 1.6x overall "
             f"they would have to take {max(allowed, 0):.2f} s with two: {need}"
+        )
+    if args.stages:
+        print_stages(
+            stage_times(files, 1, inv, args.repeat), stage_times(files, 2, inv, args.repeat)
         )
     if results[1] != results[2]:
         sys.exit("the two runs disagree: flows or findings differ")

@@ -409,12 +409,18 @@ def check_dsaudit(
 
 
 # --------------------------------------------------------------------------- measuring
-def measure(rows: list[Contender], repeat: int, timeout: float, workdir: Path) -> None:
-    """Round-robin the repeats so slow drifts in machine load hit every contender alike."""
+def measure(rows: list[Contender], repeat: int, timeout: float, workdir: Path, pcap: Path) -> None:
+    """Round-robin the repeats so slow drifts in machine load hit every contender alike.
+
+    The capture is read once more before every run: this machine's memory manager reclaims
+    page-cache pages it has not seen used for a while, and a run right after tshark's forty
+    seconds found part of the file back on disk (wall time well above its CPU time).
+    """
     for rep in range(1, repeat + 1):
         for row in rows:
             if row.error is not None:
                 continue
+            warm_page_cache(pcap)
             stdout = str(workdir / f"{row.key}.out") if row.capture_stdout else os.devnull
             run = run_measured(
                 row.argv,
@@ -599,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"timed runs ({args.repeat} each, round-robin):", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-flows-") as tmp:
-        measure(rows, args.repeat, args.timeout, Path(tmp))
+        measure(rows, args.repeat, args.timeout, Path(tmp), pcap)
     context.loadavg_end = os.getloadavg()
 
     by_key = {row.key: row for row in rows}

@@ -486,8 +486,8 @@ def process_records(
         ahead[c] = NO_SLOT
     with nogil:
         if start + PREFETCH_AHEAD < nrec:
-            for c in range(start, start + PREFETCH_AHEAD):
-                ahead[c % PREFETCH_RING] = _row_slot(rec, c, mask)
+            for r in range(start, start + PREFETCH_AHEAD):
+                ahead[r % PREFETCH_RING] = _row_slot(rec, r, mask)
         r = start
         while r < nrec:
             if r + PREFETCH_AHEAD < nrec:

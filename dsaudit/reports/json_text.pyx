@@ -1,13 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Compiled JSON text of flow cells: name and list cells, and rows joined into one string.
+"""Compiled JSON text of flow cells (names, lists, floats), and rows joined into one string.
 
 Hand-written in Cython because a capture's tens of thousands of DNS flows each carry a list
 cell, and the standard encoder's per-call setup and a numpy grid of pieces cost more than
 the text itself. Escaping is the standard library's own C escaper (json.encoder, the same
 one ``json.dumps(ensure_ascii=False)`` uses); anything but plain text, integers, None and
-lists or objects of those goes to the caller's encoder. :func:`join_rows` checks every
-piece at entry (a str, or a list of str or an int64 array with one cell per row) and counts
-the exact length and widest character before it writes.
+lists or objects of those goes to the caller's encoder. Floats follow pandas' encoder
+digit for digit (the flows' JSON was pandas' before it was this). :func:`join_rows` checks
+every piece at entry (a str, or a list of str or an int64 array with one cell per row) and
+counts the exact length and widest character before it writes.
 """
 
 from cpython.list cimport PyList_GET_SIZE

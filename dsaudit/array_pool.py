@@ -35,12 +35,23 @@ class ArrayPool:
         return sys.getrefcount(self._arrays[i])
 
     def take(self, shape: int | tuple[int, ...]) -> np.ndarray:
-        """An uninitialised array of ``shape``: an idle one of the same shape, or a new one."""
+        """An uninitialised array of ``shape``: an idle one of that shape, the leading rows of
+        an idle one with more rows (a view, which keeps it out of the pool while it lives),
+        or a new one. Batches differ in length: the same few arrays serve them all."""
         want = (shape,) if isinstance(shape, int) else tuple(shape)
         for i in range(len(self._arrays)):
-            if self._arrays[i].shape == want and self._refs(i) == self._idle:
+            # Not bound to a local name: that would add a reference to the count below.
+            have = self._arrays[i].shape
+            if (
+                len(have) == len(want)
+                and have[1:] == want[1:]
+                and have[0] >= want[0]
+                and self._refs(i) == self._idle
+            ):
                 self.reused += 1
-                return self._arrays[i]
+                if have[0] == want[0]:
+                    return self._arrays[i]
+                return self._arrays[i][: want[0]]
         fresh = np.empty(want, dtype=self.dtype)
         if len(self._arrays) < self.keep:
             self._arrays.append(fresh)

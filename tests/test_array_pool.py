@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from dsaudit.array_pool import ArrayPool
+from dsaudit.decode.batch import decode_batch
 from dsaudit.sources.capture_file import CaptureReader
 from tests.packets import write_pcap
 
@@ -31,6 +32,42 @@ def test_an_array_still_referred_to_is_never_handed_out() -> None:
     fresh = pool.take(64)
     assert id(fresh) not in taken
     assert pool.reused == 0
+
+
+def test_a_shorter_request_gets_the_leading_rows_of_an_idle_longer_array() -> None:
+    pool = ArrayPool(np.int64)
+    long = pool.take((100, 3))
+    base = id(long)
+    del long
+    short = pool.take((60, 3))
+    assert short.shape == (60, 3)
+    assert id(short.base) == base  # the same memory, not a fresh array
+    assert pool.reused == 1
+    # While that view lives, its array is in use: a second request gets a fresh one.
+    other = pool.take((60, 3))
+    assert other.base is None or id(other.base) != base
+    assert pool.reused == 1
+
+
+def test_decoding_batches_of_different_lengths_reuses_the_same_record_arrays(
+    tmp_path: Path,
+) -> None:
+    """The reader cuts batches at its buffer's end, so their lengths differ: the decoder's
+    record arrays must still come back from the pool rather than be allocated per batch."""
+    frames = [bytes(60 + i % 700) for i in range(6000)]
+    path = tmp_path / "uneven.pcap"
+    write_pcap(path, [(i * 1000, f) for i, f in enumerate(frames)])
+    pool = ArrayPool(np.int64)
+    lengths = set()
+    batches = 0
+    for batch in CaptureReader(str(path), buffer_bytes=1 << 16, batch_packets=4096):
+        rec, k = decode_batch(batch, pool)
+        assert k == len(batch)
+        lengths.add(len(batch))
+        batches += 1
+        del rec
+    assert len(lengths) > 5  # the buffer's end cut batches of many lengths
+    assert batches - pool.reused <= 3
 
 
 def test_other_shapes_get_their_own_arrays_and_the_pool_stays_bounded() -> None:
